@@ -1,0 +1,74 @@
+"""The Starlette application, readable top to bottom: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from realtime.config import Settings
+from realtime.engine import Engine
+
+from .endpoints import auth, operations, timelines, tweets, users
+from .errors import EXCEPTION_HANDLERS
+from .openapi import docs_init, docs_page, openapi_json, swagger_assets
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger("chirp.app")
+
+
+def create_app(settings: Settings) -> Starlette:
+    routes = [
+        # Sign-in
+        Route("/auth/dev", auth.dev_signin, methods=["POST"]),
+        Route("/auth/signout", auth.signout, methods=["POST"]),
+        # Users ("/users/me" before "/users/{username}")
+        Route("/users", users.create_user, methods=["POST"]),
+        Route("/users/me", users.edit_profile, methods=["PATCH"]),
+        Route("/users/{username}", users.get_profile, methods=["GET"]),
+        Route("/users/{username}/follow", users.follow, methods=["PUT"]),
+        Route("/users/{username}/follow", users.unfollow, methods=["DELETE"]),
+        Route("/users/{username}/followers", users.followers, methods=["GET"]),
+        Route("/users/{username}/following", users.following, methods=["GET"]),
+        Route("/users/{username}/tweets", timelines.user_tweets, methods=["GET"]),
+        Route("/users/{username}/mentions", timelines.user_mentions, methods=["GET"]),
+        # Tweets
+        Route("/tweets", tweets.post_tweet, methods=["POST"]),
+        Route("/tweets/{tweet_id}", tweets.get_tweet, methods=["GET"]),
+        Route("/tweets/{tweet_id}", tweets.delete_tweet, methods=["DELETE"]),
+        Route("/tweets/{tweet_id}/like", tweets.like, methods=["PUT"]),
+        Route("/tweets/{tweet_id}/like", tweets.unlike, methods=["DELETE"]),
+        Route("/tweets/{tweet_id}/retweet", tweets.retweet, methods=["PUT"]),
+        Route("/tweets/{tweet_id}/retweet", tweets.unretweet, methods=["DELETE"]),
+        # Timelines
+        Route("/timelines/home", timelines.home, methods=["GET"]),
+        Route("/hashtags/{tag}/tweets", timelines.hashtag, methods=["GET"]),
+        # Operations
+        Route("/healthz", operations.healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=True),
+        Route("/docs", docs_page, methods=["GET"]),
+        Route("/docs/swagger-init.js", docs_init, methods=["GET"], include_in_schema=False),
+        Mount("/docs/assets", app=swagger_assets, name="swagger-assets"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        engine = await Engine.open(settings)
+        app.state.engine = engine
+        engine.start_fanout_workers(settings.fanout_in_process)
+        try:
+            yield
+        finally:
+            await engine.close()
+
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.settings = settings
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """For ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(Settings.load())

@@ -1,0 +1,105 @@
+"""Timelines: home, a user's tweets, a user's mentions, a hashtag."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from realtime import keys
+from realtime.errors import Unprocessable
+from realtime.text import normalize_username
+
+from ..requests import before_param, count_param, signed_in_user
+from ..responses import Json
+
+_TAG = re.compile(r"^#?([A-Za-z0-9_]{1,100})$")
+
+
+
+async def _page(request: Request, key: str) -> Json:
+    count, before = count_param(request), before_param(request)
+    return Json(await request.app.state.engine.tweets.page(key, count=count, before=before))
+
+
+async def home(request: Request) -> Json:
+    """
+    summary: Your home timeline
+    tags: [timelines]
+    security: [{bearer: []}]
+    parameters:
+      - {$ref: '#/components/parameters/count'}
+      - {$ref: '#/components/parameters/before'}
+    responses:
+      200:
+        description: A page, newest first; pass next as before for the next page.
+        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
+      400: {$ref: '#/components/responses/Error'}
+      401: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    return await _page(request, keys.home_timeline(me))
+
+
+async def user_tweets(request: Request) -> Json:
+    """
+    summary: Tweets sent by a user
+    tags: [timelines]
+    parameters:
+      - {$ref: '#/components/parameters/username'}
+      - {$ref: '#/components/parameters/count'}
+      - {$ref: '#/components/parameters/before'}
+    responses:
+      200:
+        description: A page, newest first; pass next as before for the next page.
+        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
+      400: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    name = await request.app.state.engine.users.require(request.path_params["username"])
+    return await _page(request, keys.user_timeline(normalize_username(name)))
+
+
+async def user_mentions(request: Request) -> Json:
+    """
+    summary: Tweets that mention a user
+    tags: [timelines]
+    parameters:
+      - {$ref: '#/components/parameters/username'}
+      - {$ref: '#/components/parameters/count'}
+      - {$ref: '#/components/parameters/before'}
+    responses:
+      200:
+        description: A page, newest first; pass next as before for the next page.
+        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
+      400: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    name = await request.app.state.engine.users.require(request.path_params["username"])
+    return await _page(request, keys.mentions_timeline(normalize_username(name)))
+
+
+async def hashtag(request: Request) -> Json:
+    """
+    summary: Tweets with a hashtag (tag without its '#')
+    tags: [timelines]
+    parameters:
+      - {in: path, name: tag, required: true, schema: {type: string}}
+      - {$ref: '#/components/parameters/count'}
+      - {$ref: '#/components/parameters/before'}
+    responses:
+      200:
+        description: A page, newest first; pass next as before for the next page.
+        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
+      400: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    match = _TAG.match(request.path_params["tag"])
+    if not match:
+        raise Unprocessable("A hashtag is letters, digits and underscores.", code="invalid_hashtag")
+    return await _page(request, keys.hashtag_timeline(match.group(1).lower()))
+
+

@@ -1,0 +1,137 @@
+"""Tweets: post, read, delete, like, retweet."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from realtime.tweets import parse_tweet_id
+
+from ..requests import read_json, signed_in_user
+from ..responses import Json, no_content
+
+
+async def post_tweet(request: Request) -> Response:
+    """
+    summary: Post a tweet (answers once its fan-out is recorded)
+    tags: [tweets]
+    security: [{bearer: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [content]
+            properties:
+              content: {type: string, minLength: 1, maxLength: 280, description: 1 to 280 Unicode code points}
+    responses:
+      201:
+        description: Posted; no body.
+        headers:
+          Location: {description: 'the new tweet, /tweets/{id}', schema: {type: string}}
+      400: {$ref: '#/components/responses/Error'}
+      401: {$ref: '#/components/responses/Error'}
+      413: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    data = await read_json(request)
+    tweet_id = await request.app.state.engine.tweets.post(me, data.get("content"))
+    return Response(status_code=201, headers={"Location": f"/tweets/{tweet_id}"})
+
+
+async def get_tweet(request: Request) -> Json:
+    """
+    summary: One tweet
+    tags: [tweets]
+    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    responses:
+      200:
+        description: The tweet.
+        content: {application/json: {schema: {$ref: '#/components/schemas/Tweet'}}}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    tweet_id = parse_tweet_id(request.path_params["tweet_id"])
+    return Json(await request.app.state.engine.tweets.get(tweet_id))
+
+
+async def delete_tweet(request: Request):
+    """
+    summary: Delete your tweet; it leaves every timeline
+    tags: [tweets]
+    security: [{bearer: []}]
+    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    responses:
+      204: {description: Deleted.}
+      401: {$ref: '#/components/responses/Error'}
+      403: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    await request.app.state.engine.tweets.delete(me, parse_tweet_id(request.path_params["tweet_id"]))
+    return no_content()
+
+
+async def like(request: Request):
+    """
+    summary: Like a tweet (idempotent)
+    tags: [tweets]
+    security: [{bearer: []}]
+    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    responses:
+      204: {description: Liked.}
+      401: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    await request.app.state.engine.tweets.like(me, parse_tweet_id(request.path_params["tweet_id"]))
+    return no_content()
+
+
+async def unlike(request: Request):
+    """
+    summary: Take a like back (idempotent)
+    tags: [tweets]
+    security: [{bearer: []}]
+    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    responses:
+      204: {description: Not liked.}
+      401: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    await request.app.state.engine.tweets.like(me, parse_tweet_id(request.path_params["tweet_id"]), liked=False)
+    return no_content()
+
+
+async def retweet(request: Request):
+    """
+    summary: Retweet to your followers (idempotent)
+    tags: [tweets]
+    security: [{bearer: []}]
+    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    responses:
+      204: {description: Retweeted.}
+      401: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    await request.app.state.engine.tweets.retweet(me, parse_tweet_id(request.path_params["tweet_id"]))
+    return no_content()
+
+
+async def unretweet(request: Request):
+    """
+    summary: Undo a retweet (idempotent)
+    tags: [tweets]
+    security: [{bearer: []}]
+    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    responses:
+      204: {description: Not retweeted.}
+      401: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    await request.app.state.engine.tweets.unretweet(me, parse_tweet_id(request.path_params["tweet_id"]))
+    return no_content()

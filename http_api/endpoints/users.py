@@ -1,0 +1,179 @@
+"""Users: create, profile, edit, follow, followers and following."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from realtime.errors import BadRequest, Conflict, Unprocessable
+from realtime.text import normalize_username
+
+from ..requests import count_param, current_session, optional_str, read_json, signed_in_user
+from ..responses import Json, no_content
+
+#: Names that are routes, not people.
+RESERVED_USERNAMES = frozenset({"me"})
+_CURSOR = re.compile(r"^[a-z0-9_]{1,15}$")
+
+
+async def create_user(request: Request) -> Json:
+    """
+    summary: Choose a username (the first call of a new Google account)
+    tags: [users]
+    security: [{bearer: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [username]
+            properties:
+              username: {type: string, pattern: '^[A-Za-z0-9_]{1,15}$'}
+              display_name: {type: string, maxLength: 50}
+              bio: {type: string, maxLength: 160}
+    responses:
+      201:
+        description: The new profile.
+        content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
+      401: {$ref: '#/components/responses/Error'}
+      409: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    engine = request.app.state.engine
+    session = await current_session(request)
+    if session.user is not None:
+        raise Conflict("This session already has a username.", code="username_already_chosen")
+    data = await read_json(request)
+    username = data.get("username")
+    if isinstance(username, str) and username.lower() in RESERVED_USERNAMES:
+        raise Unprocessable(f"{username!r} is reserved; choose another username.", code="reserved_username")
+    display_name, bio = optional_str(data, "display_name"), optional_str(data, "bio")
+    profile = await engine.users.create(username, display_name, bio)
+    await engine.sessions.bind_user(session, normalize_username(profile["username"]))
+    return Json(profile, status_code=201)
+
+
+async def get_profile(request: Request) -> Json:
+    """
+    summary: A user's profile with counts (``me`` is the caller)
+    tags: [users]
+    parameters: [{$ref: '#/components/parameters/username'}]
+    responses:
+      200:
+        description: The profile.
+        content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    engine = request.app.state.engine
+    name = request.path_params["username"]
+    if name == "me":
+        name = await signed_in_user(request)
+    return Json(await engine.users.profile(await engine.users.require(name)))
+
+
+async def edit_profile(request: Request) -> Json:
+    """
+    summary: Edit your display name or bio
+    tags: [users]
+    security: [{bearer: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            properties:
+              display_name: {type: string, minLength: 1, maxLength: 50}
+              bio: {type: string, maxLength: 160}
+    responses:
+      200:
+        description: The updated profile.
+        content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
+      400: {$ref: '#/components/responses/Error'}
+      401: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    data = await read_json(request)
+    display_name, bio = optional_str(data, "display_name"), optional_str(data, "bio")
+    return Json(await request.app.state.engine.users.update(me, display_name=display_name, bio=bio))
+
+
+async def follow(request: Request):
+    """
+    summary: Follow a user (idempotent)
+    tags: [users]
+    security: [{bearer: []}]
+    parameters: [{$ref: '#/components/parameters/username'}]
+    responses:
+      204: {description: Following.}
+      401: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    await request.app.state.engine.users.follow(me, request.path_params["username"])
+    return no_content()
+
+
+async def unfollow(request: Request):
+    """
+    summary: Stop following a user (idempotent)
+    tags: [users]
+    security: [{bearer: []}]
+    parameters: [{$ref: '#/components/parameters/username'}]
+    responses:
+      204: {description: Not following.}
+      401: {$ref: '#/components/responses/Error'}
+      404: {$ref: '#/components/responses/Error'}
+      422: {$ref: '#/components/responses/Error'}
+    """
+    me = await signed_in_user(request)
+    await request.app.state.engine.users.unfollow(me, request.path_params["username"])
+    return no_content()
+
+
+async def _relation(request: Request, relation: str) -> Json:
+    count = count_param(request)
+    cursor = request.query_params.get("cursor") or None
+    if cursor is not None and not _CURSOR.match(cursor.lower()):
+        raise BadRequest("cursor must be a value from a previous page's next.", code="invalid_cursor")
+    names, next_cursor = await request.app.state.engine.users.relation_page(
+        request.path_params["username"], relation, count=count, cursor=cursor)
+    return Json({"users": names, "next": next_cursor})
+
+
+async def followers(request: Request) -> Json:
+    """
+    summary: Who follows a user, in alphabetical order
+    tags: [users]
+    parameters:
+      - {$ref: '#/components/parameters/username'}
+      - {$ref: '#/components/parameters/count'}
+      - {$ref: '#/components/parameters/cursor'}
+    responses:
+      200:
+        description: A page of usernames.
+        content: {application/json: {schema: {$ref: '#/components/schemas/UserPage'}}}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    return await _relation(request, "followers")
+
+
+async def following(request: Request) -> Json:
+    """
+    summary: Whom a user follows, in alphabetical order
+    tags: [users]
+    parameters:
+      - {$ref: '#/components/parameters/username'}
+      - {$ref: '#/components/parameters/count'}
+      - {$ref: '#/components/parameters/cursor'}
+    responses:
+      200:
+        description: A page of usernames.
+        content: {application/json: {schema: {$ref: '#/components/schemas/UserPage'}}}
+      404: {$ref: '#/components/responses/Error'}
+    """
+    return await _relation(request, "following")

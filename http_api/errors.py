@@ -1,0 +1,62 @@
+"""Every failure becomes the contract's error JSON, here and nowhere else.
+
+- ``ChirpError`` (the engine's hierarchy): its own status and code.
+- Starlette's ``HTTPException`` (unknown route 404, wrong method 405): same shape.
+- Redis not answering: 503 ``redis_unavailable``.
+- Anything else: 500 ``internal_error`` with no detail; the traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from realtime.errors import ChirpError, RateLimited, Unavailable
+from realtime.redis_client import RedisDown
+
+from .responses import Json
+
+__all__ = ["EXCEPTION_HANDLERS", "error_response"]
+
+log = logging.getLogger("chirp.http")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> Json:
+    return Json({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def chirp_error(request: Request, exc: ChirpError) -> Json:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return error_response(exc.status, exc.code, exc.message, headers)
+
+
+async def http_exception(request: Request, exc: HTTPException) -> Json:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = {404: "There is no such route.", 405: f"{request.method} is not allowed here."}.get(
+        exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, code, message, exc.headers)
+
+
+async def redis_down(request: Request, exc: Exception) -> Json:
+    log.warning("Redis unavailable during %s %s: %s", request.method, request.url.path, exc)
+    unavailable = Unavailable("The data store is not answering; try again shortly.", code="redis_unavailable")
+    return error_response(503, unavailable.code, unavailable.message, {"Retry-After": "1"})
+
+
+async def unexpected(request: Request, exc: Exception) -> Json:
+    if isinstance(exc, RedisDown):
+        return await redis_down(request, exc)
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+EXCEPTION_HANDLERS = {
+    ChirpError: chirp_error,
+    HTTPException: http_exception,
+    **{kind: redis_down for kind in RedisDown},
+    Exception: unexpected,
+}

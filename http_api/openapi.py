@@ -1,0 +1,114 @@
+"""The OpenAPI document, built from the YAML in each endpoint's docstring, and Swagger UI
+served from the swagger-ui-bundle package so /docs works with no internet access."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.schemas import SchemaGenerator
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
+
+from .responses import Json
+
+__all__ = ["schema_generator", "openapi_json", "docs_page", "docs_init", "swagger_assets"]
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string", "example": "not_found"},
+        "message": {"type": "string"}}}},
+}
+_TWEET = {
+    "type": "object",
+    "required": ["id", "from", "timestamp", "content", "likes", "retweets", "mentions", "hashtags"],
+    "properties": {
+        "id": {"type": "string", "description": "53-bit time-ordered integer, as a string"},
+        "from": {"type": "string"},
+        "timestamp": {"type": "number", "description": "seconds since the Unix epoch"},
+        "content": {"type": "string"},
+        "likes": {"type": "integer"},
+        "retweets": {"type": "integer"},
+        "mentions": {"type": "array", "items": {"type": "string"}},
+        "hashtags": {"type": "array", "items": {"type": "string", "example": "#python"}},
+        "retweeted_by": {"type": "string", "description": "only on a retweet entry in a timeline"},
+        "retweet_id": {"type": "string", "description": "the retweet entry's own id (use it as before/since)"},
+    },
+}
+
+schema_generator = SchemaGenerator({
+    "openapi": "3.0.3",
+    "info": {"title": "Chirp", "version": "1.0",
+             "description": "A real-time tweet service. Live timelines: WebSocket GET /ws (see README)."},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": _ERROR,
+            "Tweet": _TWEET,
+            "TweetPage": {"type": "object", "required": ["tweets", "next"], "properties": {
+                "tweets": {"type": "array", "items": {"$ref": "#/components/schemas/Tweet"}},
+                "next": {"type": "string", "nullable": True}}},
+            "Profile": {"type": "object", "properties": {
+                "username": {"type": "string"}, "display_name": {"type": "string"}, "bio": {"type": "string"},
+                "created_at": {"type": "number"}, "followers": {"type": "integer"},
+                "following": {"type": "integer"}, "tweets": {"type": "integer"}}},
+            "UserPage": {"type": "object", "required": ["users", "next"], "properties": {
+                "users": {"type": "array", "items": {"type": "string"}},
+                "next": {"type": "string", "nullable": True}}},
+            "Session": {"type": "object", "required": ["token", "expires_at", "username"], "properties": {
+                "token": {"type": "string"}, "expires_at": {"type": "number"},
+                "username": {"type": "string", "nullable": True}}},
+        },
+        "responses": {"Error": {"description": "An error; see the status for its kind.",
+                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+        "parameters": {
+            "username": {"in": "path", "name": "username", "required": True, "schema": {"type": "string"}},
+            "tweet_id": {"in": "path", "name": "tweet_id", "required": True, "schema": {"type": "string"}},
+            "count": {"in": "query", "name": "count", "schema": {"type": "integer", "minimum": 1, "maximum": 100,
+                                                                  "default": 20}},
+            "before": {"in": "query", "name": "before", "description": "only entries older than this id",
+                       "schema": {"type": "string"}},
+            "cursor": {"in": "query", "name": "cursor", "description": "next from the previous page",
+                       "schema": {"type": "string"}},
+        },
+    },
+})
+
+
+async def openapi_json(request: Request) -> Json:
+    """
+    summary: This document
+    tags: [operations]
+    responses:
+      200: {description: The OpenAPI 3.0 document., content: {application/json: {schema: {type: object}}}}
+    """
+    return Json(schema_generator.get_schema(routes=request.app.routes))
+
+
+_DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Chirp API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/docs/swagger-init.js"></script></body></html>"""
+
+_DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui'});"
+
+
+async def docs_page(request: Request) -> HTMLResponse:
+    """
+    summary: Swagger UI for this API, with no internet access needed
+    tags: [operations]
+    responses:
+      200: {description: An HTML page., content: {text/html: {schema: {type: string}}}}
+    """
+    return HTMLResponse(_DOCS_HTML)
+
+
+async def docs_init(request: Request) -> Response:
+    # A separate file, not an inline script, so a strict Content-Security-Policy can forbid inline code.
+    return Response(_DOCS_INIT, media_type="text/javascript")
+
+
+swagger_assets = StaticFiles(directory=swagger_ui_path)

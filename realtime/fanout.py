@@ -1,0 +1,226 @@
+"""Durable fan-out: jobs in a Redis Stream, run by workers of a consumer group.
+
+``FanoutQueue.enqueue`` records a job before the HTTP call answers. A ``FanoutWorker``
+reads jobs with ``XREADGROUP``, pushes to (or removes from) every recipient's timelines
+in pipelined batches, records its progress after each batch in the same pipeline, and
+acknowledges the job at the end. A job whose worker died stays pending; after
+``claim_idle`` seconds another worker takes it with ``XAUTOCLAIM`` and resumes from the
+recorded progress. The batch that was in flight is re-run with a whole-list dedupe, so
+every timeline gets the entry exactly once and every live event goes out once.
+
+Recipients of a post: the author's followers (home), every existing mentioned user
+(home and mentions), and each hashtag's timeline. The author's own timelines are
+written by the HTTP call itself. A retweet entry goes to the retweeter's followers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from redis.exceptions import ResponseError
+
+from . import keys
+from .redis_client import Redis, RedisDown
+from .timelines import FULL_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
+
+__all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob"]
+
+log = logging.getLogger("chirp.fanout")
+
+PROGRESS_TTL = 7 * 86400
+
+
+class FanoutQueue:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def enqueue(self, kind: str, tweet_id: int, author: str, *, mentions: list[str] | None = None,
+                      hashtags: list[str] | None = None) -> str:
+        job = {"kind": kind, "id": tweet_id, "author": author}
+        if mentions is not None:
+            job["mentions"] = orjson.dumps(mentions).decode()
+        if hashtags is not None:
+            job["hashtags"] = orjson.dumps(hashtags).decode()
+        return await self._redis.xadd(keys.FANOUT_STREAM, job)
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(keys.FANOUT_STREAM, keys.FANOUT_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def backlog(self) -> tuple[int, int]:
+        """(jobs waiting to be read, jobs read but not yet acknowledged)."""
+        try:
+            groups = await self._redis.xinfo_groups(keys.FANOUT_STREAM)
+        except ResponseError:
+            return 0, 0
+        for group in groups:
+            if group["name"] == keys.FANOUT_GROUP:
+                return int(group.get("lag") or 0), int(group["pending"])
+        return 0, 0
+
+
+class FanoutJob:
+    """One job as read from the stream."""
+
+    def __init__(self, entry_id: str, fields: dict) -> None:
+        self.entry_id = entry_id
+        self.kind = fields["kind"]
+        self.tweet_id = int(fields["id"])
+        self.author = fields["author"]
+        self.mentions: list[str] | None = orjson.loads(fields["mentions"]) if "mentions" in fields else None
+        self.hashtags: list[str] | None = orjson.loads(fields["hashtags"]) if "hashtags" in fields else None
+
+
+class FanoutWorker:
+    """Runs fan-out jobs until cancelled. Several may run, in any processes."""
+
+    def __init__(self, redis: Redis, blocking_redis: Redis, timelines: Timelines, *,
+                 load_tweet: Callable[[int], Awaitable[dict | None]],
+                 render_tweet: Callable[[int], Awaitable[str | None]],
+                 delete_message: Callable[[int], str],
+                 batch_size: int = 1000, batch_pause: float = 0.0, claim_idle: float = 30.0) -> None:
+        self._redis = redis
+        self._blocking = blocking_redis
+        self._timelines = timelines
+        self._load_tweet = load_tweet
+        self._render_tweet = render_tweet
+        self._delete_message = delete_message
+        self.batch_size = batch_size
+        self.batch_pause = batch_pause
+        self.claim_idle_ms = int(claim_idle * 1000)
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.jobs_done = 0
+        self.entries_written = 0
+        self.reconnects = 0
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await FanoutQueue(self._redis).ensure_group()
+                while True:
+                    await self._run_once()
+                    backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except RedisDown as exc:
+                self.reconnects += 1
+                log.warning("fan-out worker %s lost Redis (%s); retrying in %.1fs", self.consumer, exc, backoff)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    log.exception("fan-out worker %s: unexpected Redis error", self.consumer)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _run_once(self) -> None:
+        """Resume one abandoned job if there is one, else wait up to 1 s for new jobs."""
+        _, claimed, *_ = await self._redis.xautoclaim(
+            keys.FANOUT_STREAM, keys.FANOUT_GROUP, self.consumer, self.claim_idle_ms, start_id="0-0", count=1)
+        for entry_id, fields in claimed:
+            log.info("fan-out worker %s resumes abandoned job %s", self.consumer, entry_id)
+            await self._run_entry(entry_id, fields, resumed=True)
+        if claimed:
+            return
+        answer = await self._blocking.xreadgroup(
+            keys.FANOUT_GROUP, self.consumer, {keys.FANOUT_STREAM: ">"}, count=16, block=1000)
+        for _, entries in answer or []:
+            for entry_id, fields in entries:
+                await self._run_entry(entry_id, fields, resumed=False)
+
+    async def _run_entry(self, entry_id: str, fields: dict | None, *, resumed: bool) -> None:
+        try:
+            job = FanoutJob(entry_id, fields) if fields else None
+        except (KeyError, ValueError):
+            log.error("dropping malformed fan-out job %s: %r", entry_id, fields)
+            job = None
+        if job is not None:
+            await self.run_job(job, resumed=resumed)
+        await self._finish(entry_id)
+
+    async def _finish(self, entry_id: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xack(keys.FANOUT_STREAM, keys.FANOUT_GROUP, entry_id)
+        pipe.xdel(keys.FANOUT_STREAM, entry_id)
+        pipe.delete(keys.fanout_progress(entry_id))
+        await pipe.execute()
+        self.jobs_done += 1
+
+    async def run_job(self, job: FanoutJob, *, resumed: bool) -> None:
+        if job.kind == "post":
+            tweet = await self._load_tweet(job.tweet_id)
+            if tweet is None:
+                return  # deleted before it was fanned out
+            message = await self._render_tweet(job.tweet_id)
+            if message is None:
+                return
+            if tweet.get("kind") == "tweet":
+                job.mentions = [name.lower() for name in orjson.loads(tweet.get("mentions", "[]"))]
+                job.hashtags = orjson.loads(tweet.get("hashtags", "[]"))
+        elif job.kind == "delete":
+            message = self._delete_message(job.tweet_id)
+        else:
+            log.error("dropping fan-out job %s of unknown kind %r", job.entry_id, job.kind)
+            return
+        await self._deliver(job, message, resumed=resumed)
+
+    async def _deliver(self, job: FanoutJob, message: str, *, resumed: bool) -> None:
+        progress_key = keys.fanout_progress(job.entry_id)
+        progress = await self._redis.hgetall(progress_key) if resumed else {}
+        # Only the first batch after a takeover can have been half-written before.
+        dedupe = FULL_DEDUPE if resumed else RECENT_DEDUPE_WINDOW
+        mentions = job.mentions or []
+        if not progress.get("extras"):
+            targets, channels = [], []
+            for name in mentions:
+                targets += [keys.home_timeline(name), keys.mentions_timeline(name)]
+                channels += [keys.live_channel(name), ""]
+            for tag in job.hashtags or []:
+                targets.append(keys.hashtag_timeline(tag))
+                channels.append("")
+            await self._write_batch(job, targets, channels, message, dedupe, {"extras": 1})
+            dedupe = RECENT_DEDUPE_WINDOW
+        skip = set(mentions) | {job.author}  # mentioned users already have it
+        cursor = progress.get("cursor", "")
+        while True:
+            names = await self._follower_page(job.author, cursor)
+            if not names:
+                break
+            cursor = names[-1]
+            names = [name for name in names if name not in skip]
+            await self._write_batch(job, [keys.home_timeline(n) for n in names],
+                                    [keys.live_channel(n) for n in names], message, dedupe, {"cursor": cursor})
+            dedupe = RECENT_DEDUPE_WINDOW
+            if self.batch_pause:
+                await asyncio.sleep(self.batch_pause)
+
+    async def _follower_page(self, author: str, after: str) -> list[str]:
+        low = f"({after}" if after else "-"
+        return await self._redis.zrangebylex(keys.followers(author), low, "+", 0, self.batch_size)
+
+    async def _write_batch(self, job: FanoutJob, targets: list[str], channels: list[str], message: str,
+                           dedupe: int, progress: dict) -> None:
+        """Write one batch and, in the same pipeline, the progress mark and a fresh claim."""
+        pipe = self._redis.pipeline(transaction=False)
+        if targets:
+            if job.kind == "post":
+                self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, channels=channels,
+                                           dedupe_window=dedupe)
+            else:
+                self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, channels=channels)
+        progress_key = keys.fanout_progress(job.entry_id)
+        pipe.hset(progress_key, mapping=progress)
+        pipe.expire(progress_key, PROGRESS_TTL)
+        # Resets the job's idle time, so nobody takes over a long fan-out that is alive.
+        pipe.xclaim(keys.FANOUT_STREAM, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
+        await pipe.execute()
+        self.entries_written += len(targets)

@@ -1,0 +1,87 @@
+"""Every Redis key and channel name, in one place.
+
+Keys that belong to one user carry the user's lowercase name as a hash tag
+(``tl:home:{alice}``, ``live:{alice}``), keys of one tweet carry its id
+(``tweet:{123}``, ``likes:{123}``), so every Lua script touches a single slot and the
+same code runs on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "home_timeline", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_channel",
+    "user", "followers", "following", "usernames", "session", "user_sessions",
+    "tweet", "likes", "retweets", "FANOUT_STREAM", "FANOUT_GROUP", "fanout_progress", "id_worker",
+]
+
+
+def home_timeline(user: str) -> str:
+    return f"tl:home:{{{user}}}"
+
+
+def user_timeline(user: str) -> str:
+    return f"tl:user:{{{user}}}"
+
+
+def mentions_timeline(user: str) -> str:
+    return f"tl:mentions:{{{user}}}"
+
+
+def hashtag_timeline(tag: str) -> str:
+    return f"tl:tag:{{{tag}}}"
+
+
+def live_channel(user: str) -> str:
+    return f"live:{{{user}}}"
+
+
+def user(name: str) -> str:
+    """Hash: username (as chosen), display_name, bio, created_at, tweets."""
+    return f"user:{{{name}}}"
+
+
+def followers(name: str) -> str:
+    """Sorted set, all scores 0, read in lexicographic order: who follows ``name``."""
+    return f"followers:{{{name}}}"
+
+
+def following(name: str) -> str:
+    return f"following:{{{name}}}"
+
+
+#: Sorted set of every lowercase username, scores 0, for lexicographic prefix search.
+usernames = "usernames"
+
+
+def session(token_hash: str) -> str:
+    return f"session:{token_hash}"
+
+
+def user_sessions(name: str) -> str:
+    """Sorted set of a user's session token hashes, scored by expiry (ms)."""
+    return f"sessions:{{{name}}}"
+
+
+def tweet(tweet_id: int | str) -> str:
+    return f"tweet:{{{tweet_id}}}"
+
+
+def likes(tweet_id: int | str) -> str:
+    return f"likes:{{{tweet_id}}}"
+
+
+def retweets(tweet_id: int | str) -> str:
+    """Hash: retweeter's lowercase name -> id of the retweet entry."""
+    return f"retweets:{{{tweet_id}}}"
+
+
+FANOUT_STREAM = "fanout:jobs"
+FANOUT_GROUP = "fanout-workers"
+
+
+def fanout_progress(job_id: str) -> str:
+    return f"fanout:progress:{job_id}"
+
+
+def id_worker(worker_id: int) -> str:
+    return f"idgen:worker:{worker_id}"

@@ -1,0 +1,42 @@
+"""The one place where Redis clients are made, with every option set on purpose.
+
+Library defaults change between majors (redis-py 8 made ``socket_timeout`` 5 s, which
+breaks blocking reads), so nothing here relies on them.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.asyncio.retry import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+__all__ = ["make_redis", "RedisDown", "Redis"]
+
+Redis = aioredis.Redis | RedisCluster
+
+#: What a caller catches to mean "Redis does not answer".
+RedisDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_connections: int = 200) -> Redis:
+    """A client for ``url``.
+
+    ``blocking`` clients serve ``XREADGROUP BLOCK`` and pub/sub: they must never time
+    out on a quiet socket. Others fail fast (2 s) so that an HTTP call answers 503
+    instead of hanging when Redis is gone; a blip is retried twice within ~0.3 s.
+    """
+    options = dict(
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=None if blocking else 2.0,
+        socket_keepalive=True,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2),
+        health_check_interval=30 if blocking else 0,
+    )
+    if cluster:
+        return RedisCluster.from_url(url, **options)
+    # A blocking pool makes a burst wait for a free connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
+    return aioredis.Redis(connection_pool=pool)

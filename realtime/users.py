@@ -1,0 +1,135 @@
+"""Users: profiles, unique names, the follow graph."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from . import keys
+from .errors import Conflict, NotFound, Unprocessable
+from .redis_client import Redis
+from .text import (MAX_BIO, MAX_DISPLAY_NAME, check_username, clean_profile_field, normalize_username)
+
+__all__ = ["Users"]
+
+
+class Users:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def create(self, username: object, display_name: object = None, bio: object = None) -> dict:
+        name = check_username(username)
+        display = clean_profile_field(display_name, "display_name", MAX_DISPLAY_NAME) if display_name is not None else name
+        about = clean_profile_field(bio, "bio", MAX_BIO) if bio is not None else ""
+        lower = normalize_username(name)
+        # HSETNX on the lowercase key is what makes names unique case-insensitively.
+        if not await self._redis.hsetnx(keys.user(lower), "username", name):
+            raise Conflict(f"The username {name!r} is taken.", code="username_taken")
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(keys.user(lower), mapping={"display_name": display or name, "bio": about,
+                                             "created_at": repr(time.time()), "tweets": 0})
+        pipe.zadd(keys.usernames, {lower: 0})
+        await pipe.execute()
+        return await self.profile(lower)
+
+    async def ensure(self, username: object) -> str:
+        """The canonical name of ``username``, creating the user when new (dev sign-in)."""
+        name = check_username(username)
+        canonical = await self.canonical(normalize_username(name))
+        if canonical is not None:
+            return canonical
+        try:
+            return (await self.create(name))["username"]
+        except Conflict:  # created concurrently: fine, it exists now
+            return await self.require(normalize_username(name))
+
+    async def canonical(self, lower: str) -> str | None:
+        """The username as chosen, or None when nobody has it."""
+        return await self._redis.hget(keys.user(lower), "username")
+
+    async def require(self, name: str) -> str:
+        """The canonical name of an existing user, else 404."""
+        if not isinstance(name, str) or len(name) > 15:
+            raise NotFound("No such user.", code="user_not_found")
+        canonical = await self.canonical(normalize_username(name))
+        if canonical is None:
+            raise NotFound(f"No user is called {name!r}.", code="user_not_found")
+        return canonical
+
+    async def existing(self, lowers: Iterable[str]) -> dict[str, str]:
+        """{lowercase name: canonical name} for those of ``lowers`` that are users."""
+        lowers = list(lowers)
+        if not lowers:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for lower in lowers:
+            pipe.hget(keys.user(lower), "username")
+        return {lower: name for lower, name in zip(lowers, await pipe.execute()) if name}
+
+    async def profile(self, name: str) -> dict:
+        lower = normalize_username(name)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(keys.user(lower))
+        pipe.zcard(keys.followers(lower))
+        pipe.zcard(keys.following(lower))
+        fields, followers, following = await pipe.execute()
+        if not fields.get("username"):
+            raise NotFound(f"No user is called {name!r}.", code="user_not_found")
+        return {
+            "username": fields["username"],
+            "display_name": fields.get("display_name", fields["username"]),
+            "bio": fields.get("bio", ""),
+            "created_at": float(fields.get("created_at", 0)),
+            "followers": followers,
+            "following": following,
+            "tweets": max(0, int(fields.get("tweets", 0))),
+        }
+
+    async def update(self, name: str, *, display_name: object = None, bio: object = None) -> dict:
+        changes = {}
+        if display_name is not None:
+            changes["display_name"] = clean_profile_field(display_name, "display_name", MAX_DISPLAY_NAME)
+            if not changes["display_name"]:
+                raise Unprocessable("display_name cannot be empty.", code="display_name_empty")
+        if bio is not None:
+            changes["bio"] = clean_profile_field(bio, "bio", MAX_BIO)
+        if changes:
+            await self._redis.hset(keys.user(normalize_username(name)), mapping=changes)
+        return await self.profile(name)
+
+    async def follow(self, me: str, other: str) -> None:
+        await self._set_follow(me, other, follow=True)
+
+    async def unfollow(self, me: str, other: str) -> None:
+        await self._set_follow(me, other, follow=False)
+
+    async def _set_follow(self, me: str, other: str, *, follow: bool) -> None:
+        target = normalize_username(await self.require(other))
+        me = normalize_username(me)
+        if target == me:
+            raise Unprocessable("You cannot follow yourself.", code="cannot_follow_self")
+        # Two slots on a cluster, so two commands; both are idempotent, a retry mends a half.
+        pipe = self._redis.pipeline(transaction=False)
+        if follow:
+            pipe.zadd(keys.following(me), {target: 0})
+            pipe.zadd(keys.followers(target), {me: 0})
+        else:
+            pipe.zrem(keys.following(me), target)
+            pipe.zrem(keys.followers(target), me)
+        await pipe.execute()
+
+    async def follower_names(self, name: str, *, after: str = "", count: int = 1000) -> list[str]:
+        """Lowercase follower names in lexicographic order, strictly after ``after``."""
+        low = f"({after}" if after else "-"
+        return await self._redis.zrangebylex(keys.followers(normalize_username(name)), low, "+", 0, count)
+
+    async def relation_page(self, name: str, relation: str, *, count: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """A page of followers or following: canonical names, and the cursor of the next page."""
+        lower = normalize_username(await self.require(name))
+        key = keys.followers(lower) if relation == "followers" else keys.following(lower)
+        low = f"({cursor.lower()}" if cursor else "-"
+        page = await self._redis.zrangebylex(key, low, "+", 0, count + 1)
+        more = len(page) > count
+        page = page[:count]
+        names = await self.existing(page)
+        return [names.get(lower, lower) for lower in page], (page[-1] if more else None)

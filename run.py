@@ -1,0 +1,118 @@
+"""Start the service: ``python run.py`` (HTTP + WebSocket + fan-out) or
+``python run.py worker`` (fan-out workers only). ``python run.py --help`` lists every
+setting; each flag has an environment variable twin (see README).
+
+With no REDIS_URL an embedded Redis is started for this run and dev sign-in is on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+from realtime.config import SETTINGS, Settings, SettingsError
+
+log = logging.getLogger("chirp")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Chirp: a real-time tweet service.")
+    parser.add_argument("command", nargs="?", choices=["serve", "worker"], default="serve",
+                        help="serve (default): the web service; worker: fan-out workers only")
+    for option in SETTINGS:
+        default_text = option.default if option.default is not None else "unset"
+        parser.add_argument(option.flag, dest=option.field, default=None, metavar=option.env,
+                            help=f"{option.help} (env {option.env}, default {default_text})")
+    return parser.parse_args(argv)
+
+
+def redacted(url: str) -> str:
+    """A Redis URL fit for a log line: no password."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    return url
+
+
+def log_settings(settings: Settings, redis_kind: str) -> None:
+    log.info("Redis: %s (%s)", redacted(settings.redis_url), redis_kind)
+    if settings.dev_signin:
+        log.warning("DEV SIGN-IN IS ON: anyone can sign in as any username with POST /auth/dev")
+    else:
+        log.info("Dev sign-in: off")
+    log.info("Google sign-in: %s", "on" if settings.google_client_id else "off (GOOGLE_CLIENT_ID unset)")
+    log.info("Workers: %d server process(es), %d fan-out worker(s) in each",
+             settings.workers, settings.fanout_in_process)
+    log.info("Timelines: entries kept %.0f s (%.1f days), at most %d per timeline",
+             settings.timeline_max_age, settings.timeline_max_age / 86400, settings.timeline_max_length)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    # Worker processes load their settings from the environment, so hand them ours.
+    os.environ.update(settings.to_environ())
+    log.info("Listening on http://%s:%d", settings.host, settings.port)
+    uvicorn.run(
+        "http_api.app:create_app_from_env", factory=True,
+        host=settings.host, port=settings.port, workers=settings.workers,
+        log_level=settings.log_level, ws_per_message_deflate=False,
+        proxy_headers=True, timeout_graceful_shutdown=10,
+    )
+
+
+async def run_workers(settings: Settings) -> None:
+    from realtime.engine import Engine
+
+    engine = await Engine.open(settings)
+    count = max(1, settings.fanout_in_process)
+    workers = engine.start_fanout_workers(count)
+    log.info("%d fan-out worker(s) running: %s", count, ", ".join(w.consumer for w in workers))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await engine.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    overrides = {option.field: getattr(args, option.field) for option in SETTINGS}
+    try:
+        settings = Settings.load(overrides)
+    except SettingsError as exc:
+        print(f"run.py: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    embedded = None
+    redis_kind = "REDIS_URL"
+    if not settings.redis_url:
+        from realtime.embedded_redis import EmbeddedRedis
+
+        embedded = EmbeddedRedis(settings.embedded_redis_dir)
+        url = embedded.start()
+        redis_kind = "EMBEDDED: " + embedded.kind
+        settings = Settings.load({**overrides, "redis_url": url,
+                                  "dev_signin": overrides["dev_signin"] or os.environ.get("DEV_SIGNIN") or "on"})
+    log_settings(settings, redis_kind)
+    try:
+        if args.command == "worker":
+            asyncio.run(run_workers(settings))
+        else:
+            serve(settings)
+    finally:
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
