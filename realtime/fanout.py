@@ -213,10 +213,10 @@ class FanoutWorker:
         pipe = self._redis.pipeline(transaction=False)
         if targets:
             if job.kind == "post":
-                self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, channels=channels,
+                await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, channels=channels,
                                            dedupe_window=dedupe)
             else:
-                self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, channels=channels)
+                await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, channels=channels)
         progress_key = keys.fanout_progress(job.entry_id)
         pipe.hset(progress_key, mapping=progress)
         pipe.expire(progress_key, PROGRESS_TTL)

@@ -50,7 +50,7 @@ class Timelines:
             group[1].append(channel)
         return list(by_slot.values())
 
-    def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
+    async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
                    channels: Sequence[str] | None = None, dedupe_window: int = RECENT_DEDUPE_WINDOW) -> int:
         """Queue pushes of ``tweet_id`` onto ``keys`` in ``pipe``; returns the number of calls queued.
 
@@ -61,26 +61,26 @@ class Timelines:
         common = [tweet_id, self.oldest_allowed_id(), self.max_length, ttl_ms, dedupe_window, message]
         groups = self._groups(keys, channels)
         for group_keys, group_channels in groups:
-            self._push(keys=group_keys, args=common + group_channels, client=pipe)
+            await self._push(keys=group_keys, args=common + group_channels, client=pipe)
         return len(groups)
 
-    def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
+    async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
                      channels: Sequence[str] | None = None) -> int:
         channels = list(channels) if channels is not None else [""] * len(keys)
         groups = self._groups(keys, channels)
         for group_keys, group_channels in groups:
-            self._remove(keys=group_keys, args=[tweet_id, message] + group_channels, client=pipe)
+            await self._remove(keys=group_keys, args=[tweet_id, message] + group_channels, client=pipe)
         return len(groups)
 
     async def push(self, keys: Sequence[str], tweet_id: int, **options) -> int:
         """Push now; returns how many timelines gained the entry."""
         pipe = self._redis.pipeline(transaction=False)
-        self.queue_push(pipe, keys, tweet_id, **options)
+        await self.queue_push(pipe, keys, tweet_id, **options)
         return sum(await pipe.execute())
 
     async def remove(self, keys: Sequence[str], tweet_id: int, **options) -> int:
         pipe = self._redis.pipeline(transaction=False)
-        self.queue_remove(pipe, keys, tweet_id, **options)
+        await self.queue_remove(pipe, keys, tweet_id, **options)
         return sum(await pipe.execute())
 
     async def ids_before(self, key: str, before: int | None = None) -> list[int]:

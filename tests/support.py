@@ -1,0 +1,137 @@
+"""What the tests share: real servers on free ports, bounded waits, unique names.
+
+Every wait is bounded by ``TIMEOUT`` (scaled by CHIRP_TEST_TIME_SCALE on a slow
+machine), so a broken build fails fast instead of hanging.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from realtime.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TIME_SCALE = float(os.environ.get("CHIRP_TEST_TIME_SCALE", "1"))
+TIMEOUT = 10.0 * TIME_SCALE
+
+_counter = itertools.count()
+_run = secrets.token_hex(2)
+
+
+def unique_name(prefix: str = "u") -> str:
+    """A username no other test uses (tests share one Redis and never flush it mid-run)."""
+    return f"{prefix[:4]}{_run}{next(_counter):06d}"[:15]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = "condition") -> object:
+    """Poll ``predicate`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(0.01)
+
+
+class ServiceProcess:
+    """``python -m uvicorn`` running our app factory in a child process on a free port."""
+
+    def __init__(self, redis_url: str, **settings: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_CLIENT_ID",)}
+        env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on", "LOG_LEVEL": "warning",
+                    "FANOUT_CLAIM_IDLE": "2s"})
+        env.update({key.upper(): str(value) for key, value in settings.items()})
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    def start(self, log_dir: Path) -> ServiceProcess:
+        self.log_path = log_dir / f"service-{self.port}.log"
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "http_api.app:create_app_from_env",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+             "--no-access-log", "--ws-per-message-deflate", "false"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(self._ready, what=f"the service on port {self.port} to answer /healthz")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the service exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Api:
+    """A thin client of the public API, as any client would speak it."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=TIMEOUT)
+
+    def sign_in(self, username: str | None = None) -> User:
+        username = username or unique_name()
+        answer = self.http.post("/auth/dev", json={"username": username})
+        assert answer.status_code == 200, answer.text
+        return User(self, answer.json()["username"], answer.json()["token"])
+
+
+class User:
+    def __init__(self, api: Api, username: str, token: str) -> None:
+        self.api = api
+        self.username = username
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        return self.api.http.request(method, path, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs)
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post_tweet(self, content: str) -> str:
+        answer = self.request("POST", "/tweets", json={"content": content})
+        assert answer.status_code == 201, answer.text
+        assert answer.content == b""
+        return answer.headers["location"].rsplit("/", 1)[1]
+
+    def follow(self, other: User | str) -> None:
+        name = other.username if isinstance(other, User) else other
+        answer = self.request("PUT", f"/users/{name}/follow")
+        assert answer.status_code == 204, answer.text
+
+    def home(self, **params) -> dict:
+        answer = self.get("/timelines/home", params=params)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def home_ids(self) -> list[str]:
+        return [t.get("retweet_id") or t["id"] for t in self.home(count=100)["tweets"]]

@@ -1,0 +1,111 @@
+"""A fan-out worker killed in the middle of a 10,000-follower fan-out: another worker
+takes the job over, and every follower gets the tweet exactly once (in the timeline and
+on the live channel)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from realtime import keys
+from realtime.config import Settings
+from realtime.engine import Engine
+
+from .conftest import start_redis
+from .support import ROOT, TIMEOUT, wait_until
+
+FOLLOWERS = 10_000
+
+
+def start_worker(redis_url: str, log_path, **settings: str) -> subprocess.Popen:
+    env = {**os.environ, "REDIS_URL": redis_url, "FANOUT_IN_PROCESS": "1", "FANOUT_BATCH_SIZE": "100",
+           "FANOUT_CLAIM_IDLE": "1s", "LOG_LEVEL": "info", **settings}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "run.py", "worker"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+async def post_to_many_followers(redis_url: str) -> tuple[int, list[str]]:
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": redis_url, "FANOUT_IN_PROCESS": "0"}))
+    try:
+        await engine.users.create("celebrity")
+        followers = [f"fan{n:05d}" for n in range(FOLLOWERS)]
+        pipe = engine.redis.pipeline(transaction=False)
+        pipe.zadd(keys.followers("celebrity"), {name: 0 for name in followers})
+        await pipe.execute()
+        tweet_id = await engine.tweets.post("celebrity", "to all of you")
+        return tweet_id, followers
+    finally:
+        await engine.close()
+
+
+async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_exactly_once(private_redis, tmp_path):
+    client = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    live = client.pubsub()
+    live.psubscribe("live:*")
+    assert live.get_message(timeout=TIMEOUT)["type"] == "psubscribe"
+
+    tweet_id, followers = await post_to_many_followers(private_redis.url)
+    progress = None
+
+    def halfway() -> bool:
+        nonlocal progress
+        [entry] = client.xrange(keys.FANOUT_STREAM) or [(None, None)]
+        progress = client.hgetall(keys.fanout_progress(entry[0])) if entry and entry[0] else {}
+        return progress.get("cursor", "") >= "fan02000"
+
+    first = start_worker(private_redis.url, tmp_path / "worker-1.log", FANOUT_BATCH_PAUSE="20ms")
+    try:
+        wait_until(halfway, what="the first worker to get part of the way")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+    def has_entry() -> list[int]:
+        pipe = client.pipeline(transaction=False)
+        for name in followers:
+            pipe.lpos(keys.home_timeline(name), tweet_id, count=0)
+        return [len(positions) for positions in pipe.execute()]
+
+    counts = has_entry()
+    assert 0 < sum(counts) < FOLLOWERS, "the kill must land in the middle of the fan-out"
+    assert max(counts) == 1
+
+    second = start_worker(private_redis.url, tmp_path / "worker-2.log")
+    try:
+        wait_until(lambda: client.xlen(keys.FANOUT_STREAM) == 0, timeout=4 * TIMEOUT,
+                   what="the second worker to take over and finish the job")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=TIMEOUT)
+
+    assert has_entry() == [1] * FOLLOWERS
+    assert "resumes abandoned job" in (tmp_path / "worker-2.log").read_text()
+
+    # Live: one message per follower (and one for the author), never two.
+    delivered: dict[str, int] = {}
+    deadline = time.monotonic() + TIMEOUT
+    while len(delivered) < FOLLOWERS + 1 and time.monotonic() < deadline:
+        message = live.get_message(timeout=1)
+        if message and message["type"] == "pmessage":
+            delivered[message["channel"]] = delivered.get(message["channel"], 0) + 1
+    while (message := live.get_message(timeout=0.2)) is not None:  # anything extra would be a duplicate
+        if message["type"] == "pmessage":
+            delivered[message["channel"]] = delivered.get(message["channel"], 0) + 1
+    assert len(delivered) == FOLLOWERS + 1
+    assert set(delivered.values()) == {1}
+    live.close()
+    client.close()

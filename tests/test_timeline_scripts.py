@@ -1,0 +1,137 @@
+"""The timeline Lua scripts on fakeredis (with Lua): dedupe, order, age trim, cap, TTL, publish."""
+
+from __future__ import annotations
+
+import asyncio
+
+import fakeredis
+import pytest
+
+from realtime.ids import IdGenerator
+from realtime.timelines import FULL_DEDUPE, Timelines
+
+DAY = 86400.0
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def redis():
+    return fakeredis.FakeAsyncRedis(decode_responses=True)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def timelines(redis, clock):
+    return Timelines(redis, max_age=30 * DAY, max_length=5, clock=clock)
+
+
+def mint(clock: Clock, count: int, worker: int = 0) -> list[int]:
+    ids = IdGenerator(worker, clock=clock)
+    return [ids.next_id() for _ in range(count)]
+
+
+async def test_a_repeated_push_adds_nothing(redis, timelines, clock):
+    [tweet] = mint(clock, 1)
+    assert await timelines.push(["tl:{a}"], tweet) == 1
+    assert await timelines.push(["tl:{a}"], tweet) == 0
+    assert await redis.lrange("tl:{a}", 0, -1) == [str(tweet)]
+
+
+async def test_a_full_dedupe_finds_an_entry_beyond_the_recent_window(redis, clock):
+    timelines = Timelines(redis, max_age=30 * DAY, max_length=800, clock=clock)
+    first, *later = mint(clock, 80)
+    for tweet in [first, *later]:
+        await timelines.push(["tl:{a}"], tweet)
+    assert await timelines.push(["tl:{a}"], first, dedupe_window=FULL_DEDUPE) == 0
+    assert (await redis.lrange("tl:{a}", 0, -1)).count(str(first)) == 1
+
+
+async def test_out_of_order_pushes_keep_arrival_order_and_pages_sort_by_id(redis, timelines, clock):
+    early, late = mint(clock, 2)
+    await timelines.push(["tl:{a}"], late)
+    await timelines.push(["tl:{a}"], early)  # a slow fan-out finishing after a fast one
+    assert await redis.lrange("tl:{a}", 0, -1) == [str(early), str(late)]
+    assert await timelines.ids_before("tl:{a}") == [late, early]
+    assert await timelines.ids_before("tl:{a}", before=late) == [early]
+    # Replay finds the late arrival by position although its id is smaller than `since`.
+    assert await timelines.newer_than("tl:{a}", late) == [early]
+
+
+async def test_the_length_is_capped(redis, timelines, clock):
+    tweets = mint(clock, 8)
+    for tweet in tweets:
+        await timelines.push(["tl:{a}"], tweet)
+    assert [int(i) for i in await redis.lrange("tl:{a}", 0, -1)] == tweets[::-1][:5]
+
+
+async def test_entries_older_than_the_age_limit_are_trimmed_from_the_tail_on_push(redis, timelines, clock):
+    [old] = mint(clock, 1)
+    await timelines.push(["tl:{a}"], old)
+    clock.now += 31 * DAY
+    [new] = mint(clock, 1)
+    await timelines.push(["tl:{a}"], new)
+    assert await redis.lrange("tl:{a}", 0, -1) == [str(new)]
+
+
+async def test_reads_never_answer_entries_past_the_age_limit_even_before_a_trim(redis, timelines, clock):
+    [old] = mint(clock, 1)
+    await timelines.push(["tl:{a}"], old)
+    clock.now += 20 * DAY
+    [young] = mint(clock, 1)
+    await timelines.push(["tl:{a}"], young)
+    clock.now += 11 * DAY  # old is now 31 days old, young 11: no push has trimmed yet
+    assert len(await redis.lrange("tl:{a}", 0, -1)) == 2
+    assert await timelines.ids_before("tl:{a}") == [young]
+    assert await timelines.newer_than("tl:{a}", None) == [young]
+
+
+async def test_a_push_sets_the_ttl_to_the_age_limit(redis, timelines, clock):
+    await timelines.push(["tl:{a}"], mint(clock, 1)[0])
+    assert 29 * DAY < await redis.ttl("tl:{a}") <= 30 * DAY
+
+
+async def test_one_call_pushes_to_many_keys_and_publishes_only_where_the_entry_was_added(redis, timelines, clock):
+    pubsub = redis.pubsub()
+    await pubsub.subscribe("live:{a}", "live:{b}")
+    for _ in range(2):
+        await pubsub.get_message(timeout=1)  # subscribe confirmations
+    first, second = mint(clock, 2)
+    await timelines.push(["tl:{a}"], first)
+    added = await timelines.push(["tl:{a}", "tl:{b}"], first, message="hello", channels=["live:{a}", "live:{b}"])
+    assert added == 1
+    message = await pubsub.get_message(timeout=1)
+    assert message["channel"] == "live:{b}" and message["data"] == "hello"
+    assert await pubsub.get_message(timeout=0.05) is None
+    await pubsub.aclose()
+
+
+async def test_remove_takes_the_entry_out_and_publishes_once(redis, timelines, clock):
+    pubsub = redis.pubsub()
+    await pubsub.subscribe("live:{a}")
+    await pubsub.get_message(timeout=1)
+    first, second = mint(clock, 2)
+    await timelines.push(["tl:{a}"], first)
+    await timelines.push(["tl:{a}"], second)
+    assert await timelines.remove(["tl:{a}"], first, message="gone", channels=["live:{a}"]) == 1
+    assert await timelines.remove(["tl:{a}"], first, message="gone", channels=["live:{a}"]) == 0
+    assert await redis.lrange("tl:{a}", 0, -1) == [str(second)]
+    assert (await pubsub.get_message(timeout=1))["data"] == "gone"
+    assert await pubsub.get_message(timeout=0.05) is None
+    await pubsub.aclose()
+
+
+async def test_concurrent_pushes_of_the_same_entry_add_it_once(redis, timelines, clock):
+    [tweet] = mint(clock, 1)
+    results = await asyncio.gather(*(timelines.push(["tl:{a}"], tweet) for _ in range(20)))
+    assert sum(results) == 1
