@@ -62,7 +62,8 @@ def serve(settings: Settings) -> None:
     uvicorn.run(
         "http_api.app:create_app_from_env", factory=True,
         host=settings.host, port=settings.port, workers=settings.workers,
-        log_level=settings.log_level, ws_per_message_deflate=False,
+        log_level=settings.log_level, ws_per_message_deflate=False, ws_max_size=settings.ws_max_size,
+        ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
         proxy_headers=True, timeout_graceful_shutdown=10,
     )
 

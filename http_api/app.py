@@ -6,14 +6,15 @@ import contextlib
 import logging
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from realtime.config import Settings
 from realtime.engine import Engine
 
-from .endpoints import auth, operations, timelines, tweets, users
+from .endpoints import auth, live, operations, timelines, tweets, users
 from .errors import EXCEPTION_HANDLERS
 from .openapi import docs_init, docs_page, openapi_json, swagger_assets
+from .shutdown import close_sockets_before_exit
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -46,8 +47,12 @@ def create_app(settings: Settings) -> Starlette:
         # Timelines
         Route("/timelines/home", timelines.home, methods=["GET"]),
         Route("/hashtags/{tag}/tweets", timelines.hashtag, methods=["GET"]),
+        # Live
+        WebSocketRoute("/ws", live.live),
         # Operations
         Route("/healthz", operations.healthz, methods=["GET"]),
+        Route("/stats", operations.stats, methods=["GET"]),
+        Route("/metrics", operations.prometheus_metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=True),
         Route("/docs", docs_page, methods=["GET"]),
         Route("/docs/swagger-init.js", docs_init, methods=["GET"], include_in_schema=False),
@@ -59,6 +64,8 @@ def create_app(settings: Settings) -> Starlette:
         engine = await Engine.open(settings)
         app.state.engine = engine
         engine.start_fanout_workers(settings.fanout_in_process)
+        await engine.start_live()
+        close_sockets_before_exit(engine.live_hub)
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.routing import Match, Route
 
 from realtime.errors import ChirpError, RateLimited, Unavailable
 from realtime.redis_client import RedisDown
@@ -38,7 +39,19 @@ async def http_exception(request: Request, exc: HTTPException) -> Json:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = {404: "There is no such route.", 405: f"{request.method} is not allowed here."}.get(
         exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, code, message, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        headers = {**(headers or {}), **_allow_header(request)}
+    return error_response(exc.status_code, code, message, headers)
+
+
+def _allow_header(request: Request) -> dict[str, str]:
+    """Every method of the path. Starlette's 405 names only the first route that matched the
+    path, and several of ours share one (GET and DELETE /tweets/{id} are separate routes)."""
+    methods = {method for route in request.app.routes
+               if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE
+               for method in route.methods}
+    return {"Allow": ", ".join(sorted(methods))} if methods else {}
 
 
 async def redis_down(request: Request, exc: Exception) -> Json:

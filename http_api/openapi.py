@@ -3,6 +3,8 @@ served from the swagger-ui-bundle package so /docs works with no internet access
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.schemas import SchemaGenerator
@@ -83,7 +85,16 @@ async def openapi_json(request: Request) -> Json:
     responses:
       200: {description: The OpenAPI 3.0 document., content: {application/json: {schema: {type: object}}}}
     """
-    return Json(schema_generator.get_schema(routes=request.app.routes))
+    return Json(_string_keys(schema_generator.get_schema(routes=request.app.routes)))
+
+
+def _string_keys(value: Any) -> Any:
+    """YAML reads ``200:`` as an integer key; JSON (and orjson) needs strings, as OpenAPI does."""
+    if isinstance(value, dict):
+        return {str(key): _string_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(item) for item in value]
+    return value
 
 
 _DOCS_HTML = """<!doctype html>
@@ -93,7 +104,8 @@ _DOCS_HTML = """<!doctype html>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script src="/docs/swagger-init.js"></script></body></html>"""
 
-_DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui'});"
+# validatorUrl: Swagger UI's default loads a badge from validator.swagger.io on any host but localhost.
+_DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui', validatorUrl: 'none'});"
 
 
 async def docs_page(request: Request) -> HTMLResponse:

@@ -7,12 +7,16 @@ from starlette.requests import Request
 
 from realtime.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
 from realtime.sessions import Session
+from realtime.text import USERNAME, check_username
 
 __all__ = ["read_json", "count_param", "before_param", "bearer_token", "current_session", "signed_in_user",
-           "optional_str"]
+           "optional_str", "new_username", "RESERVED_USERNAMES"]
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
+
+#: Names that are routes, not people.
+RESERVED_USERNAMES = frozenset({"me"})
 
 
 async def read_json(request: Request) -> dict:
@@ -40,6 +44,19 @@ def optional_str(data: dict, field: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise BadRequest(f"{field} must be a string.", code="wrong_type")
     return value
+
+
+def new_username(data: dict) -> str:
+    """The ``username`` field of a sign-up: 400 not a string, 422 invalid or reserved.
+
+    ``fullmatch``, because the pattern's ``$`` also matches before a trailing newline.
+    """
+    name = check_username(data.get("username"))
+    if not USERNAME.fullmatch(name):
+        raise Unprocessable("A username is 1 to 15 letters, digits or underscores.", code="invalid_username")
+    if name.lower() in RESERVED_USERNAMES:
+        raise Unprocessable(f"'{name}' is reserved; choose another username.", code="reserved_username")
+    return name
 
 
 def count_param(request: Request, default: int = DEFAULT_COUNT, maximum: int = MAX_COUNT) -> int:

@@ -123,6 +123,15 @@ SETTINGS: tuple[Option, ...] = (
            "pause between fan-out batches, to bound the Redis load of a huge fan-out"),
     Option("fanout_claim_idle", "FANOUT_CLAIM_IDLE", _positive_duration, "30s",
            "a fan-out job untouched this long is taken over by another worker"),
+    Option("live_send_queue", "LIVE_SEND_QUEUE", _positive_int, "256",
+           "frames waiting per socket; a client that lets it fill is closed with 1013"),
+    Option("live_auth_timeout", "LIVE_AUTH_TIMEOUT", _positive_duration, "10s",
+           "time a new socket has to send its auth frame (else 4408)"),
+    Option("ws_ping_interval", "WS_PING_INTERVAL", _positive_duration, "20s",
+           "WebSocket ping interval; a peer that misses a pong for as long is dropped"),
+    Option("ws_max_size", "WS_MAX_SIZE", _positive_int, "65536", "largest WebSocket frame accepted from a client"),
+    Option("allowed_origins", "ALLOWED_ORIGINS", str, "",
+           "comma-separated Origins allowed to open /ws; empty: same host only"),
     Option("embedded_redis", "EMBEDDED_REDIS", _embedded_kind, "auto",
            "with no REDIS_URL: auto (a real redis-server if found, else fakeredis), redis-server or fakeredis"),
     Option("embedded_redis_dir", "EMBEDDED_REDIS_DIR", str, ".data/redis",
@@ -148,6 +157,11 @@ class Settings:
     fanout_batch_size: int = 1000
     fanout_batch_pause: float = 0.0
     fanout_claim_idle: float = 30.0
+    live_send_queue: int = 256
+    live_auth_timeout: float = 10.0
+    ws_ping_interval: float = 20.0
+    ws_max_size: int = 65536
+    allowed_origins: str = ""
     embedded_redis: str = "auto"
     embedded_redis_dir: str = ".data/redis"
     log_level: str = "info"

@@ -10,6 +10,8 @@ from . import keys
 from .config import Settings
 from .fanout import FanoutQueue, FanoutWorker
 from .id_lease import IdLease
+from .live_hub import LiveEvent, LiveHub
+from .presence import Presence
 from .redis_client import Redis, make_redis
 from .sessions import Sessions
 from .timelines import Timelines
@@ -35,6 +37,8 @@ class Engine:
                                    max_length=settings.timeline_max_length, cluster=settings.redis_cluster)
         self.fanout_queue = FanoutQueue(redis)
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue)
+        self.live_hub = LiveHub(self._make_pubsub_client, self.live_catch_up)
+        self.presence = Presence(redis, self.live_hub)
         self._tasks: list[asyncio.Task] = []
 
     @classmethod
@@ -62,6 +66,20 @@ class Engine:
         shown = await self.tweets.hydrate([tweet_id])
         return tweet_event(shown[0]) if shown else None
 
+    def _make_pubsub_client(self) -> Redis:
+        return make_redis(self.settings.redis_url, cluster=self.settings.redis_cluster, blocking=True, retries=0)
+
+    async def live_catch_up(self, user: str, since: int | None) -> list[LiveEvent]:
+        """The tweets that entered ``user``'s home timeline after ``since``, oldest first, as events."""
+        ids = await self.timelines.newer_than(keys.home_timeline(user), since)
+        return [LiveEvent(tweet_event(tweet)) for tweet in await self.tweets.hydrate(ids)]
+
+    async def start_live(self) -> None:
+        """Start the pub/sub listener and the presence heartbeat; return once listening."""
+        self._tasks.append(asyncio.create_task(self.live_hub.run(), name="live-hub"))
+        self._tasks.append(asyncio.create_task(self.presence.run(), name="presence"))
+        await asyncio.wait_for(self.live_hub.connected.wait(), timeout=10)
+
     def start_fanout_workers(self, count: int) -> list[FanoutWorker]:
         workers = [self.new_fanout_worker() for _ in range(count)]
         for number, worker in enumerate(workers):
@@ -79,6 +97,8 @@ class Engine:
                 await task
         with contextlib.suppress(Exception):
             await self.id_lease.release()
+        with contextlib.suppress(Exception):
+            await self.presence.leave()
         for client in (self.redis, self.blocking_redis):
             with contextlib.suppress(Exception):
                 await client.aclose()

@@ -69,6 +69,16 @@ class FanoutQueue:
         return 0, 0
 
 
+    async def backlog_with_age(self) -> tuple[int, int, int | None]:
+        """(waiting, pending, Unix ms of the oldest job not yet done, or None when idle).
+
+        Done jobs are deleted from the stream, so its first entry is the oldest undone one.
+        """
+        waiting, pending = await self.backlog()
+        oldest = await self._redis.xrange(keys.FANOUT_STREAM, count=1)
+        return waiting, pending, int(oldest[0][0].split("-")[0]) if oldest else None
+
+
 class FanoutJob:
     """One job as read from the stream."""
 

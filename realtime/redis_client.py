@@ -20,19 +20,22 @@ Redis = aioredis.Redis | RedisCluster
 RedisDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
-def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_connections: int = 200) -> Redis:
+def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_connections: int = 200,
+               retries: int = 2) -> Redis:
     """A client for ``url``.
 
     ``blocking`` clients serve ``XREADGROUP BLOCK`` and pub/sub: they must never time
     out on a quiet socket. Others fail fast (2 s) so that an HTTP call answers 503
-    instead of hanging when Redis is gone; a blip is retried twice within ~0.3 s.
+    instead of hanging when Redis is gone; a blip is retried ``retries`` times within
+    ~0.3 s. The live pub/sub connection takes ``retries=0``: redis-py would otherwise
+    reconnect and resubscribe silently, and we must know, to catch sockets up.
     """
     options = dict(
         decode_responses=True,
         socket_connect_timeout=2.0,
         socket_timeout=None if blocking else 2.0,
         socket_keepalive=True,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2),
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=retries),
         health_check_interval=30 if blocking else 0,
     )
     if cluster:

@@ -7,6 +7,8 @@ import hashlib
 import secrets
 import time
 
+import orjson
+
 from . import keys
 from .errors import Unauthorized
 from .redis_client import Redis
@@ -66,8 +68,11 @@ class Sessions:
         await pipe.execute()
 
     async def revoke(self, session: Session) -> None:
+        """End the session now; its live sockets, on any process, are closed with 4401."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.delete(keys.session(session.token_hash))
         if session.user:
             pipe.zrem(keys.user_sessions(session.user), session.token_hash)
+            pipe.publish(keys.live_channel(session.user),
+                         orjson.dumps({"type": "session_revoked", "token_hash": session.token_hash}).decode())
         await pipe.execute()

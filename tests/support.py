@@ -52,7 +52,7 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_CLIENT_ID",)}
         env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on", "LOG_LEVEL": "warning",
-                    "FANOUT_CLAIM_IDLE": "2s"})
+                    "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s"})
         env.update({key.upper(): str(value) for key, value in settings.items()})
         self.env = env
         self.process: subprocess.Popen | None = None
@@ -135,3 +135,68 @@ class User:
 
     def home_ids(self) -> list[str]:
         return [t.get("retweet_id") or t["id"] for t in self.home(count=100)["tweets"]]
+
+
+class LiveClient:
+    """A real ``websockets`` client speaking the /ws protocol."""
+
+    def __init__(self, base_url: str, token: str | None, since: str | None = None, **connect_options) -> None:
+        self.url = base_url.replace("http://", "ws://") + "/ws"
+        self.token = token
+        self.since = since
+        self.options = connect_options
+        self.socket = None
+        self.replayed: list[dict] = []
+        self.ready: dict | None = None
+
+    async def __aenter__(self) -> LiveClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.socket.close()
+
+    async def connect(self, auth: bool = True) -> LiveClient:
+        import websockets
+
+        self.socket = await websockets.connect(self.url, open_timeout=TIMEOUT, **self.options)
+        if auth:
+            await self.send({"type": "auth", "token": self.token, "since": self.since})
+            while True:
+                frame = await self.next_frame()
+                if frame["type"] == "ready":
+                    self.ready = frame
+                    break
+                self.replayed.append(frame)
+        return self
+
+    async def send(self, data: dict) -> None:
+        import orjson
+
+        await self.socket.send(orjson.dumps(data).decode())
+
+    async def next_frame(self, timeout: float = TIMEOUT) -> dict:
+        import asyncio
+
+        import orjson
+
+        return orjson.loads(await asyncio.wait_for(self.socket.recv(), timeout))
+
+    async def next_tweet_id(self, timeout: float = TIMEOUT) -> str:
+        frame = await self.next_frame(timeout)
+        assert frame["type"] == "tweet", frame
+        return frame["tweet"].get("retweet_id") or frame["tweet"]["id"]
+
+    async def close_code(self, timeout: float = TIMEOUT) -> int:
+        """Read until the server closes; answer its close code."""
+        import asyncio
+
+        import websockets
+
+        async def drain():
+            try:
+                while True:
+                    await self.socket.recv()
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+        return await asyncio.wait_for(drain(), timeout)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from realtime.errors import NotFound
 from realtime.text import normalize_username
 
-from ..requests import current_session, read_json
+from ..requests import current_session, new_username, read_json
 from ..responses import Json, no_content
 
 
@@ -30,7 +30,9 @@ async def dev_signin(request: Request) -> Json:
       200:
         description: A new session; the user is created if new.
         content: {application/json: {schema: {$ref: '#/components/schemas/Session'}}}
+      400: {$ref: '#/components/responses/Error'}
       404: {$ref: '#/components/responses/Error'}
+      413: {$ref: '#/components/responses/Error'}
       422: {$ref: '#/components/responses/Error'}
     """
     settings = request.app.state.settings
@@ -38,7 +40,7 @@ async def dev_signin(request: Request) -> Json:
         raise NotFound("Dev sign-in is not enabled on this server.", code="dev_signin_disabled")
     engine = request.app.state.engine
     data = await read_json(request)
-    username = await engine.users.ensure(data.get("username"))
+    username = await engine.users.ensure(new_username(data))
     expires_at = time.time() + settings.session_ttl
     token = await engine.sessions.create(normalize_username(username), expires_at)
     return Json({"token": token, "expires_at": expires_at, "username": username})

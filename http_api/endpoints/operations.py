@@ -1,9 +1,14 @@
-"""Operations: health."""
+"""Operations: health, live statistics, Prometheus metrics."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+import time
 
+from starlette.requests import Request
+from starlette.responses import Response
+
+from realtime import metrics
+from realtime.presence import cluster_stats
 from realtime.redis_client import RedisDown
 
 from ..errors import error_response
@@ -25,3 +30,49 @@ async def healthz(request: Request) -> Json:
     except RedisDown:
         return error_response(503, "redis_unavailable", "Redis does not answer.")
     return Json({"status": "ok"})
+
+
+async def stats(request: Request) -> Json:
+    """
+    summary: Live connections and users online, in total and per live server process
+    tags: [operations]
+    responses:
+      200:
+        description: Sums over every process whose heartbeat is fresh.
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                connections: {type: integer}
+                users_online: {type: integer}
+                processes:
+                  type: array
+                  items:
+                    type: object
+                    properties:
+                      id: {type: string}
+                      connections: {type: integer}
+                      users_online: {type: integer}
+                      started_at: {type: number}
+      503: {$ref: '#/components/responses/Error'}
+    """
+    return Json(await cluster_stats(request.app.state.engine.redis))
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """
+    summary: Prometheus metrics (text format)
+    tags: [operations]
+    responses:
+      200: {description: Metrics., content: {text/plain: {schema: {type: string}}}}
+    """
+    engine = request.app.state.engine
+    try:
+        waiting, pending, oldest_ms = await engine.fanout_queue.backlog_with_age()
+        metrics.FANOUT_QUEUE_LENGTH.set(waiting)
+        metrics.FANOUT_PENDING.set(pending)
+        metrics.FANOUT_LAG.set(max(0.0, time.time() - oldest_ms / 1000) if oldest_ms else 0.0)
+    except RedisDown:
+        pass  # still answer what this process knows
+    return Response(metrics.render_metrics(), media_type=metrics.CONTENT_TYPE_LATEST)

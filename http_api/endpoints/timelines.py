@@ -97,7 +97,7 @@ async def hashtag(request: Request) -> Json:
       400: {$ref: '#/components/responses/Error'}
       422: {$ref: '#/components/responses/Error'}
     """
-    match = _TAG.match(request.path_params["tag"])
+    match = _TAG.fullmatch(request.path_params["tag"])
     if not match:
         raise Unprocessable("A hashtag is letters, digits and underscores.", code="invalid_hashtag")
     return await _page(request, keys.hashtag_timeline(match.group(1).lower()))

@@ -6,14 +6,12 @@ import re
 
 from starlette.requests import Request
 
-from realtime.errors import BadRequest, Conflict, Unprocessable
+from realtime.errors import BadRequest, Conflict
 from realtime.text import normalize_username
 
-from ..requests import count_param, current_session, optional_str, read_json, signed_in_user
+from ..requests import count_param, current_session, new_username, optional_str, read_json, signed_in_user
 from ..responses import Json, no_content
 
-#: Names that are routes, not people.
-RESERVED_USERNAMES = frozenset({"me"})
 _CURSOR = re.compile(r"^[a-z0-9_]{1,15}$")
 
 
@@ -37,8 +35,10 @@ async def create_user(request: Request) -> Json:
       201:
         description: The new profile.
         content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
+      400: {$ref: '#/components/responses/Error'}
       401: {$ref: '#/components/responses/Error'}
       409: {$ref: '#/components/responses/Error'}
+      413: {$ref: '#/components/responses/Error'}
       422: {$ref: '#/components/responses/Error'}
     """
     engine = request.app.state.engine
@@ -46,9 +46,7 @@ async def create_user(request: Request) -> Json:
     if session.user is not None:
         raise Conflict("This session already has a username.", code="username_already_chosen")
     data = await read_json(request)
-    username = data.get("username")
-    if isinstance(username, str) and username.lower() in RESERVED_USERNAMES:
-        raise Unprocessable(f"{username!r} is reserved; choose another username.", code="reserved_username")
+    username = new_username(data)
     display_name, bio = optional_str(data, "display_name"), optional_str(data, "bio")
     profile = await engine.users.create(username, display_name, bio)
     await engine.sessions.bind_user(session, normalize_username(profile["username"]))
@@ -93,6 +91,7 @@ async def edit_profile(request: Request) -> Json:
         content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
       400: {$ref: '#/components/responses/Error'}
       401: {$ref: '#/components/responses/Error'}
+      413: {$ref: '#/components/responses/Error'}
       422: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
@@ -138,7 +137,7 @@ async def unfollow(request: Request):
 async def _relation(request: Request, relation: str) -> Json:
     count = count_param(request)
     cursor = request.query_params.get("cursor") or None
-    if cursor is not None and not _CURSOR.match(cursor.lower()):
+    if cursor is not None and not _CURSOR.fullmatch(cursor.lower()):
         raise BadRequest("cursor must be a value from a previous page's next.", code="invalid_cursor")
     names, next_cursor = await request.app.state.engine.users.relation_page(
         request.path_params["username"], relation, count=count, cursor=cursor)

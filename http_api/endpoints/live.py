@@ -1,0 +1,172 @@
+"""``GET /ws``: the live home timeline (protocol in API.md and the README).
+
+One socket's life: check Origin, accept, wait for the auth frame (4408 / 4400 / 4401),
+attach to the process's ``LiveHub`` (subscribed before reading, so there is no gap),
+replay what arrived after ``since``, send ``ready``, then pump frames from the
+subscriber's bounded queue until the client leaves or the hub closes the subscriber
+(1013 too slow or Redis lost, 4401 signed out or expired).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from realtime import metrics
+from realtime.errors import Unauthorized
+from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber
+from realtime.redis_client import RedisDown
+
+CLOSE_MALFORMED = 4400
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_POLICY = 1008
+CLOSE_WRITE_TIMEOUT = 2.0
+
+
+class LiveClose(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def origin_allowed(websocket: WebSocket, allowed: str) -> bool:
+    """Browsers always send Origin; other clients (no Origin) cannot be tricked into connecting."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    if allowed.strip():
+        return origin.rstrip("/") in {o.strip().rstrip("/") for o in allowed.split(",")}
+    return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
+
+
+async def live(websocket: WebSocket) -> None:
+    engine, settings = websocket.app.state.engine, websocket.app.state.settings
+    if not origin_allowed(websocket, settings.allowed_origins):
+        await websocket.close(CLOSE_POLICY)  # before accept: the handshake answers 403
+        return
+    await websocket.accept()
+    subscriber: LiveSubscriber | None = None
+    expiry = None
+    try:
+        session, since = await _authenticate(websocket, engine, settings.live_auth_timeout)
+        subscriber = LiveSubscriber(session.user, session.token_hash, queue_size=settings.live_send_queue)
+        try:
+            await engine.live_hub.attach(subscriber)
+            replay = await engine.live_catch_up(session.user, since)
+        except (*RedisDown, asyncio.TimeoutError):
+            raise LiveClose(CLOSE_OVERLOADED, "live delivery is unavailable; reconnect shortly") from None
+        for event in replay:
+            await websocket.send_text(event.frame)
+            subscriber.mark_sent(event.entry_id)
+        metrics.REPLAYED_EVENTS.inc(len(replay))
+        await websocket.send_text(orjson.dumps(
+            {"type": "ready", "username": await engine.users.canonical(session.user) or session.user,
+             "replayed": len(replay)}).decode())
+        subscriber.catch_up([])  # what arrived during the replay, then live
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, session.expires_at - time.time()), subscriber.close, CLOSE_UNAUTHORIZED, "session expired")
+        await _pump(websocket, subscriber)
+    except LiveClose as close:
+        await _close(websocket, close.code, close.reason)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if expiry is not None:
+            expiry.cancel()
+        if subscriber is not None:
+            await engine.live_hub.detach(subscriber)
+
+
+async def _authenticate(websocket: WebSocket, engine, timeout: float):
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout)
+    except asyncio.TimeoutError:
+        raise LiveClose(CLOSE_AUTH_TIMEOUT, "no auth frame in time") from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    data = _parse_frame(message)
+    if data.get("type") != "auth":
+        raise LiveClose(CLOSE_MALFORMED, "the first frame must be {\"type\": \"auth\", ...}")
+    token, since = data.get("token"), data.get("since")
+    if token is not None and not isinstance(token, str):
+        raise LiveClose(CLOSE_MALFORMED, "token must be a string")
+    if isinstance(since, str) and since.isascii() and since.isdigit() and len(since) <= 16:
+        since = int(since)
+    elif not (since is None or (isinstance(since, int) and not isinstance(since, bool) and since >= 0)):
+        raise LiveClose(CLOSE_MALFORMED, "since must be a tweet id string or null")
+    try:
+        session = await engine.sessions.lookup(token)
+    except Unauthorized as exc:
+        raise LiveClose(CLOSE_UNAUTHORIZED, exc.message) from None
+    except RedisDown:
+        raise LiveClose(CLOSE_OVERLOADED, "the service is unavailable; reconnect shortly") from None
+    if session.user is None:
+        raise LiveClose(CLOSE_UNAUTHORIZED, "choose a username first")
+    return session, since
+
+
+def _parse_frame(message: dict) -> dict:
+    text = message.get("text")
+    if text is None:
+        raise LiveClose(CLOSE_MALFORMED, "frames are JSON text")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise LiveClose(CLOSE_MALFORMED, "frames are JSON objects") from None
+    if not isinstance(data, dict):
+        raise LiveClose(CLOSE_MALFORMED, "frames are JSON objects")
+    return data
+
+
+async def _pump(websocket: WebSocket, subscriber: LiveSubscriber) -> None:
+    sender = asyncio.create_task(_send_frames(websocket, subscriber))
+    receiver = asyncio.create_task(_receive_frames(websocket))
+    closer = asyncio.create_task(subscriber.closed.wait())
+    try:
+        done, _ = await asyncio.wait({sender, receiver, closer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, receiver, closer):
+            task.cancel()
+    if receiver in done and receiver.exception() is None:
+        return  # the client left
+    for task in done:
+        if not task.cancelled() and isinstance(task.exception(), LiveClose):
+            raise task.exception()
+    if subscriber.close_code is not None:
+        raise LiveClose(subscriber.close_code, subscriber.close_reason)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
+
+
+async def _send_frames(websocket: WebSocket, subscriber: LiveSubscriber) -> None:
+    while True:
+        event = await subscriber.queue.get()
+        await websocket.send_text(event.frame)
+        metrics.EVENTS_DELIVERED.labels(event.kind).inc()
+        if event.posted_at is not None:
+            metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.posted_at))
+
+
+async def _receive_frames(websocket: WebSocket) -> None:
+    """Returns when the client leaves; answers pings; raises LiveClose on a malformed frame."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = _parse_frame(message)
+        if data.get("type") == "ping":
+            await websocket.send_text('{"type":"pong"}')
+        else:
+            raise LiveClose(CLOSE_MALFORMED, "unexpected frame after auth")
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    # A stalled client cannot take even a close frame; do not wait on it for long.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason[:120]), CLOSE_WRITE_TIMEOUT)

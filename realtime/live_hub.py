@@ -1,0 +1,346 @@
+"""Live delivery inside one server process.
+
+``LiveHub`` holds this process's single Redis pub/sub connection. It subscribes
+``live:{user}`` while at least one socket of that user is attached here (reference
+counted), parses each published event once, and offers the same frame to every local
+``LiveSubscriber`` of that user. Each subscriber has a bounded queue; one that fills
+(the client stopped reading) is closed with 1013 and never slows anyone else.
+
+No gap, no duplicate:
+- a subscriber is attached (and its channel subscription confirmed by Redis) before its
+  timeline is read for replay; events arriving meanwhile are buffered, then flushed with
+  ids already sent skipped;
+- when the pub/sub connection drops, the hub reconnects with backoff (``run``, the
+  named reconnect loop), resubscribes every channel, and catches every subscriber up
+  from the last id it was sent, through the same buffer-then-flush path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from . import keys, metrics
+from .redis_client import Redis, RedisDown
+
+__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED"]
+
+log = logging.getLogger("chirp.live")
+
+CLOSE_OVERLOADED = 1013
+CLOSE_UNAUTHORIZED = 4401
+CONTROL_CHANNEL = "live:control"
+_SENT_MEMORY = 2048  # ids remembered per socket for dedupe; far more than can be in flight
+
+
+class LiveEvent:
+    """A published message, parsed once per process, whatever the number of sockets."""
+
+    __slots__ = ("frame", "kind", "entry_id", "posted_at", "token_hash")
+
+    def __init__(self, frame: str) -> None:
+        self.frame = frame
+        data = orjson.loads(frame)
+        self.kind: str = data.get("type", "")
+        self.entry_id: int | None = None
+        self.posted_at: float | None = None
+        self.token_hash: str | None = data.get("token_hash")
+        if self.kind == "tweet":
+            tweet = data["tweet"]
+            self.entry_id = int(tweet.get("retweet_id") or tweet["id"])
+            self.posted_at = tweet.get("timestamp")
+
+    @property
+    def is_control(self) -> bool:
+        return self.kind == "session_revoked"
+
+
+class SubscriberState(enum.Enum):
+    REPLAYING = "replaying"  # the socket's first replay: live events wait in the buffer
+    BUFFERING = "buffering"  # catching up after a Redis blip: live events wait in the buffer
+    LIVE = "live"
+    CLOSED = "closed"
+
+
+class LiveSubscriber:
+    """One socket as the hub sees it: a bounded queue of frames and what it was sent."""
+
+    def __init__(self, user: str, token_hash: str, *, queue_size: int) -> None:
+        self.user = user
+        self.token_hash = token_hash
+        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=queue_size)
+        self.state = SubscriberState.REPLAYING
+        self.buffer: list[LiveEvent] = []
+        self.last_id: int | None = None
+        self._sent: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.closed = asyncio.Event()
+
+    def offer(self, event: LiveEvent) -> None:
+        if self.state is SubscriberState.LIVE:
+            self._enqueue(event)
+        elif self.state is not SubscriberState.CLOSED:
+            if len(self.buffer) >= 4 * self.queue.maxsize:
+                self.close(CLOSE_OVERLOADED, "too many events while catching up")
+            else:
+                self.buffer.append(event)
+
+    def begin_buffering(self) -> None:
+        if self.state is SubscriberState.LIVE:
+            self.state = SubscriberState.BUFFERING
+
+    def catch_up(self, events: list[LiveEvent]) -> int:
+        """Queue ``events`` (oldest first), then everything buffered meanwhile; go live."""
+        if self.state is SubscriberState.CLOSED:
+            return 0
+        count = 0
+        for event in events:
+            count += self._enqueue(event)
+        buffered, self.buffer = self.buffer, []
+        for event in buffered:
+            self._enqueue(event)
+        self.state = SubscriberState.LIVE
+        return count
+
+    def mark_sent(self, entry_id: int) -> None:
+        """Remember an id sent outside the queue (the replay on connect)."""
+        self._sent[entry_id] = None
+        if len(self._sent) > _SENT_MEMORY:
+            self._sent.popitem(last=False)
+        self.last_id = entry_id
+
+    def _enqueue(self, event: LiveEvent) -> int:
+        if self.state is SubscriberState.CLOSED:
+            return 0
+        if event.entry_id is not None:
+            if event.entry_id in self._sent:
+                return 0
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            metrics.SLOW_CLIENT_CLOSES.inc()
+            metrics.EVENTS_DROPPED.inc(self.queue.qsize() + 1)
+            self.close(CLOSE_OVERLOADED, "client too slow")
+            return 0
+        if event.entry_id is not None:
+            self.mark_sent(event.entry_id)
+        return 1
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.state is not SubscriberState.CLOSED:
+            self.state = SubscriberState.CLOSED
+            self.close_code, self.close_reason = code, reason
+            self.buffer.clear()
+            self.closed.set()
+
+
+#: Reads the entries of ``user``'s home timeline that arrived after ``since``, as events.
+CatchUp = Callable[[str, int | None], Awaitable[list[LiveEvent]]]
+
+
+class _Subscription:
+    """SUBSCRIBE commands sent for one channel and not yet confirmed, and who waits."""
+
+    __slots__ = ("outstanding", "confirmed")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.confirmed = asyncio.get_running_loop().create_future()
+
+
+class LiveHub:
+    def __init__(self, make_pubsub_client: Callable[[], Redis], catch_up: CatchUp) -> None:
+        self._make_client = make_pubsub_client
+        self._catch_up = catch_up
+        self._subscribers: dict[str, set[LiveSubscriber]] = {}
+        self._pending: dict[str, _Subscription] = {}
+        self._client: Redis | None = None
+        self._pubsub = None
+        self.connected = asyncio.Event()
+        self.empty = asyncio.Event()
+        self.empty.set()
+        self.reconnects = 0
+
+    # -- numbers for presence and /stats ----------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return sum(len(subs) for subs in self._subscribers.values())
+
+    @property
+    def users_online(self) -> int:
+        return len(self._subscribers)
+
+    def subscribers(self) -> list[LiveSubscriber]:
+        return [sub for subs in self._subscribers.values() for sub in subs]
+
+    # -- attaching sockets ------------------------------------------------------------
+
+    async def attach(self, subscriber: LiveSubscriber) -> None:
+        """Register ``subscriber`` (buffering); return once Redis confirms its channel."""
+        if not self.connected.is_set():
+            raise ConnectionError("the live pub/sub connection is down")
+        subs = self._subscribers.setdefault(subscriber.user, set())
+        subs.add(subscriber)
+        self._update_gauges()
+        channel = keys.live_channel(subscriber.user)
+        if len(subs) == 1:
+            await self._subscribe(channel)
+        elif channel in self._pending:
+            await asyncio.wait_for(asyncio.shield(self._pending[channel].confirmed), timeout=5)
+
+    async def _subscribe(self, *channels: str) -> None:
+        await asyncio.wait_for(asyncio.gather(*await self._send_subscribe(*channels)), timeout=5)
+
+    async def _send_subscribe(self, *channels: str) -> list[asyncio.Future]:
+        """Send SUBSCRIBE; the futures resolve when Redis confirms (see ``_confirmed``)."""
+        waiting = []
+        for channel in channels:
+            subscription = self._pending.get(channel) or self._pending.setdefault(channel, _Subscription())
+            subscription.outstanding += 1
+            waiting.append(asyncio.shield(subscription.confirmed))
+        await self._pubsub.subscribe(*channels)
+        return waiting
+
+    def _confirmed(self, channel: str) -> None:
+        # Confirmations come back in the order the commands went out, so the channel is
+        # really subscribed only when the last SUBSCRIBE sent for it is confirmed.
+        subscription = self._pending.get(channel)
+        if subscription is None:
+            return
+        subscription.outstanding -= 1
+        if subscription.outstanding <= 0:
+            del self._pending[channel]
+            subscription.confirmed.set_result(True)
+
+    async def detach(self, subscriber: LiveSubscriber) -> None:
+        subscriber.close(subscriber.close_code or 1000)
+        subs = self._subscribers.get(subscriber.user)
+        if subs is None or subscriber not in subs:
+            return
+        subs.discard(subscriber)
+        if not subs:
+            del self._subscribers[subscriber.user]
+            if self.connected.is_set():
+                try:
+                    await self._pubsub.unsubscribe(keys.live_channel(subscriber.user))
+                except RedisDown:
+                    pass  # the reconnect loop resubscribes only what is still wanted
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        if self._subscribers:
+            self.empty.clear()
+        else:
+            self.empty.set()
+        metrics.OPEN_SOCKETS.set(self.connections)
+        metrics.USERS_ONLINE.set(self.users_online)
+
+    # -- the named reconnect loop -----------------------------------------------------
+
+    async def run(self) -> None:
+        """Listen forever; on a lost connection reconnect with backoff and catch everyone up."""
+        backoff = 0.05
+        first = True
+        while True:
+            listener = None
+            try:
+                self._client = self._make_client()
+                self._pubsub = self._client.pubsub()
+                channels = [CONTROL_CHANNEL, *(keys.live_channel(user) for user in self._subscribers)]
+                confirmations = await self._send_subscribe(*channels)
+                listener = asyncio.create_task(self._read_messages(), name="live-pubsub-reader")
+                await asyncio.wait_for(asyncio.gather(*confirmations), timeout=5)
+                for subscriber in self.subscribers():  # catch-up and live must stay in order
+                    subscriber.begin_buffering()
+                self.connected.set()
+                if not first:
+                    self.reconnects += 1
+                    metrics.PUBSUB_RECONNECTS.inc()
+                    log.info("pub/sub reconnected; resubscribed %d user channels", len(self._subscribers))
+                    asyncio.create_task(self._catch_up_everyone(), name="live-catch-up")
+                first, backoff = False, 0.05
+                await listener
+            except asyncio.CancelledError:
+                raise
+            except (*RedisDown, asyncio.TimeoutError) as exc:
+                log.warning("pub/sub connection lost (%s); reconnecting in %.2fs", exc or type(exc).__name__, backoff)
+            except Exception:
+                log.exception("pub/sub listener failed; reconnecting in %.2fs", backoff)
+            finally:
+                if listener is not None:
+                    listener.cancel()
+                self._disconnected()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _read_messages(self) -> None:
+        while True:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+            if message is None:
+                continue
+            if message["type"] == "message":
+                self._dispatch(message["channel"], message["data"])
+            elif message["type"] == "subscribe":
+                self._confirmed(message["channel"])
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        subs = self._subscribers.get(channel[channel.find("{") + 1: -1])
+        if not subs:
+            return
+        try:
+            event = LiveEvent(data)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.error("ignoring a malformed live event on %s", channel)
+            return
+        if event.is_control:
+            for sub in list(subs):
+                if sub.token_hash == event.token_hash:
+                    sub.close(CLOSE_UNAUTHORIZED, "signed out")
+            return
+        for sub in subs:
+            sub.offer(event)
+
+    def _disconnected(self) -> None:
+        self.connected.clear()
+        for subscription in self._pending.values():
+            subscription.confirmed.cancel()
+        self._pending = {}
+        # Sockets still replaying on connect cannot finish without Redis: they reconnect.
+        for subscriber in self.subscribers():
+            if subscriber.state is SubscriberState.REPLAYING:
+                subscriber.close(CLOSE_OVERLOADED, "Redis connection lost")
+        pubsub, client = self._pubsub, self._client
+        self._pubsub = self._client = None
+        if client is not None:
+            asyncio.create_task(_quietly_close(pubsub, client))
+
+    async def _catch_up_everyone(self) -> None:
+        for subscriber in self.subscribers():
+            if subscriber.state is not SubscriberState.BUFFERING:
+                continue
+            try:
+                events = await self._catch_up(subscriber.user, subscriber.last_id)
+            except RedisDown:
+                subscriber.close(CLOSE_OVERLOADED, "Redis connection lost")
+                continue
+            metrics.REPLAYED_EVENTS.inc(subscriber.catch_up(events))
+
+    def close_all(self, code: int, reason: str = "") -> None:
+        for subscriber in self.subscribers():
+            subscriber.close(code, reason)
+
+
+async def _quietly_close(pubsub, client) -> None:
+    for closer in (pubsub.aclose, client.aclose):
+        try:
+            await closer()
+        except Exception:
+            pass

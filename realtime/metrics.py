@@ -1,0 +1,42 @@
+"""Prometheus metrics of this process (several worker processes are summed through
+prometheus-client's multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set; run.py
+sets it for --workers > 1)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+__all__ = [
+    "OPEN_SOCKETS", "EVENTS_DELIVERED", "EVENTS_DROPPED", "SLOW_CLIENT_CLOSES", "REPLAYED_EVENTS",
+    "USERS_ONLINE", "PUBSUB_RECONNECTS", "FANOUT_QUEUE_LENGTH", "FANOUT_PENDING", "FANOUT_LAG", "DELIVERY_LATENCY",
+    "render_metrics", "CONTENT_TYPE_LATEST",
+]
+
+OPEN_SOCKETS = Gauge("chirp_open_sockets", "WebSocket connections open now", multiprocess_mode="livesum")
+USERS_ONLINE = Gauge("chirp_users_online", "Distinct users with a live socket on a process (summed over processes)",
+                     multiprocess_mode="livesum")
+EVENTS_DELIVERED = Counter("chirp_events_delivered", "Live events written to sockets", ["kind"])
+EVENTS_DROPPED = Counter("chirp_events_dropped", "Live events not delivered because the socket was closed as slow")
+SLOW_CLIENT_CLOSES = Counter("chirp_slow_client_closes", "Sockets closed with 1013 because their send queue filled")
+REPLAYED_EVENTS = Counter("chirp_replayed_events", "Tweets sent from the timeline on connect or after a Redis blip")
+PUBSUB_RECONNECTS = Counter("chirp_pubsub_reconnects", "Times the pub/sub connection was re-established")
+FANOUT_QUEUE_LENGTH = Gauge("chirp_fanout_queue_length", "Fan-out jobs recorded and not yet read",
+                            multiprocess_mode="mostrecent")
+FANOUT_PENDING = Gauge("chirp_fanout_pending", "Fan-out jobs read and not yet acknowledged",
+                       multiprocess_mode="mostrecent")
+FANOUT_LAG = Gauge("chirp_fanout_lag_seconds", "Age of the oldest fan-out job not yet done",
+                   multiprocess_mode="mostrecent")
+DELIVERY_LATENCY = Histogram(
+    "chirp_delivery_latency_seconds", "Time from a post being accepted to its frame being written to a socket",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+def render_metrics() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

@@ -1,0 +1,90 @@
+"""Presence: each server process writes its live counts to Redis under a heartbeat with a
+TTL, so ``/stats`` sums the processes that are alive and forgets a killed one within
+``TTL`` seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+
+from .live_hub import LiveHub
+from .redis_client import Redis, RedisDown
+
+__all__ = ["Presence", "cluster_stats"]
+
+log = logging.getLogger("chirp.presence")
+
+INDEX = "presence:processes"  # sorted set: process id -> heartbeat deadline (ms)
+BEAT_EVERY = 1.0
+TTL = 5.0
+
+
+def _process_key(process_id: str) -> str:
+    return f"presence:process:{{{process_id}}}"
+
+
+def _users_key(process_id: str) -> str:
+    return f"presence:users:{{{process_id}}}"
+
+
+class Presence:
+    def __init__(self, redis: Redis, hub: LiveHub) -> None:
+        self._redis = redis
+        self._hub = hub
+        self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.started_at = time.time()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except RedisDown as exc:
+                log.debug("presence heartbeat skipped: %s", exc)
+            await asyncio.sleep(BEAT_EVERY)
+
+    async def beat(self) -> None:
+        ttl_ms = int(TTL * 1000)
+        users = [sub.user for sub in self._hub.subscribers()]
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(_process_key(self.process_id), mapping={
+            "id": self.process_id, "connections": len(users), "users_online": len(set(users)),
+            "started_at": repr(self.started_at)})
+        pipe.pexpire(_process_key(self.process_id), ttl_ms)
+        pipe.delete(_users_key(self.process_id))
+        if users:
+            pipe.sadd(_users_key(self.process_id), *set(users))
+            pipe.pexpire(_users_key(self.process_id), ttl_ms)
+        pipe.zadd(INDEX, {self.process_id: int(time.time() * 1000) + ttl_ms})
+        await pipe.execute()
+
+    async def leave(self) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrem(INDEX, self.process_id)
+        pipe.delete(_process_key(self.process_id), _users_key(self.process_id))
+        await pipe.execute()
+
+
+async def cluster_stats(redis: Redis) -> dict:
+    """Connections and distinct users online, in total and per live process."""
+    now_ms = int(time.time() * 1000)
+    await redis.zremrangebyscore(INDEX, "-inf", now_ms)
+    process_ids = await redis.zrange(INDEX, 0, -1)
+    pipe = redis.pipeline(transaction=False)
+    for process_id in process_ids:
+        pipe.hgetall(_process_key(process_id))
+        pipe.smembers(_users_key(process_id))
+    answers = await pipe.execute()
+    processes, users = [], set()
+    for fields, members in zip(answers[::2], answers[1::2]):
+        if not fields:
+            continue
+        processes.append({"id": fields["id"], "connections": int(fields["connections"]),
+                          "users_online": int(fields["users_online"]), "started_at": float(fields["started_at"])})
+        users |= members
+    processes.sort(key=lambda p: p["started_at"])
+    return {"connections": sum(p["connections"] for p in processes), "users_online": len(users),
+            "processes": processes}

@@ -1,0 +1,185 @@
+"""Live delivery over /ws: real uvicorn processes, real websockets clients, a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import websockets
+
+from .support import Api, LiveClient, unique_name
+
+
+async def test_a_follower_receives_a_tweet_live(api, service):
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    async with LiveClient(service.url, bob.token) as live:
+        assert live.ready == {"type": "ready", "username": bob.username, "replayed": 0}
+        tweet_id = alice.post_tweet("live!")
+        frame = await live.next_frame(timeout=1.0)
+    assert frame["type"] == "tweet"
+    assert frame["tweet"]["id"] == tweet_id and frame["tweet"]["from"] == alice.username
+
+
+async def test_no_follower_no_delivery_and_unfollow_stops_delivery(api, service, fanout_idle):
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    async with LiveClient(service.url, bob.token) as live:
+        first = alice.post_tweet("you follow me")
+        assert await live.next_tweet_id() == first
+        assert bob.request("DELETE", f"/users/{alice.username}/follow").status_code == 204
+        alice.post_tweet("you no longer follow me")
+        fanout_idle()
+        # Bob's own tweet enters his timeline after that fan-out finished: if the unfollowed
+        # tweet had been published to bob, it would have arrived first.
+        sentinel = bob.post_tweet("sentinel")
+        assert await live.next_tweet_id() == sentinel
+
+
+async def test_a_mention_delivers_to_a_non_follower(api, service):
+    alice, carol = api.sign_in(), api.sign_in()
+    async with LiveClient(service.url, carol.token) as live:
+        tweet_id = alice.post_tweet(f"hey @{carol.username}")
+        assert await live.next_tweet_id() == tweet_id
+
+
+async def test_a_delete_reaches_live_followers_as_a_delete_event(api, service):
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    async with LiveClient(service.url, bob.token) as live:
+        tweet_id = alice.post_tweet("oops")
+        assert await live.next_tweet_id() == tweet_id
+        assert alice.request("DELETE", f"/tweets/{tweet_id}").status_code == 204
+        assert await live.next_frame() == {"type": "delete", "id": tweet_id}
+
+
+async def test_reconnecting_with_since_replays_exactly_what_was_missed_oldest_first(api, service, fanout_idle):
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    async with LiveClient(service.url, bob.token) as live:
+        seen = alice.post_tweet("seen live")
+        assert await live.next_tweet_id() == seen
+    missed = [alice.post_tweet(f"missed {n}") for n in range(5)]
+    fanout_idle()
+    async with LiveClient(service.url, bob.token, since=seen) as again:
+        assert [f["tweet"]["id"] for f in again.replayed] == missed
+        assert again.ready["replayed"] == 5
+        later = alice.post_tweet("after the replay")
+        assert await again.next_tweet_id() == later
+
+
+async def test_posting_continuously_while_a_client_connects_shows_no_gap_and_no_duplicate(api, service, fanout_idle):
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    posted: list[str] = []
+    stop = asyncio.Event()
+
+    async def post_continuously():
+        for n in range(400):  # bounded
+            if stop.is_set():
+                break
+            posted.append(await asyncio.to_thread(alice.post_tweet, f"stream {n}"))
+
+    poster = asyncio.create_task(post_continuously())
+    while len(posted) < 20:
+        await asyncio.sleep(0.01)  # let the stream get going before connecting mid-stream
+    live = await LiveClient(service.url, bob.token, since=posted[5]).connect()
+    received = [f["tweet"]["id"] for f in live.replayed]
+    while len(posted) < len(received) + 30:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await poster
+    fanout_idle()
+    expected = posted[6:]
+    while len(received) < len(expected):
+        received.append(await live.next_tweet_id())
+    await live.socket.close()
+    assert received == expected  # every tweet after `since`, once, in order
+
+
+async def test_one_users_several_sockets_on_two_processes_all_receive(api, service, redis_server, tmp_path):
+    from .support import ServiceProcess
+
+    second = ServiceProcess(redis_server.url).start(tmp_path)
+    try:
+        alice = api.sign_in()
+        bob = api.sign_in()
+        bob.follow(alice)
+        other = Api(second.url)
+        bob_token_2 = other.sign_in(bob.username).token
+        async with LiveClient(service.url, bob.token) as on_first, \
+                LiveClient(second.url, bob.token) as on_second, \
+                LiveClient(second.url, bob_token_2) as another_tab:
+            via_second = Api(second.url).sign_in(alice.username).post_tweet("through the other process")
+            for socket in (on_first, on_second, another_tab):
+                assert await socket.next_tweet_id() == via_second
+        other.http.close()
+    finally:
+        second.stop()
+
+
+async def test_close_codes_for_bad_auth_frames(api, service):
+    bob = api.sign_in()
+    cases = [
+        ("not json", 4400),
+        ('["auth"]', 4400),
+        ('{"type": "hello"}', 4400),
+        ('{"type": "auth", "token": 42}', 4400),
+        ('{"type": "auth", "token": "%s", "since": "yesterday"}' % bob.token, 4400),
+        ('{"type": "auth", "token": "not-a-token"}', 4401),
+        ('{"type": "auth", "token": null}', 4401),
+        ('{"type": "auth"}', 4401),
+    ]
+    for frame, code in cases:
+        client = await LiveClient(service.url, None).connect(auth=False)
+        await client.socket.send(frame)
+        assert await client.close_code() == code, frame
+
+
+async def test_no_auth_frame_in_time_closes_4408(service):
+    client = await LiveClient(service.url, None).connect(auth=False)
+    assert await client.close_code() == 4408
+
+
+async def test_a_malformed_frame_after_auth_closes_4400_and_ping_gets_pong(api, service):
+    bob = api.sign_in()
+    async with LiveClient(service.url, bob.token) as live:
+        await live.send({"type": "ping"})
+        assert await live.next_frame() == {"type": "pong"}
+        await live.socket.send("{{{")
+        assert await live.close_code() == 4400
+
+
+async def test_signing_out_closes_that_sessions_sockets_with_4401_and_not_the_others(api, service):
+    bob = api.sign_in()
+    other_session = Api(service.url).sign_in(bob.username)
+    async with LiveClient(service.url, bob.token) as doomed, LiveClient(service.url, other_session.token) as kept:
+        assert bob.request("POST", "/auth/signout").status_code == 204
+        assert await doomed.close_code() == 4401
+        tweet_id = other_session.post_tweet("still here")
+        assert await kept.next_tweet_id() == tweet_id
+
+
+async def test_a_session_that_expires_while_connected_closes_4401(api, service, redis_server):
+    import redis.asyncio as aioredis
+
+    from realtime.sessions import Sessions
+    from realtime.text import normalize_username
+
+    bob = api.sign_in()
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    token = await Sessions(client).create(normalize_username(bob.username), time.time() + 1.0)
+    await client.aclose()
+    async with LiveClient(service.url, token) as live:
+        assert await live.close_code() == 4401
+
+
+async def test_a_foreign_origin_is_refused(api, service):
+    bob = api.sign_in()
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await LiveClient(service.url, bob.token, origin="https://evil.example").connect()
+    assert refused.value.response.status_code == 403
+    same = f"http://127.0.0.1:{service.port}"
+    async with LiveClient(service.url, bob.token, origin=same) as live:
+        assert live.ready["username"] == bob.username
