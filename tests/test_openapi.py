@@ -1,0 +1,216 @@
+"""/openapi.json documents every route of the app; /docs works with no internet access."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+from starlette.routing import Mount, Route, WebSocketRoute
+
+from http_api.app import create_app
+from realtime.config import Settings
+
+from .support import Api, unique_name
+from .test_api_errors import PENDING_SESSION_OPERATIONS, pending_session
+
+APP = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))  # never started: only its routes are read
+
+#: What /openapi.json leaves out on purpose, by name: the Swagger UI page's own files.
+UNDOCUMENTED_ROUTES = {"/docs/swagger-init.js"}
+UNDOCUMENTED_MOUNTS = {"/docs/assets"}
+
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def app_operations() -> set[tuple[str, str]]:
+    """(method, path) of every route of the app but the named exceptions; HEAD comes with GET."""
+    operations = set()
+    for route in APP.routes:
+        if isinstance(route, Mount):
+            assert route.path in UNDOCUMENTED_MOUNTS, f"the mount {route.path} is neither documented nor excluded"
+        elif isinstance(route, Route):
+            if route.path not in UNDOCUMENTED_ROUTES:
+                operations |= {(method.lower(), route.path) for method in route.methods if method != "HEAD"}
+        elif not isinstance(route, WebSocketRoute):  # OpenAPI 3.0 cannot describe a WebSocket; see below
+            pytest.fail(f"a route of a kind this test does not know: {route!r}")
+    return operations
+
+
+@pytest.fixture(scope="module")
+def schema(service) -> dict:
+    response = httpx.get(service.url + "/openapi.json")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()
+
+
+def documented_operations(schema: dict) -> set[tuple[str, str]]:
+    return {(method, path) for path, item in schema["paths"].items() for method in item if method in METHODS}
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    while "$ref" in node:
+        assert node["$ref"].startswith("#/"), node
+        target = schema
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def test_openapi_json_lists_every_route_of_the_app_with_each_of_its_methods(schema):
+    expected, documented = app_operations(), documented_operations(schema)
+    assert expected - documented == set(), "routes without a docstring schema (or left out of the schema)"
+    assert documented - expected == set(), "documented operations the app does not serve"
+
+
+def test_the_description_points_at_every_websocket_route(schema):
+    sockets = [route.path for route in APP.routes if isinstance(route, WebSocketRoute)]
+    for path in sockets:
+        assert path in schema["info"]["description"], f"the WebSocket {path} is not mentioned"
+
+
+def test_the_named_exclusions_still_exist_so_the_list_does_not_rot():
+    paths = {route.path for route in APP.routes}
+    assert UNDOCUMENTED_ROUTES | UNDOCUMENTED_MOUNTS <= paths
+
+
+def test_the_document_is_openapi_3_0_which_the_bundled_swagger_ui_reads(schema):
+    assert re.fullmatch(r"3\.0\.\d+", schema["openapi"])
+    assert schema["info"]["title"] and schema["info"]["version"]
+
+
+def test_every_operation_has_a_summary_and_documented_responses_with_string_status_codes(schema):
+    for method, path in documented_operations(schema):
+        operation = schema["paths"][path][method]
+        assert operation.get("summary"), (method, path)
+        responses = operation.get("responses")
+        assert responses, (method, path)
+        for status, response in responses.items():
+            assert re.fullmatch(r"[1-5]\d\d", status), (method, path, status)
+            assert resolve(schema, response).get("description"), (method, path, status)
+        assert any(status.startswith("2") for status in responses), (method, path)
+
+
+def test_every_operation_that_takes_a_token_documents_bearer_security_and_401(schema):
+    for method, path in documented_operations(schema):
+        operation = schema["paths"][path][method]
+        if operation.get("security"):
+            assert operation["security"] == [{"bearer": []}], (method, path)
+            assert "401" in operation["responses"], (method, path)
+
+
+def test_every_path_parameter_is_documented(schema):
+    for method, path in documented_operations(schema):
+        names = set(re.findall(r"{(\w+)}", path))
+        parameters = [resolve(schema, p) for p in schema["paths"][path][method].get("parameters", [])]
+        documented = {p["name"] for p in parameters if p["in"] == "path"}
+        assert documented == names, (method, path)
+        assert all(p["required"] for p in parameters if p["in"] == "path"), (method, path)
+
+
+def test_every_reference_points_at_something_in_the_document(schema):
+    def walk(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                resolve(schema, node)  # raises KeyError when dangling
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(schema)
+
+
+def test_post_put_and_patch_operations_document_a_json_body_exactly_when_they_read_one(schema, service,
+                                                                                       redis_server):
+    """Probed, not trusted: an operation that answers malformed JSON with 400 malformed_json reads JSON,
+    so it must document a requestBody, and one that documents a body must read it."""
+    api = Api(service.url)
+    other = api.sign_in()
+    samples = {"username": other.username, "tweet_id": other.post_tweet("probe"), "tag": "probe"}
+    try:
+        for method, path in sorted(documented_operations(schema)):
+            if method not in ("post", "put", "patch"):
+                continue
+            if (method.upper(), path) in PENDING_SESSION_OPERATIONS:
+                token = pending_session(redis_server.url)
+            else:
+                token = api.sign_in().token
+            url = re.sub(r"{(\w+)}", lambda m: samples[m.group(1)], path)
+            answer = api.http.request(method, url, content=b"{not json", headers={"Authorization": f"Bearer {token}"})
+            reads_json = answer.status_code == 400 and answer.json()["error"]["code"] == "malformed_json"
+            body = schema["paths"][path][method].get("requestBody")
+            assert bool(body) == reads_json, (method, path, answer.status_code, answer.text)
+            if body:
+                assert body.get("required") is True, (method, path)
+                json_schema = resolve(schema, body["content"]["application/json"]["schema"])
+                assert json_schema["type"] == "object" and json_schema.get("properties"), (method, path)
+                responses = schema["paths"][path][method]["responses"]
+                assert {"400", "413"} <= set(responses), f"{method} {path} reads JSON: document 400 and 413"
+    finally:
+        api.http.close()
+
+
+def test_operations_that_answer_401_without_a_token_declare_bearer_security(schema, service):
+    """Probed both ways, with the sample values of a real user and tweet."""
+    api = Api(service.url)
+    other = api.sign_in()
+    samples = {"username": other.username, "tweet_id": other.post_tweet("probe"), "tag": "probe"}
+    try:
+        for method, path in sorted(documented_operations(schema)):
+            url = re.sub(r"{(\w+)}", lambda m: samples[m.group(1)], path)
+            answer = api.http.request(method, url, json={"username": unique_name("o"), "content": "x"})
+            declared = bool(schema["paths"][path][method].get("security"))
+            assert (answer.status_code == 401) == declared, (method, path, answer.status_code, answer.text)
+    finally:
+        api.http.close()
+
+
+class _AssetLinks(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href") and value:
+                self.links.append(value)
+
+
+def test_docs_is_html_that_loads_only_same_origin_assets_and_each_answers_200(service):
+    page = httpx.get(service.url + "/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]", page.text, re.IGNORECASE), page.text
+    parser = _AssetLinks()
+    parser.feed(page.text)
+    assert parser.links, "the page loads no assets; Swagger UI needs its script and stylesheet"
+    kinds = {".js": "javascript", ".css": "text/css"}
+    for link in parser.links:
+        url = urljoin(service.url + "/docs", link)
+        assert urlsplit(url).netloc == urlsplit(service.url).netloc, link
+        asset = httpx.get(url)
+        assert asset.status_code == 200, link
+        for suffix, kind in kinds.items():
+            if urlsplit(url).path.endswith(suffix):
+                assert kind in asset.headers["content-type"], (link, asset.headers["content-type"])
+
+
+def test_the_swagger_ui_set_up_reads_our_openapi_json_and_turns_off_the_online_validator(service):
+    """Swagger UI's default validatorUrl loads a badge from validator.swagger.io on any host but localhost."""
+    page = httpx.get(service.url + "/docs")
+    parser = _AssetLinks()
+    parser.feed(page.text)
+    scripts = [httpx.get(urljoin(service.url + "/docs", link)).text for link in parser.links
+               if link.endswith(".js") and "swagger-ui-bundle" not in link]
+    assert scripts, "no set-up script found next to the Swagger UI bundle"
+    set_up = "\n".join(scripts)
+    assert not re.search(r"https?://", set_up), set_up
+    assert re.search(r"""url\s*:\s*['"]/openapi\.json['"]""", set_up), set_up
+    assert re.search(r"""validatorUrl\s*:\s*(null|['"]none['"])""", set_up), set_up
+    assert httpx.get(service.url + "/openapi.json").status_code == 200
+
