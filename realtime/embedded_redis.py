@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -65,6 +66,17 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when we die, however we die
+    (uvicorn re-raises SIGTERM after its shutdown, which skips our cleanup)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: stop() still stops it on a clean exit
+
+
 class RedisServerProcess:
     """A redis-server child process on 127.0.0.1, started and stopped by us (by its pid)."""
 
@@ -86,7 +98,7 @@ class RedisServerProcess:
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                    "--logfile", "redis.log", "--daemonize", "no", *persistence]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+                                        stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while not _answers_ping(self.port):
             if self.process.poll() is not None:

@@ -16,7 +16,7 @@ MAX_TWEET_LENGTH = 280
 MAX_DISPLAY_NAME = 50
 MAX_BIO = 160
 
-USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
+USERNAME = re.compile(r"[A-Za-z0-9_]{1,15}")
 # "# or @ followed by [A-Za-z0-9_]+, not preceded by a word character" (API.md).
 _MENTION = re.compile(r"(?<!\w)@([A-Za-z0-9_]+)")
 _HASHTAG = re.compile(r"(?<!\w)#([A-Za-z0-9_]+)")
@@ -24,9 +24,11 @@ _HASHTAG = re.compile(r"(?<!\w)#([A-Za-z0-9_]+)")
 
 def check_username(name: object) -> str:
     """``name`` as chosen, or 422 when it is not a valid username."""
+    if name is None:
+        raise BadRequest("username is required.", code="missing_field")
     if not isinstance(name, str):
         raise BadRequest("username must be a string.", code="wrong_type")
-    if not USERNAME.match(name):
+    if not USERNAME.fullmatch(name):
         raise Unprocessable("A username is 1 to 15 letters, digits or underscores.", code="invalid_username")
     return name
 
@@ -38,6 +40,8 @@ def normalize_username(name: str) -> str:
 
 def clean_content(content: object) -> str:
     """Tweet text, NFC-normalized and stripped, 1..280 code points, or 400/422."""
+    if content is None:
+        raise BadRequest("content is required.", code="missing_field")
     if not isinstance(content, str):
         raise BadRequest("content must be a string.", code="wrong_type")
     text = unicodedata.normalize("NFC", content).strip()

@@ -24,7 +24,7 @@ class Users:
         lower = normalize_username(name)
         # HSETNX on the lowercase key is what makes names unique case-insensitively.
         if not await self._redis.hsetnx(keys.user(lower), "username", name):
-            raise Conflict(f"The username {name!r} is taken.", code="username_taken")
+            raise Conflict(f"The username {name} is taken.", code="username_taken")
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(keys.user(lower), mapping={"display_name": display or name, "bio": about,
                                              "created_at": repr(time.time()), "tweets": 0})
@@ -53,7 +53,7 @@ class Users:
             raise NotFound("No such user.", code="user_not_found")
         canonical = await self.canonical(normalize_username(name))
         if canonical is None:
-            raise NotFound(f"No user is called {name!r}.", code="user_not_found")
+            raise NotFound("No such user.", code="user_not_found")
         return canonical
 
     async def existing(self, lowers: Iterable[str]) -> dict[str, str]:
@@ -74,7 +74,7 @@ class Users:
         pipe.zcard(keys.following(lower))
         fields, followers, following = await pipe.execute()
         if not fields.get("username"):
-            raise NotFound(f"No user is called {name!r}.", code="user_not_found")
+            raise NotFound("No such user.", code="user_not_found")
         return {
             "username": fields["username"],
             "display_name": fields.get("display_name", fields["username"]),

@@ -28,7 +28,7 @@ async def healthz(request: Request) -> Json:
     try:
         await request.app.state.engine.ping()
     except RedisDown:
-        return error_response(503, "redis_unavailable", "Redis does not answer.")
+        return error_response(503, "redis_unavailable", "Redis does not answer.", {"Retry-After": "1"})
     return Json({"status": "ok"})
 
 
