@@ -286,6 +286,12 @@ def test_routes_without_a_json_body_never_fail_on_whatever_body_they_are_sent(wo
         assert_sound(world.call(*op, content=body, headers={"Content-Type": "application/json"}))
 
 
+@pytest.mark.parametrize("op", OTHER_OPERATIONS, ids=op_id)
+def test_routes_without_a_json_body_still_refuse_a_declared_oversized_body_with_413(world, op):
+    response = world.call(*op, content=b"x" * (world.max_body_bytes + 1))
+    assert_error(response, 413, "payload_too_large")
+
+
 # -- routes and methods -------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", [
