@@ -6,11 +6,13 @@ import contextlib
 import logging
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from realtime.config import Settings
 from realtime.engine import Engine
 
+from .body_limit import BodyLimit
 from .endpoints import auth, live, operations, timelines, tweets, users
 from .errors import EXCEPTION_HANDLERS
 from .openapi import docs_init, docs_page, openapi_json, swagger_assets
@@ -71,7 +73,10 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await engine.close()
 
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    middleware = [
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings
     return app
 
