@@ -200,33 +200,46 @@ class FanoutWorker:
             await self._write_batch(job, targets, channels, message, dedupe, {"extras": 1})
             dedupe = RECENT_DEDUPE_WINDOW
         skip = set(mentions) | {job.author}  # mentioned users already have it
-        cursor = progress.get("cursor", "")
-        while True:
-            names = await self._follower_page(job.author, cursor)
-            if not names:
-                break
-            cursor = names[-1]
-            names = [name for name in names if name not in skip]
-            await self._write_batch(job, [keys.home_timeline(n) for n in names],
-                                    [keys.live_channel(n) for n in names], message, dedupe, {"cursor": cursor})
-            dedupe = RECENT_DEDUPE_WINDOW
-            if self.batch_pause:
-                await asyncio.sleep(self.batch_pause)
+        # The next page is read while the current batch is written: a read on another
+        # connection, so the writes and their progress marks keep their order.
+        page = asyncio.ensure_future(self._follower_page(job.author, progress.get("cursor", "")))
+        try:
+            while True:
+                names = await page
+                if not names:
+                    break
+                cursor = names[-1]
+                page = asyncio.ensure_future(self._follower_page(job.author, cursor))
+                targets = [keys.home_timeline(name) for name in names if name not in skip]
+                # Each home timeline publishes on its owner's live channel (see Timelines.queue_push).
+                await self._write_batch(job, targets, None, message, dedupe, {"cursor": cursor})
+                dedupe = RECENT_DEDUPE_WINDOW
+                if self.batch_pause:
+                    await asyncio.sleep(self.batch_pause)
+        finally:
+            if not page.done():
+                page.cancel()
+            elif not page.cancelled():
+                page.exception()  # a failed read we no longer need is not reported as never retrieved
 
     async def _follower_page(self, author: str, after: str) -> list[str]:
         low = f"({after}" if after else "-"
         return await self._redis.zrangebylex(keys.followers(author), low, "+", 0, self.batch_size)
 
-    async def _write_batch(self, job: FanoutJob, targets: list[str], channels: list[str], message: str,
+    async def _write_batch(self, job: FanoutJob, targets: list[str], channels: list[str] | None, message: str,
                            dedupe: int, progress: dict) -> None:
-        """Write one batch and, in the same pipeline, the progress mark and a fresh claim."""
+        """Write one batch and, in the same pipeline, the progress mark and a fresh claim.
+
+        ``channels=None`` means each target publishes on its owner's live channel.
+        """
         pipe = self._redis.pipeline(transaction=False)
         if targets:
             if job.kind == "post":
                 await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, channels=channels,
-                                           dedupe_window=dedupe)
+                                                 owner_channels=channels is None, dedupe_window=dedupe)
             else:
-                await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, channels=channels)
+                await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, channels=channels,
+                                                   owner_channels=channels is None)
         progress_key = keys.fanout_progress(job.entry_id)
         pipe.hset(progress_key, mapping=progress)
         pipe.expire(progress_key, PROGRESS_TTL)

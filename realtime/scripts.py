@@ -8,38 +8,70 @@ __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW
 
 #: KEYS: timelines. ARGV: id, min_id (older entries leave), max_length, ttl_ms,
 #: dedupe_window (entries from the head to look at; 0 = the whole list), message
-#: (published when the entry is really added; '' = none), then one channel per key
-#: ('' = none). Returns how many timelines gained the entry.
+#: (published when the entry is really added; '' = none), owner_before, owner_after, then
+#: one channel per key ('' = none). When owner_before is not '', the channels are not
+#: passed: each key publishes on owner_before .. <the key's hash tag> .. owner_after (its
+#: owner's live channel), which spares the caller one argument per key.
+#: Returns how many timelines gained the entry.
 PUSH_TO_TIMELINES = """
 local id, min_id = ARGV[1], tonumber(ARGV[2])
 local max_length, ttl_ms, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local message = ARGV[6]
+local message, owner_before, owner_after = ARGV[6], ARGV[7], ARGV[8]
 local added = 0
 for i, key in ipairs(KEYS) do
   if not redis.call('LPOS', key, id, 'MAXLEN', window) then
-    redis.call('LPUSH', key, id)
-    while true do
-      local tail = redis.call('LINDEX', key, -1)
-      if tail and tonumber(tail) < min_id then redis.call('RPOP', key) else break end
+    local length = redis.call('LPUSH', key, id)
+    -- Drop the tail while it is older than min_id, then cap the length. While the list is
+    -- too long its tail goes either way, so it is popped at once (RPOP answers what it
+    -- was): on a full list that saves the LINDEX that would only look at it.
+    while length > 0 do
+      if length > max_length then
+        local tail = redis.call('RPOP', key)
+        length = length - 1
+        if tonumber(tail) >= min_id then break end
+      elseif tonumber(redis.call('LINDEX', key, -1)) < min_id then
+        redis.call('RPOP', key)
+        length = length - 1
+      else
+        break
+      end
     end
-    redis.call('LTRIM', key, 0, max_length - 1)
+    if length > max_length then redis.call('LTRIM', key, 0, max_length - 1) end
     redis.call('PEXPIRE', key, ttl_ms)
     added = added + 1
-    local channel = ARGV[6 + i]
-    if message ~= '' and channel and channel ~= '' then redis.call('PUBLISH', channel, message) end
+    if message ~= '' then
+      local channel
+      if owner_before ~= '' then
+        local tag = string.match(key, '{([^}]*)}')
+        if tag and tag ~= '' then channel = owner_before .. tag .. owner_after end
+      else
+        channel = ARGV[8 + i]
+      end
+      if channel and channel ~= '' then redis.call('PUBLISH', channel, message) end
+    end
   end
 end
 return added
 """
 
-#: KEYS: timelines. ARGV: id, message (published when really removed), then one channel per key.
+#: KEYS: timelines. ARGV: id, message (published when really removed), owner_before,
+#: owner_after, then one channel per key: channels as for PUSH_TO_TIMELINES.
 REMOVE_FROM_TIMELINES = """
+local message, owner_before, owner_after = ARGV[2], ARGV[3], ARGV[4]
 local removed = 0
 for i, key in ipairs(KEYS) do
   if redis.call('LREM', key, 0, ARGV[1]) > 0 then
     removed = removed + 1
-    local channel = ARGV[2 + i]
-    if ARGV[2] ~= '' and channel and channel ~= '' then redis.call('PUBLISH', channel, ARGV[2]) end
+    if message ~= '' then
+      local channel
+      if owner_before ~= '' then
+        local tag = string.match(key, '{([^}]*)}')
+        if tag and tag ~= '' then channel = owner_before .. tag .. owner_after end
+      else
+        channel = ARGV[4 + i]
+      end
+      if channel and channel ~= '' then redis.call('PUBLISH', channel, message) end
+    end
   end
 end
 return removed

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from redis.crc import key_slot
 
 from .ids import min_id_at
+from .keys import live_channel
 from .redis_client import Redis
 from .scripts import PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES
 
@@ -23,6 +24,10 @@ __all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE"]
 #: run finds it there. Re-runs of an interrupted batch use FULL_DEDUPE instead.
 RECENT_DEDUPE_WINDOW = 50
 FULL_DEDUPE = 0
+
+# A live channel is these two around its owner's name; the push script rebuilds it from a
+# timeline key's hash tag when the caller asks for owner channels.
+_OWNER_BEFORE, _, _OWNER_AFTER = live_channel("\0").partition("\0")
 
 
 class Timelines:
@@ -39,37 +44,53 @@ class Timelines:
     def oldest_allowed_id(self) -> int:
         return min_id_at(int((self._clock() - self.max_age) * 1000))
 
-    def _groups(self, keys: Sequence[str], channels: Sequence[str]) -> list[tuple[list[str], list[str]]]:
-        """One group per script call: all keys together, or one group per slot on a cluster."""
+    def _groups(self, keys: Sequence[str], channels: Sequence[str] | None) -> list[tuple[list[str], list[str]]]:
+        """One group per script call: all keys together, or one group per slot on a cluster.
+
+        Without ``channels`` every group's channel list is empty.
+        """
         if not self._cluster:
-            return [(list(keys), list(channels))]
+            return [(list(keys), list(channels) if channels is not None else [])]
         by_slot: dict[int, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
-        for key, channel in zip(keys, channels):
-            group = by_slot[key_slot(key.encode())]
-            group[0].append(key)
-            group[1].append(channel)
+        if channels is None:
+            for key in keys:
+                by_slot[key_slot(key.encode())][0].append(key)
+        else:
+            for key, channel in zip(keys, channels):
+                group = by_slot[key_slot(key.encode())]
+                group[0].append(key)
+                group[1].append(channel)
         return list(by_slot.values())
 
     async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
-                   channels: Sequence[str] | None = None, dedupe_window: int = RECENT_DEDUPE_WINDOW) -> int:
+                         channels: Sequence[str] | None = None, owner_channels: bool = False,
+                         dedupe_window: int = RECENT_DEDUPE_WINDOW) -> int:
         """Queue pushes of ``tweet_id`` onto ``keys`` in ``pipe``; returns the number of calls queued.
 
-        Each key whose list really gains the entry publishes ``message`` on its channel.
+        Each key whose list really gains the entry publishes ``message`` on its channel:
+        ``channels[i]`` for ``keys[i]``, or with ``owner_channels`` the live channel of the
+        user named by the key's hash tag (``tl:home:{bob}`` publishes on ``live:{bob}``),
+        which the script works out itself, so a big fan-out sends one argument per key, not two.
         """
-        channels = list(channels) if channels is not None else [""] * len(keys)
+        if owner_channels and channels is not None:
+            raise ValueError("pass channels or owner_channels=True, not both")
         ttl_ms = int(self.max_age * 1000)
-        common = [tweet_id, self.oldest_allowed_id(), self.max_length, ttl_ms, dedupe_window, message]
+        owner = [_OWNER_BEFORE, _OWNER_AFTER] if owner_channels else ["", ""]
+        common = [tweet_id, self.oldest_allowed_id(), self.max_length, ttl_ms, dedupe_window, message, *owner]
         groups = self._groups(keys, channels)
         for group_keys, group_channels in groups:
             await self._push(keys=group_keys, args=common + group_channels, client=pipe)
         return len(groups)
 
     async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
-                     channels: Sequence[str] | None = None) -> int:
-        channels = list(channels) if channels is not None else [""] * len(keys)
+                           channels: Sequence[str] | None = None, owner_channels: bool = False) -> int:
+        """Queue removals of ``tweet_id`` from ``keys``; channels as for ``queue_push``."""
+        if owner_channels and channels is not None:
+            raise ValueError("pass channels or owner_channels=True, not both")
+        owner = [_OWNER_BEFORE, _OWNER_AFTER] if owner_channels else ["", ""]
         groups = self._groups(keys, channels)
         for group_keys, group_channels in groups:
-            await self._remove(keys=group_keys, args=[tweet_id, message] + group_channels, client=pipe)
+            await self._remove(keys=group_keys, args=[tweet_id, message, *owner] + group_channels, client=pipe)
         return len(groups)
 
     async def push(self, keys: Sequence[str], tweet_id: int, **options) -> int:
