@@ -40,6 +40,7 @@ class Engine:
         self.live_hub = LiveHub(self._make_pubsub_client, self.live_catch_up)
         self.presence = Presence(redis, self.live_hub)
         self._tasks: list[asyncio.Task] = []
+        self._fanout_workers: dict[FanoutWorker, asyncio.Task] = {}
 
     @classmethod
     async def open(cls, settings: Settings) -> Engine:
@@ -83,18 +84,24 @@ class Engine:
     def start_fanout_workers(self, count: int) -> list[FanoutWorker]:
         workers = [self.new_fanout_worker() for _ in range(count)]
         for number, worker in enumerate(workers):
-            self._tasks.append(asyncio.create_task(worker.run(), name=f"fanout-worker-{number}"))
+            self._fanout_workers[worker] = asyncio.create_task(worker.run(), name=f"fanout-worker-{number}")
         return workers
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
     async def close(self) -> None:
-        for task in self._tasks:
+        for worker in self._fanout_workers:
+            worker.stop()
+        if self._fanout_workers:
+            await asyncio.wait(self._fanout_workers.values(), timeout=3)
+        tasks = self._tasks + list(self._fanout_workers.values())
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=5)
+            for task in stuck:
+                log.error("task %s did not stop within 5 s of being cancelled", task.get_name())
         with contextlib.suppress(Exception):
             await self.id_lease.release()
         with contextlib.suppress(Exception):

@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import time
+import time
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -28,6 +29,7 @@ from redis.exceptions import ResponseError
 
 from . import keys
 from .redis_client import Redis, RedisDown
+from .scripts import SET_IF_GREATER
 from .timelines import FULL_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
 
 __all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob"]
@@ -35,6 +37,9 @@ __all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob"]
 log = logging.getLogger("chirp.fanout")
 
 PROGRESS_TTL = 7 * 86400
+#: How long a job waits for the same author's previous job to finish before going ahead
+#: anyway (that job's worker may have died; it is taken over after FANOUT_CLAIM_IDLE).
+ORDER_WAIT = 2.0
 
 
 class FanoutQueue:
@@ -43,7 +48,13 @@ class FanoutQueue:
 
     async def enqueue(self, kind: str, tweet_id: int, author: str, *, mentions: list[str] | None = None,
                       hashtags: list[str] | None = None) -> str:
-        job = {"kind": kind, "id": tweet_id, "author": author}
+        # A per-author sequence number lets workers keep one author's jobs in order.
+        seq_key = keys.fanout_author_seq(author)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.incr(seq_key)
+        pipe.expire(seq_key, PROGRESS_TTL)
+        seq, _ = await pipe.execute()
+        job = {"kind": kind, "id": tweet_id, "author": author, "seq": seq}
         if mentions is not None:
             job["mentions"] = orjson.dumps(mentions).decode()
         if hashtags is not None:
@@ -87,6 +98,7 @@ class FanoutJob:
         self.kind = fields["kind"]
         self.tweet_id = int(fields["id"])
         self.author = fields["author"]
+        self.seq = int(fields.get("seq", 0))
         self.mentions: list[str] | None = orjson.loads(fields["mentions"]) if "mentions" in fields else None
         self.hashtags: list[str] | None = orjson.loads(fields["hashtags"]) if "hashtags" in fields else None
 
@@ -112,13 +124,23 @@ class FanoutWorker:
         self.jobs_done = 0
         self.entries_written = 0
         self.reconnects = 0
+        self._stopping = False
+        self._mark_done = redis.register_script(SET_IF_GREATER)
+
+    def stop(self) -> None:
+        """Finish the job in hand and return from ``run`` within about a second.
+
+        Preferred to cancelling: a job stopped between batches needs no takeover, and a
+        redis-py blocking read does not always give way to a cancel promptly.
+        """
+        self._stopping = True
 
     async def run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 await FanoutQueue(self._redis).ensure_group()
-                while True:
+                while not self._stopping:
                     await self._run_once()
                     backoff = 0.1
             except asyncio.CancelledError:
@@ -142,7 +164,7 @@ class FanoutWorker:
         if claimed:
             return
         answer = await self._blocking.xreadgroup(
-            keys.FANOUT_GROUP, self.consumer, {keys.FANOUT_STREAM: ">"}, count=16, block=1000)
+            keys.FANOUT_GROUP, self.consumer, {keys.FANOUT_STREAM: ">"}, count=1, block=1000)
         for _, entries in answer or []:
             for entry_id, fields in entries:
                 await self._run_entry(entry_id, fields, resumed=False)
@@ -154,14 +176,35 @@ class FanoutWorker:
             log.error("dropping malformed fan-out job %s: %r", entry_id, fields)
             job = None
         if job is not None:
+            await self._wait_for_previous_job_of(job)
             await self.run_job(job, resumed=resumed)
-        await self._finish(entry_id)
+        await self._finish(entry_id, job)
 
-    async def _finish(self, entry_id: str) -> None:
+    async def _wait_for_previous_job_of(self, job: FanoutJob) -> None:
+        """Keep each author's tweets and deletes in order for every follower.
+
+        Jobs are read one at a time (COUNT 1), so a worker only ever waits for a job that
+        entered the stream before its own: there is no cycle to deadlock on.
+        """
+        if job.seq <= 1:
+            return
+        deadline = time.monotonic() + ORDER_WAIT
+        while time.monotonic() < deadline:
+            done = await self._redis.get(keys.fanout_author_done(job.author))
+            if done is not None and int(done) >= job.seq - 1:
+                return
+            await asyncio.sleep(0.005)  # polling another worker's progress, bounded by ORDER_WAIT
+        log.warning("fan-out job %s (%s #%d) goes ahead of its predecessor after %.1fs",
+                    job.entry_id, job.author, job.seq, ORDER_WAIT)
+
+    async def _finish(self, entry_id: str, job: FanoutJob | None) -> None:
         pipe = self._redis.pipeline(transaction=False)
         pipe.xack(keys.FANOUT_STREAM, keys.FANOUT_GROUP, entry_id)
         pipe.xdel(keys.FANOUT_STREAM, entry_id)
         pipe.delete(keys.fanout_progress(entry_id))
+        if job is not None and job.seq:
+            await self._mark_done(keys=[keys.fanout_author_done(job.author)], args=[job.seq, PROGRESS_TTL],
+                                  client=pipe)
         await pipe.execute()
         self.jobs_done += 1
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 __all__ = [
     "home_timeline", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_channel",
     "user", "followers", "following", "usernames", "session", "user_sessions",
-    "tweet", "likes", "retweets", "FANOUT_STREAM", "FANOUT_GROUP", "fanout_progress", "id_worker",
+    "tweet", "likes", "retweets", "FANOUT_STREAM", "FANOUT_GROUP", "fanout_progress", "fanout_author_seq",
+    "fanout_author_done", "id_worker",
 ]
 
 
@@ -81,6 +82,16 @@ FANOUT_GROUP = "fanout-workers"
 
 def fanout_progress(job_id: str) -> str:
     return f"fanout:progress:{job_id}"
+
+
+def fanout_author_seq(author: str) -> str:
+    """Counter: the sequence number of the author's latest fan-out job."""
+    return f"fanout:seq:{{{author}}}"
+
+
+def fanout_author_done(author: str) -> str:
+    """The highest sequence number of the author's fan-out jobs that is done."""
+    return f"fanout:done:{{{author}}}"
 
 
 def id_worker(worker_id: int) -> str:

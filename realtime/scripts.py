@@ -4,7 +4,7 @@ Cluster (callers group keys by slot there), and is safe to run twice.
 
 from __future__ import annotations
 
-__all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE"]
+__all__ = ["SET_IF_GREATER", "PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE"]
 
 #: KEYS: timelines. ARGV: id, min_id (older entries leave), max_length, ttl_ms,
 #: dedupe_window (entries from the head to look at; 0 = the whole list), message
@@ -95,4 +95,11 @@ return changed
 RENEW_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
+"""
+
+#: KEYS: counter. ARGV: value, ttl seconds. Raises the counter to ``value``, never lowers it.
+SET_IF_GREATER = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
+return 1
 """

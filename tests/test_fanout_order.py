@@ -1,0 +1,54 @@
+"""Two fan-out workers, one author: the author's tweets reach every follower in the order
+they were posted, even when the later job is picked up while the earlier one is running."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from realtime import keys
+from realtime.config import Settings
+from realtime.engine import Engine
+
+from .conftest import start_redis
+from .support import TIMEOUT
+
+FOLLOWERS = 2_000
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+async def test_one_authors_jobs_stay_in_order_across_two_workers(private_redis):
+    settings = Settings.load(environ={"REDIS_URL": private_redis.url, "FANOUT_IN_PROCESS": "0",
+                                      "FANOUT_BATCH_SIZE": "100", "FANOUT_BATCH_PAUSE": "10ms"})
+    engine = await Engine.open(settings)
+    try:
+        await engine.users.create("writer")
+        followers = [f"reader{n:05d}" for n in range(FOLLOWERS)]
+        await engine.redis.zadd(keys.followers("writer"), {name: 0 for name in followers})
+        last_follower = engine.redis.pubsub()
+        await last_follower.subscribe(keys.live_channel(followers[-1]))
+
+        first = await engine.tweets.post("writer", "first: a slow 2,000-follower fan-out")
+        second = await engine.tweets.post("writer", "second")
+        engine.start_fanout_workers(2)  # one takes `first`, the other `second` at once
+
+        published = []
+        while len(published) < 2:
+            message = await asyncio.wait_for(last_follower.get_message(timeout=TIMEOUT), TIMEOUT)
+            if message and message["type"] == "message":
+                published.append(message["data"])
+        assert str(first) in published[0] and str(second) in published[1]
+        pipe = engine.redis.pipeline(transaction=False)
+        for name in followers:
+            pipe.lrange(keys.home_timeline(name), 0, -1)
+        assert all(entries == [str(second), str(first)] for entries in await pipe.execute())
+        await last_follower.aclose()
+    finally:
+        await engine.close()
