@@ -11,8 +11,10 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from urllib.parse import urlsplit, urlunsplit
 
 from realtime.config import SETTINGS, Settings, SettingsError
@@ -58,14 +60,24 @@ def serve(settings: Settings) -> None:
 
     # Worker processes load their settings from the environment, so hand them ours.
     os.environ.update(settings.to_environ())
+    # Several workers: each writes its metrics to files in a fresh directory, and /metrics
+    # (answered by any one of them) sums the files. Set before any worker imports prometheus_client.
+    metrics_dir = None
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="chirp-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     log.info("Listening on http://%s:%d", settings.host, settings.port)
-    uvicorn.run(
-        "http_api.app:create_app_from_env", factory=True,
-        host=settings.host, port=settings.port, workers=settings.workers,
-        log_level=settings.log_level, ws_per_message_deflate=False, ws_max_size=settings.ws_max_size,
-        ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
-        proxy_headers=True, timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            "http_api.app:create_app_from_env", factory=True,
+            host=settings.host, port=settings.port, workers=settings.workers,
+            log_level=settings.log_level, ws_per_message_deflate=False, ws_max_size=settings.ws_max_size,
+            ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
+            proxy_headers=True, timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 async def run_workers(settings: Settings) -> None:

@@ -167,6 +167,7 @@ class LiveHub:
         self.empty = asyncio.Event()
         self.empty.set()
         self.reconnects = 0
+        self._connection_number = 0  # bumped when the connection drops; stale catch-ups stop
 
     # -- numbers for presence and /stats ----------------------------------------------
 
@@ -177,6 +178,10 @@ class LiveHub:
     @property
     def users_online(self) -> int:
         return len(self._subscribers)
+
+    def users(self) -> set[str]:
+        """Users with at least one socket attached here."""
+        return set(self._subscribers)
 
     def subscribers(self) -> list[LiveSubscriber]:
         return [sub for subs in self._subscribers.values() for sub in subs]
@@ -258,14 +263,12 @@ class LiveHub:
                 confirmations = await self._send_subscribe(*channels)
                 listener = asyncio.create_task(self._read_messages(), name="live-pubsub-reader")
                 await asyncio.wait_for(asyncio.gather(*confirmations), timeout=5)
-                for subscriber in self.subscribers():  # catch-up and live must stay in order
-                    subscriber.begin_buffering()
                 self.connected.set()
                 if not first:
                     self.reconnects += 1
                     metrics.PUBSUB_RECONNECTS.inc()
                     log.info("pub/sub reconnected; resubscribed %d user channels", len(self._subscribers))
-                    asyncio.create_task(self._catch_up_everyone(), name="live-catch-up")
+                    asyncio.create_task(self._catch_up_everyone(self._connection_number), name="live-catch-up")
                 first, backoff = False, 0.05
                 await listener
             except asyncio.CancelledError:
@@ -310,19 +313,24 @@ class LiveHub:
 
     def _disconnected(self) -> None:
         self.connected.clear()
+        self._connection_number += 1
         for subscription in self._pending.values():
             subscription.confirmed.cancel()
         self._pending = {}
         # Sockets still replaying on connect cannot finish without Redis: they reconnect.
+        # The others buffer from now on: a message on a channel resubscribed before the
+        # catch-up has read the timeline must not go out ahead of what arrived meanwhile.
         for subscriber in self.subscribers():
             if subscriber.state is SubscriberState.REPLAYING:
                 subscriber.close(CLOSE_OVERLOADED, "Redis connection lost")
+            else:
+                subscriber.begin_buffering()
         pubsub, client = self._pubsub, self._client
         self._pubsub = self._client = None
         if client is not None:
             asyncio.create_task(_quietly_close(pubsub, client))
 
-    async def _catch_up_everyone(self) -> None:
+    async def _catch_up_everyone(self, connection_number: int) -> None:
         for subscriber in self.subscribers():
             if subscriber.state is not SubscriberState.BUFFERING:
                 continue
@@ -331,6 +339,11 @@ class LiveHub:
             except RedisDown:
                 subscriber.close(CLOSE_OVERLOADED, "Redis connection lost")
                 continue
+            if connection_number != self._connection_number:
+                # The connection dropped meanwhile: going live now would miss what is published
+                # until the next one; that connection's catch-up takes every buffering socket.
+                # (Checked rather than cancelling this task: redis-py can swallow a cancel.)
+                return
             metrics.REPLAYED_EVENTS.inc(subscriber.catch_up(events))
 
     def close_all(self, code: int, reason: str = "") -> None:

@@ -37,6 +37,7 @@ class Presence:
         self._hub = hub
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.started_at = time.time()
+        self._published: set[str] = set()  # users in our Redis set as of the last beat
 
     async def run(self) -> None:
         while True:
@@ -47,18 +48,33 @@ class Presence:
             await asyncio.sleep(BEAT_EVERY)
 
     async def beat(self) -> None:
+        """Refresh this process's counts and TTLs; rewrite its user set only when it is
+        missing (first beat, or Redis lost it), so a beat costs the same at 10 users or 10,000."""
         ttl_ms = int(TTL * 1000)
-        users = [sub.user for sub in self._hub.subscribers()]
+        users = self._hub.users()
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(_process_key(self.process_id), mapping={
-            "id": self.process_id, "connections": len(users), "users_online": len(set(users)),
+            "id": self.process_id, "connections": self._hub.connections, "users_online": len(users),
             "started_at": repr(self.started_at)})
         pipe.pexpire(_process_key(self.process_id), ttl_ms)
-        pipe.delete(_users_key(self.process_id))
-        if users:
-            pipe.sadd(_users_key(self.process_id), *set(users))
-            pipe.pexpire(_users_key(self.process_id), ttl_ms)
         pipe.zadd(INDEX, {self.process_id: int(time.time() * 1000) + ttl_ms})
+        users_key = _users_key(self.process_id)
+        arrived, left = users - self._published, self._published - users
+        if arrived:
+            pipe.sadd(users_key, *arrived)
+        if left:
+            pipe.srem(users_key, *left)
+        pipe.pexpire(users_key, ttl_ms)
+        *_, kept = await pipe.execute()
+        self._published = set(users)
+        if users and not kept:
+            await self._rewrite_users(users, ttl_ms)
+
+    async def _rewrite_users(self, users: set[str], ttl_ms: int) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(_users_key(self.process_id))
+        pipe.sadd(_users_key(self.process_id), *users)
+        pipe.pexpire(_users_key(self.process_id), ttl_ms)
         await pipe.execute()
 
     async def leave(self) -> None:

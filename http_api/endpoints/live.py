@@ -25,7 +25,6 @@ from realtime.redis_client import RedisDown
 CLOSE_MALFORMED = 4400
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_POLICY = 1008
-CLOSE_WRITE_TIMEOUT = 2.0
 
 
 class LiveClose(Exception):
@@ -55,6 +54,7 @@ async def live(websocket: WebSocket) -> None:
     try:
         session, since = await _authenticate(websocket, engine, settings.live_auth_timeout)
         subscriber = LiveSubscriber(session.user, session.token_hash, queue_size=settings.live_send_queue)
+        subscriber.last_id = since  # a Redis blip before anything is sent catches up from here
         try:
             await engine.live_hub.attach(subscriber)
             replay = await engine.live_catch_up(session.user, since)
@@ -72,7 +72,7 @@ async def live(websocket: WebSocket) -> None:
             max(0.0, session.expires_at - time.time()), subscriber.close, CLOSE_UNAUTHORIZED, "session expired")
         await _pump(websocket, subscriber)
     except LiveClose as close:
-        await _close(websocket, close.code, close.reason)
+        await _close(websocket, close.code, close.reason, settings.ws_ping_interval)
     except WebSocketDisconnect:
         pass
     finally:
@@ -166,7 +166,10 @@ async def _receive_frames(websocket: WebSocket) -> None:
             raise LiveClose(CLOSE_MALFORMED, "unexpected frame after auth")
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    # A stalled client cannot take even a close frame; do not wait on it for long.
+async def _close(websocket: WebSocket, code: int, reason: str, timeout: float) -> None:
+    # A stalled client takes the close frame only after reading what was written before it.
+    # Wait for that as long as the keepalive tolerates a silent peer: giving up sooner frees
+    # nothing (the transport keeps its buffer until the peer reads or the connection dies)
+    # and would leave a client that was merely slow with 1006 instead of 1013.
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(websocket.close(code, reason[:120]), CLOSE_WRITE_TIMEOUT)
+        await asyncio.wait_for(websocket.close(code, reason[:120]), timeout)
