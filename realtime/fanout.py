@@ -140,6 +140,7 @@ class FanoutWorker:
         while not self._stopping:
             try:
                 await FanoutQueue(self._redis).ensure_group()
+                await self._resume_own_pending()
                 while not self._stopping:
                     await self._run_once()
                     backoff = 0.1
@@ -153,6 +154,18 @@ class FanoutWorker:
                     log.exception("fan-out worker %s: unexpected Redis error", self.consumer)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    async def _resume_own_pending(self) -> None:
+        """Finish the jobs this worker had read when Redis went away, before any newer job,
+        so that an author's jobs still run in order after a blip."""
+        while not self._stopping:
+            answer = await self._redis.xreadgroup(
+                keys.FANOUT_GROUP, self.consumer, {keys.FANOUT_STREAM: "0"}, count=1)
+            entries = answer[0][1] if answer else []
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                await self._run_entry(entry_id, fields, resumed=True)
 
     async def _run_once(self) -> None:
         """Resume one abandoned job if there is one, else wait up to 1 s for new jobs."""

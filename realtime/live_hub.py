@@ -29,14 +29,13 @@ import orjson
 from . import keys, metrics
 from .redis_client import Redis, RedisDown
 
-__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED"]
+__all__ = ["LiveHub", "LiveSubscriber", "SubscriberClosed", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED"]
 
 log = logging.getLogger("chirp.live")
 
 CLOSE_OVERLOADED = 1013
 CLOSE_UNAUTHORIZED = 4401
 CONTROL_CHANNEL = "live:control"
-_SENT_MEMORY = 2048  # ids remembered per socket for dedupe; far more than can be in flight
 
 
 class LiveEvent:
@@ -68,77 +67,116 @@ class SubscriberState(enum.Enum):
     CLOSED = "closed"
 
 
+class SubscriberClosed(Exception):
+    """Raised by ``LiveSubscriber.next_event`` once the subscriber is closed."""
+
+
 class LiveSubscriber:
-    """One socket as the hub sees it: a bounded queue of frames and what it was sent."""
+    """One socket as the hub sees it: a bounded queue of frames waiting to be written.
+
+    Kept small on purpose (10,000 idle sockets per process): a deque and, only while
+    the writer waits, one future; the set of ids sent exists only while catching up,
+    the one time a duplicate can arise (an event both read from the timeline and
+    received live).
+    """
+
+    __slots__ = ("user", "token_hash", "max_queue", "state", "last_id", "close_code", "close_reason",
+                 "_frames", "_waiter", "_buffer", "_seen")
 
     def __init__(self, user: str, token_hash: str, *, queue_size: int) -> None:
         self.user = user
         self.token_hash = token_hash
-        self.queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=queue_size)
+        self.max_queue = queue_size
         self.state = SubscriberState.REPLAYING
-        self.buffer: list[LiveEvent] = []
         self.last_id: int | None = None
-        self._sent: collections.OrderedDict[int, None] = collections.OrderedDict()
         self.close_code: int | None = None
         self.close_reason = ""
-        self.closed = asyncio.Event()
+        self._frames: collections.deque[LiveEvent] = collections.deque()
+        self._waiter: asyncio.Future | None = None
+        self._buffer: list[LiveEvent] = []
+        self._seen: set[int] = set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._frames)
+
+    async def next_event(self) -> LiveEvent:
+        """The next frame to write; raises ``SubscriberClosed`` once closed."""
+        while not self._frames:
+            if self.state is SubscriberState.CLOSED:
+                raise SubscriberClosed
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._frames.popleft()
 
     def offer(self, event: LiveEvent) -> None:
         if self.state is SubscriberState.LIVE:
             self._enqueue(event)
         elif self.state is not SubscriberState.CLOSED:
-            if len(self.buffer) >= 4 * self.queue.maxsize:
+            if len(self._buffer) >= 4 * self.max_queue:
                 self.close(CLOSE_OVERLOADED, "too many events while catching up")
             else:
-                self.buffer.append(event)
+                self._buffer.append(event)
 
     def begin_buffering(self) -> None:
         if self.state is SubscriberState.LIVE:
             self.state = SubscriberState.BUFFERING
+            self._buffer, self._seen = [], set()
+
+    def mark_sent(self, entry_id: int) -> None:
+        """Record an entry written outside the queue (the replay on connect)."""
+        self._seen.add(entry_id)
+        self.last_id = entry_id
 
     def catch_up(self, events: list[LiveEvent]) -> int:
-        """Queue ``events`` (oldest first), then everything buffered meanwhile; go live."""
+        """Queue ``events`` (oldest first), then what was buffered meanwhile, skipping
+        entries already sent; then go live. Returns how many of ``events`` were queued."""
         if self.state is SubscriberState.CLOSED:
             return 0
         count = 0
         for event in events:
-            count += self._enqueue(event)
-        buffered, self.buffer = self.buffer, []
+            count += self._enqueue(event, dedupe=True)
+        buffered, self._buffer = self._buffer, []
         for event in buffered:
-            self._enqueue(event)
-        self.state = SubscriberState.LIVE
+            self._enqueue(event, dedupe=True)
+        if self.state is not SubscriberState.CLOSED:
+            self.state = SubscriberState.LIVE
+            self._seen = set()
         return count
 
-    def mark_sent(self, entry_id: int) -> None:
-        """Remember an id sent outside the queue (the replay on connect)."""
-        self._sent[entry_id] = None
-        if len(self._sent) > _SENT_MEMORY:
-            self._sent.popitem(last=False)
-        self.last_id = entry_id
-
-    def _enqueue(self, event: LiveEvent) -> int:
+    def _enqueue(self, event: LiveEvent, dedupe: bool = False) -> int:
         if self.state is SubscriberState.CLOSED:
             return 0
-        if event.entry_id is not None:
-            if event.entry_id in self._sent:
+        entry_id = event.entry_id
+        if dedupe and entry_id is not None:
+            if entry_id in self._seen:
                 return 0
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+            self._seen.add(entry_id)
+        if len(self._frames) >= self.max_queue:
             metrics.SLOW_CLIENT_CLOSES.inc()
-            metrics.EVENTS_DROPPED.inc(self.queue.qsize() + 1)
+            metrics.EVENTS_DROPPED.inc(len(self._frames) + 1)
             self.close(CLOSE_OVERLOADED, "client too slow")
             return 0
-        if event.entry_id is not None:
-            self.mark_sent(event.entry_id)
+        self._frames.append(event)
+        if entry_id is not None:
+            self.last_id = entry_id
+        self._wake()
         return 1
 
     def close(self, code: int, reason: str = "") -> None:
         if self.state is not SubscriberState.CLOSED:
             self.state = SubscriberState.CLOSED
             self.close_code, self.close_reason = code, reason
-            self.buffer.clear()
-            self.closed.set()
+            self._buffer, self._seen = [], set()
+            self._frames.clear()
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 #: Reads the entries of ``user``'s home timeline that arrived after ``since``, as events.

@@ -282,9 +282,6 @@ async def test_redis_restarted_mid_stream_every_accepted_tweet_arrives_once_in_t
     assert received == arrival  # live delivery follows the timeline's arrival order, with no gap
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "realtime/fanout.py: jobs a worker had read but not finished when Redis went down stay pending "
-    "and are re-run only by XAUTOCLAIM after FANOUT_CLAIM_IDLE, after newer jobs of the same author"))
 async def test_redis_restarted_mid_stream_keeps_each_authors_tweets_in_order(own_redis, services):
     accepted, received, _ = await stream_through_a_redis_restart(own_redis, services(own_redis.url))
     assert received == accepted

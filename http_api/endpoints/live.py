@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import metrics
 from realtime.errors import Unauthorized
-from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber
+from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber, SubscriberClosed
 from realtime.redis_client import RedisDown
 
 CLOSE_MALFORMED = 4400
@@ -58,20 +58,20 @@ async def live(websocket: WebSocket) -> None:
         try:
             await engine.live_hub.attach(subscriber)
             replay = await engine.live_catch_up(session.user, since)
+            username = await engine.users.canonical(session.user) or session.user
         except (*RedisDown, asyncio.TimeoutError):
             raise LiveClose(CLOSE_OVERLOADED, "live delivery is unavailable; reconnect shortly") from None
-        for event in replay:
-            await websocket.send_text(event.frame)
-            subscriber.mark_sent(event.entry_id)
-        metrics.REPLAYED_EVENTS.inc(len(replay))
-        await websocket.send_text(orjson.dumps(
-            {"type": "ready", "username": await engine.users.canonical(session.user) or session.user,
-             "replayed": len(replay)}).decode())
+        try:
+            await asyncio.wait_for(_send_replay(websocket, subscriber, replay, username), settings.ws_ping_interval)
+        except asyncio.TimeoutError:
+            raise LiveClose(CLOSE_OVERLOADED, "client too slow to take its replay") from None
         subscriber.catch_up([])  # what arrived during the replay, then live
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, session.expires_at - time.time()), subscriber.close, CLOSE_UNAUTHORIZED, "session expired")
-        await _pump(websocket, subscriber)
+        await _pump(websocket, subscriber, engine.live_hub, settings.ws_ping_interval)
     except LiveClose as close:
+        if subscriber is not None:
+            await engine.live_hub.detach(subscriber)  # stop counting it before a slow close
         await _close(websocket, close.code, close.reason, settings.ws_ping_interval)
     except WebSocketDisconnect:
         pass
@@ -80,6 +80,14 @@ async def live(websocket: WebSocket) -> None:
             expiry.cancel()
         if subscriber is not None:
             await engine.live_hub.detach(subscriber)
+
+
+async def _send_replay(websocket: WebSocket, subscriber: LiveSubscriber, replay: list, username: str) -> None:
+    for event in replay:
+        await websocket.send_text(event.frame)
+        subscriber.mark_sent(event.entry_id)
+    metrics.REPLAYED_EVENTS.inc(len(replay))
+    await websocket.send_text(orjson.dumps({"type": "ready", "username": username, "replayed": len(replay)}).decode())
 
 
 async def _authenticate(websocket: WebSocket, engine, timeout: float):
@@ -123,34 +131,34 @@ def _parse_frame(message: dict) -> dict:
     return data
 
 
-async def _pump(websocket: WebSocket, subscriber: LiveSubscriber) -> None:
-    sender = asyncio.create_task(_send_frames(websocket, subscriber))
-    receiver = asyncio.create_task(_receive_frames(websocket))
-    closer = asyncio.create_task(subscriber.closed.wait())
+async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
+    """Write queued frames (a task) while reading client frames (here) until either side ends.
+
+    Two tasks per socket in all (this one and the writer): memory per idle socket matters.
+    """
+    writer = asyncio.create_task(_write_frames(websocket, subscriber, hub, close_timeout))
     try:
-        done, _ = await asyncio.wait({sender, receiver, closer}, return_when=asyncio.FIRST_COMPLETED)
+        await _receive_frames(websocket)  # returns when the client leaves or our close is sent
+    except LiveClose as close:
+        subscriber.close(close.code, close.reason)  # the writer sends the close frame
     finally:
-        for task in (sender, receiver, closer):
-            task.cancel()
-    if receiver in done and receiver.exception() is None:
-        return  # the client left
-    for task in done:
-        if not task.cancelled() and isinstance(task.exception(), LiveClose):
-            raise task.exception()
-    if subscriber.close_code is not None:
-        raise LiveClose(subscriber.close_code, subscriber.close_reason)
-    for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()
+        if subscriber.close_code is None:
+            writer.cancel()  # the client left: nothing more to write
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
 
 
-async def _send_frames(websocket: WebSocket, subscriber: LiveSubscriber) -> None:
-    while True:
-        event = await subscriber.queue.get()
-        await websocket.send_text(event.frame)
-        metrics.EVENTS_DELIVERED.labels(event.kind).inc()
-        if event.posted_at is not None:
-            metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.posted_at))
+async def _write_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
+    try:
+        while True:
+            event = await subscriber.next_event()
+            await websocket.send_text(event.frame)
+            metrics.EVENTS_DELIVERED.labels(event.kind).inc()
+            if event.posted_at is not None:
+                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.posted_at))
+    except SubscriberClosed:
+        await hub.detach(subscriber)  # stop counting it before a slow close
+        await _close(websocket, subscriber.close_code, subscriber.close_reason, close_timeout)
 
 
 async def _receive_frames(websocket: WebSocket) -> None:
