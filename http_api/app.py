@@ -13,7 +13,7 @@ from realtime.config import Settings
 from realtime.engine import Engine
 
 from .body_limit import BodyLimit
-from .endpoints import auth, live, operations, timelines, tweets, users
+from .endpoints import auth, live, operations, search, timelines, tweets, users
 from .errors import EXCEPTION_HANDLERS
 from .openapi import docs_init, docs_page, openapi_json, swagger_assets
 from .shutdown import close_sockets_before_exit
@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> Starlette:
         # Timelines
         Route("/timelines/home", timelines.home, methods=["GET"]),
         Route("/hashtags/{tag}/tweets", timelines.hashtag, methods=["GET"]),
+        Route("/tweet/search/{input}", search.search, methods=["GET"]),
         # Live
         WebSocketRoute("/ws", live.live),
         # Operations

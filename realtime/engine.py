@@ -13,6 +13,7 @@ from .id_lease import IdLease
 from .live_hub import LiveEvent, LiveHub
 from .presence import Presence
 from .redis_client import Redis, make_redis
+from .search import HashtagIndex, Search
 from .sessions import Sessions
 from .timelines import Timelines
 from .tweets import Tweets, delete_event, tweet_event
@@ -36,7 +37,10 @@ class Engine:
         self.timelines = Timelines(redis, max_age=settings.timeline_max_age,
                                    max_length=settings.timeline_max_length, cluster=settings.redis_cluster)
         self.fanout_queue = FanoutQueue(redis)
-        self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue)
+        self.hashtag_index = HashtagIndex(redis, self.timelines)
+        self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
+                             hashtag_index=self.hashtag_index)
+        self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
         self.live_hub = LiveHub(self._make_pubsub_client, self.live_catch_up)
         self.presence = Presence(redis, self.live_hub)
         self._tasks: list[asyncio.Task] = []

@@ -59,12 +59,13 @@ def _render(tweet_id: int, fields: dict) -> dict:
 
 class Tweets:
     def __init__(self, redis: Redis, ids: IdGenerator, users: Users, timelines: Timelines,
-                 fanout: FanoutQueue) -> None:
+                 fanout: FanoutQueue, hashtag_index=None) -> None:
         self._redis = redis
         self._ids = ids
         self._users = users
         self._timelines = timelines
         self._fanout = fanout
+        self._hashtag_index = hashtag_index  # realtime.search.HashtagIndex: counts uses
         self._toggle = redis.register_script(TOGGLE_MEMBER)
 
     # -- writing ---------------------------------------------------------------------
@@ -84,6 +85,8 @@ class Tweets:
         pipe.hset(keys.tweet(tweet_id), mapping=fields)
         pipe.hincrby(keys.user(author), "tweets", 1)
         await pipe.execute()
+        if self._hashtag_index is not None:
+            await self._hashtag_index.record(parse_hashtags(text), tweet_id)
         await self._enter_own_timelines(author, tweet_id, tweet_event(_render(tweet_id, fields)))
         await self._fanout.enqueue("post", tweet_id, author)
         return tweet_id

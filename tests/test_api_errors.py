@@ -149,7 +149,7 @@ class World:
         self.tweet_id = self.other.post_tweet("a tweet for the error tests #errors")
 
     def url(self, path: str, **overrides: str) -> str:
-        samples = {"username": self.other.username, "tweet_id": self.tweet_id, "tag": "errors"}
+        samples = {"username": self.other.username, "tweet_id": self.tweet_id, "tag": "errors", "input": "errors"}
         for name in path_params(path):
             if name not in overrides and name not in samples:
                 pytest.fail(f"no sample value for the path parameter {name!r} of {path}; add one to World.url")

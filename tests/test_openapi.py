@@ -131,7 +131,7 @@ def test_post_put_and_patch_operations_document_a_json_body_exactly_when_they_re
     so it must document a requestBody, and one that documents a body must read it."""
     api = Api(service.url)
     other = api.sign_in()
-    samples = {"username": other.username, "tweet_id": other.post_tweet("probe"), "tag": "probe"}
+    samples = {"username": other.username, "tweet_id": other.post_tweet("probe"), "tag": "probe", "input": "probe"}
     try:
         for method, path in sorted(documented_operations(schema)):
             if method not in ("post", "put", "patch"):
@@ -159,7 +159,7 @@ def test_operations_that_answer_401_without_a_token_declare_bearer_security(sche
     """Probed both ways, with the sample values of a real user and tweet."""
     api = Api(service.url)
     other = api.sign_in()
-    samples = {"username": other.username, "tweet_id": other.post_tweet("probe"), "tag": "probe"}
+    samples = {"username": other.username, "tweet_id": other.post_tweet("probe"), "tag": "probe", "input": "probe"}
     try:
         for method, path in sorted(documented_operations(schema)):
             url = re.sub(r"{(\w+)}", lambda m: samples[m.group(1)], path)
