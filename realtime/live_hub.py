@@ -29,7 +29,7 @@ import orjson
 from . import keys, metrics
 from .redis_client import Redis, RedisDown
 
-__all__ = ["LiveHub", "LiveSubscriber", "SubscriberClosed", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED"]
+__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED"]
 
 log = logging.getLogger("chirp.live")
 
@@ -67,21 +67,18 @@ class SubscriberState(enum.Enum):
     CLOSED = "closed"
 
 
-class SubscriberClosed(Exception):
-    """Raised by ``LiveSubscriber.next_event`` once the subscriber is closed."""
-
-
 class LiveSubscriber:
     """One socket as the hub sees it: a bounded queue of frames waiting to be written.
 
-    Kept small on purpose (10,000 idle sockets per process): a deque and, only while
-    the writer waits, one future; the set of ids sent exists only while catching up,
-    the one time a duplicate can arise (an event both read from the timeline and
-    received live).
+    Kept small on purpose (10,000 idle sockets per process): a deque, and ``on_wake``,
+    called when there is something to write or the subscriber closes, so that the
+    socket's writer task needs to exist only while there is work. The set of ids sent
+    exists only while catching up, the one time a duplicate can arise (an event both
+    read from the timeline and received live).
     """
 
     __slots__ = ("user", "token_hash", "max_queue", "state", "last_id", "close_code", "close_reason",
-                 "_frames", "_waiter", "_buffer", "_seen")
+                 "on_wake", "_frames", "_buffer", "_seen")
 
     def __init__(self, user: str, token_hash: str, *, queue_size: int) -> None:
         self.user = user
@@ -91,8 +88,8 @@ class LiveSubscriber:
         self.last_id: int | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        self.on_wake: Callable[[], None] | None = None
         self._frames: collections.deque[LiveEvent] = collections.deque()
-        self._waiter: asyncio.Future | None = None
         self._buffer: list[LiveEvent] = []
         self._seen: set[int] = set()
 
@@ -100,17 +97,9 @@ class LiveSubscriber:
     def queued(self) -> int:
         return len(self._frames)
 
-    async def next_event(self) -> LiveEvent:
-        """The next frame to write; raises ``SubscriberClosed`` once closed."""
-        while not self._frames:
-            if self.state is SubscriberState.CLOSED:
-                raise SubscriberClosed
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._frames.popleft()
+    def pop(self) -> LiveEvent | None:
+        """The next frame to write, or None when there is none now."""
+        return self._frames.popleft() if self._frames else None
 
     def offer(self, event: LiveEvent) -> None:
         if self.state is SubscriberState.LIVE:
@@ -175,8 +164,8 @@ class LiveSubscriber:
             self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self.on_wake is not None:
+            self.on_wake()
 
 
 #: Reads the entries of ``user``'s home timeline that arrived after ``since``, as events.

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import metrics
 from realtime.errors import Unauthorized
-from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber, SubscriberClosed
+from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber
 from realtime.redis_client import RedisDown
 
 CLOSE_MALFORMED = 4400
@@ -65,6 +65,7 @@ async def live(websocket: WebSocket) -> None:
             await asyncio.wait_for(_send_replay(websocket, subscriber, replay, username), settings.ws_ping_interval)
         except asyncio.TimeoutError:
             raise LiveClose(CLOSE_OVERLOADED, "client too slow to take its replay") from None
+        del replay  # not kept for the socket's lifetime
         subscriber.catch_up([])  # what arrived during the replay, then live
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, session.expires_at - time.time()), subscriber.close, CLOSE_UNAUTHORIZED, "session expired")
@@ -132,31 +133,40 @@ def _parse_frame(message: dict) -> dict:
 
 
 async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
-    """Write queued frames (a task) while reading client frames (here) until either side ends.
+    """Read client frames here; write queued frames from a task that exists only while
+    there is something to write (most sockets are idle most of the time, and each task
+    costs memory)."""
+    writer: asyncio.Task | None = None
 
-    Two tasks per socket in all (this one and the writer): memory per idle socket matters.
-    """
-    writer = asyncio.create_task(_write_frames(websocket, subscriber, hub, close_timeout))
+    def start_writer() -> None:
+        nonlocal writer
+        if writer is None or writer.done():
+            writer = asyncio.create_task(_write_frames(websocket, subscriber, hub, close_timeout))
+
+    subscriber.on_wake = start_writer
+    if subscriber.queued or subscriber.close_code is not None:
+        start_writer()
     try:
         await _receive_frames(websocket)  # returns when the client leaves or our close is sent
     except LiveClose as close:
         subscriber.close(close.code, close.reason)  # the writer sends the close frame
     finally:
-        if subscriber.close_code is None:
-            writer.cancel()  # the client left: nothing more to write
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+        subscriber.on_wake = None
+        if writer is not None:
+            if subscriber.close_code is None:
+                writer.cancel()  # the client left: nothing more to write
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
 
 
 async def _write_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
-    try:
-        while True:
-            event = await subscriber.next_event()
-            await websocket.send_text(event.frame)
-            metrics.EVENTS_DELIVERED.labels(event.kind).inc()
-            if event.posted_at is not None:
-                metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.posted_at))
-    except SubscriberClosed:
+    """Write what is queued, then return; or, once the subscriber is closed, close the socket."""
+    while (event := subscriber.pop()) is not None:
+        await websocket.send_text(event.frame)
+        metrics.EVENTS_DELIVERED.labels(event.kind).inc()
+        if event.posted_at is not None:
+            metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.posted_at))
+    if subscriber.close_code is not None:
         await hub.detach(subscriber)  # stop counting it before a slow close
         await _close(websocket, subscriber.close_code, subscriber.close_reason, close_timeout)
 
