@@ -41,7 +41,7 @@ CONTROL_CHANNEL = "live:control"
 class LiveEvent:
     """A published message, parsed once per process, whatever the number of sockets."""
 
-    __slots__ = ("frame", "kind", "entry_id", "posted_at", "token_hash")
+    __slots__ = ("frame", "kind", "entry_id", "posted_at", "token_hash", "socket_ids")
 
     def __init__(self, frame: str) -> None:
         self.frame = frame
@@ -50,6 +50,7 @@ class LiveEvent:
         self.entry_id: int | None = None
         self.posted_at: float | None = None
         self.token_hash: str | None = data.get("token_hash")
+        self.socket_ids: list[str] | tuple = data.get("socket_ids") or ()  # sockets_evicted (realtime.socket_limit)
         if self.kind == "tweet":
             tweet = data["tweet"]
             self.entry_id = int(tweet.get("retweet_id") or tweet["id"])
@@ -57,7 +58,7 @@ class LiveEvent:
 
     @property
     def is_control(self) -> bool:
-        return self.kind == "session_revoked"
+        return self.kind in ("session_revoked", "sockets_evicted")
 
 
 class SubscriberState(enum.Enum):
@@ -77,29 +78,38 @@ class LiveSubscriber:
     read from the timeline and received live).
     """
 
-    __slots__ = ("user", "token_hash", "max_queue", "state", "last_id", "close_code", "close_reason",
-                 "on_wake", "_frames", "_buffer", "_seen")
+    __slots__ = ("user", "token_hash", "socket_id", "expires_at", "max_queue", "state", "last_id", "close_code",
+                 "close_reason", "on_wake", "_frames", "_buffer", "_seen")
 
-    def __init__(self, user: str, token_hash: str, *, queue_size: int) -> None:
+    def __init__(self, user: str, token_hash: str, *, queue_size: int, expires_at: float = float("inf"),
+                 socket_id: str | None = None) -> None:
         self.user = user
         self.token_hash = token_hash
+        self.socket_id = socket_id  # its entry in the user's socket count (realtime.socket_limit)
+        self.expires_at = expires_at
         self.max_queue = queue_size
         self.state = SubscriberState.REPLAYING
         self.last_id: int | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.on_wake: Callable[[], None] | None = None
-        self._frames: collections.deque[LiveEvent] = collections.deque()
-        self._buffer: list[LiveEvent] = []
-        self._seen: set[int] = set()
+        # Each None while unused: an empty deque alone is 600 bytes, times every socket.
+        self._frames: collections.deque[LiveEvent] | None = None
+        self._buffer: list[LiveEvent] | None = []
+        self._seen: set[int] | None = set()
 
     @property
     def queued(self) -> int:
-        return len(self._frames)
+        return len(self._frames) if self._frames else 0
 
     def pop(self) -> LiveEvent | None:
         """The next frame to write, or None when there is none now."""
-        return self._frames.popleft() if self._frames else None
+        if not self._frames:
+            return None
+        event = self._frames.popleft()
+        if not self._frames:
+            self._frames = None
+        return event
 
     def offer(self, event: LiveEvent) -> None:
         if self.state is SubscriberState.LIVE:
@@ -128,23 +138,25 @@ class LiveSubscriber:
         count = 0
         for event in events:
             count += self._enqueue(event, dedupe=True)
-        buffered, self._buffer = self._buffer, []
+        buffered, self._buffer = self._buffer or [], None
         for event in buffered:
             self._enqueue(event, dedupe=True)
         if self.state is not SubscriberState.CLOSED:
             self.state = SubscriberState.LIVE
-            self._seen = set()
+        self._seen = None
         return count
 
     def _enqueue(self, event: LiveEvent, dedupe: bool = False) -> int:
         if self.state is SubscriberState.CLOSED:
             return 0
         entry_id = event.entry_id
-        if dedupe and entry_id is not None:
+        if dedupe and entry_id is not None and self._seen is not None:
             if entry_id in self._seen:
                 return 0
             self._seen.add(entry_id)
-        if len(self._frames) >= self.max_queue:
+        if self._frames is None:
+            self._frames = collections.deque()
+        elif len(self._frames) >= self.max_queue:
             metrics.SLOW_CLIENT_CLOSES.inc()
             metrics.EVENTS_DROPPED.inc(len(self._frames) + 1)
             self.close(CLOSE_OVERLOADED, "client too slow")
@@ -159,8 +171,7 @@ class LiveSubscriber:
         if self.state is not SubscriberState.CLOSED:
             self.state = SubscriberState.CLOSED
             self.close_code, self.close_reason = code, reason
-            self._buffer, self._seen = [], set()
-            self._frames.clear()
+            self._buffer = self._seen = self._frames = None
             self._wake()
 
     def _wake(self) -> None:
@@ -332,8 +343,10 @@ class LiveHub:
             return
         if event.is_control:
             for sub in list(subs):
-                if sub.token_hash == event.token_hash:
+                if event.kind == "session_revoked" and sub.token_hash == event.token_hash:
                     sub.close(CLOSE_UNAUTHORIZED, "signed out")
+                elif sub.socket_id is not None and sub.socket_id in event.socket_ids:
+                    sub.close(CLOSE_UNAUTHORIZED, "too many live sockets for this user; the oldest was closed")
             return
         for sub in subs:
             sub.offer(event)
@@ -372,6 +385,16 @@ class LiveHub:
                 # (Checked rather than cancelling this task: redis-py can swallow a cancel.)
                 return
             metrics.REPLAYED_EVENTS.inc(subscriber.catch_up(events))
+
+    async def expire_sessions(self) -> None:
+        """Close sockets whose session has expired, once a second (one loop for all sockets
+        rather than a timer each)."""
+        while True:
+            now = time.time()
+            for subscriber in self.subscribers():
+                if subscriber.expires_at <= now:
+                    subscriber.close(CLOSE_UNAUTHORIZED, "session expired")
+            await asyncio.sleep(1.0)
 
     def close_all(self, code: int, reason: str = "") -> None:
         for subscriber in self.subscribers():

@@ -50,10 +50,10 @@ async def live(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     subscriber: LiveSubscriber | None = None
-    expiry = None
     try:
         session, since = await _authenticate(websocket, engine, settings.live_auth_timeout)
-        subscriber = LiveSubscriber(session.user, session.token_hash, queue_size=settings.live_send_queue)
+        subscriber = LiveSubscriber(session.user, session.token_hash, queue_size=settings.live_send_queue,
+                                    expires_at=session.expires_at)
         subscriber.last_id = since  # a Redis blip before anything is sent catches up from here
         try:
             await engine.live_hub.attach(subscriber)
@@ -67,8 +67,6 @@ async def live(websocket: WebSocket) -> None:
             raise LiveClose(CLOSE_OVERLOADED, "client too slow to take its replay") from None
         del replay  # not kept for the socket's lifetime
         subscriber.catch_up([])  # what arrived during the replay, then live
-        expiry = asyncio.get_running_loop().call_later(
-            max(0.0, session.expires_at - time.time()), subscriber.close, CLOSE_UNAUTHORIZED, "session expired")
         await _pump(websocket, subscriber, engine.live_hub, settings.ws_ping_interval)
     except LiveClose as close:
         if subscriber is not None:
@@ -77,8 +75,6 @@ async def live(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        if expiry is not None:
-            expiry.cancel()
         if subscriber is not None:
             await engine.live_hub.detach(subscriber)
 
