@@ -13,7 +13,7 @@ from realtime.config import Settings
 from realtime.engine import Engine
 
 from .body_limit import BodyLimit
-from .endpoints import auth, live, operations, search, timelines, tweets, users
+from .endpoints import auth, live, operations, pages, search, timelines, tweets, users
 from .errors import EXCEPTION_HANDLERS
 from .openapi import docs_init, docs_page, openapi_json, swagger_assets
 from .shutdown import close_sockets_before_exit
@@ -60,6 +60,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/docs", docs_page, methods=["GET"]),
         Route("/docs/swagger-init.js", docs_init, methods=["GET"], include_in_schema=False),
         Mount("/docs/assets", app=swagger_assets, name="swagger-assets"),
+        # The browser client and the monitor page (static/), and the settings they start from
+        Route("/", pages.app_page, methods=["GET"]),
+        Route("/monitor", pages.monitor_page, methods=["GET"]),
+        Route("/config", pages.client_config, methods=["GET"]),
+        *pages.static_routes(),  # GET /static/<file>, one route per file
     ]
 
     @contextlib.asynccontextmanager

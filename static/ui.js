@@ -1,0 +1,32 @@
+// Small pieces of feedback every view uses: toasts, screen-reader announcements, titles.
+
+import {h} from './dom.js';
+
+export function toast(message, kind = 'info') {
+  const region = document.getElementById('toasts');
+  const item = h('p', {class: `toast ${kind}`}, message);
+  region.append(item);
+  setTimeout(() => item.remove(), 5000);
+}
+
+let pending = 0;
+let timer = null;
+
+/** "2 new tweets", said once for a burst rather than once per tweet. */
+export function announceNewTweets(count = 1) {
+  pending += count;
+  clearTimeout(timer);
+  timer = setTimeout(() => {
+    document.getElementById('announcer').textContent = `${pending} new tweet${pending === 1 ? '' : 's'}`;
+    pending = 0;
+  }, 1500);
+}
+
+export function setTitle(part) {
+  document.title = part ? `${part} · Chirp` : 'Chirp';
+}
+
+/** A heading that the router can focus after a navigation. */
+export function heading(text, level = 'h1', extra = {}) {
+  return h(level, {tabindex: '-1', class: 'view-title', ...extra}, text);
+}

@@ -1,0 +1,368 @@
+"""The browser client and the monitor page in a real browser: Debian's Chromium, driven by
+Playwright, against the real service (uvicorn on a free port, our own redis-server).
+
+One browser for the module; each person is a browser context of their own. The monitor
+page opens first and stays open, so its chart has the whole run in it by the end.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+import pytest
+
+from .browser_support import (DESKTOP, ONE_SECOND_MS, PHONE, Person, require_chromium, screenshot,
+                              unlabelled_controls)
+from .support import Api, User, unique_name, wait_until
+
+def test_debians_chromium_is_installed():
+    """Fails, never skips, on a machine without it: the other tests here need it too."""
+    require_chromium()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    from .browser_support import CHROMIUM, WAIT_MS
+
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def monitor(browser, service):
+    context = browser.new_context(base_url=service.url, viewport=DESKTOP)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/monitor")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def alice(browser, service, monitor):
+    person = Person(browser, service.url, unique_name("alic")).sign_in()
+    yield person
+    person.close()
+
+
+@pytest.fixture(scope="module")
+def bob(browser, service, monitor):
+    person = Person(browser, service.url, unique_name("bob")).sign_in()
+    yield person
+    person.close()
+
+
+@pytest.fixture(scope="module")
+def tag() -> str:
+    return unique_name("tag").lower()
+
+
+def test_pages_and_the_client_config_are_served_with_a_strict_content_security_policy(service):
+    for path in ("/", "/monitor"):
+        page = httpx.get(service.url + path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy, policy
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text), "the page loads something from elsewhere"
+    assert httpx.get(service.url + "/config").json() == {"dev_signin": True, "google_client_id": None}
+    module = httpx.get(service.url + "/static/app.js")
+    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert httpx.get(service.url + "/static/app.js", headers={"If-None-Match": module.headers["etag"]}).status_code == 304
+
+
+def test_the_client_never_turns_a_string_into_html():
+    """Every text goes in as a text node; this keeps anyone from adding a shortcut later."""
+    from .support import ROOT
+
+    for path in sorted((ROOT / "static").glob("*.js")):
+        source = path.read_text()
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function",
+                             source), path.name
+
+
+def test_a_follower_sees_a_tweet_posted_in_another_window_within_a_second(alice, bob, tag):
+    from playwright.sync_api import expect
+
+    bob.go(f"#/u/{alice.username}")
+    bob.page.get_by_role("button", name=f"Follow @{alice.username}").click()
+    expect(bob.page.get_by_role("button", name=f"Unfollow @{alice.username}")).to_be_visible()
+    expect(bob.page.locator(".counts")).to_contain_text("1 follower")
+    bob.page.get_by_role("link", name="Home", exact=True).click()
+    expect(bob.page.get_by_label(re.compile("happening"))).to_be_visible()
+    bob.page.evaluate("window.__sameDocument = true")
+
+    text = f"Hello @{bob.username}, this is #{tag} from the other window"
+    started = time.monotonic()
+    alice.post(text)
+    newest = bob.entries.first
+    expect(newest).to_contain_text(text, timeout=ONE_SECOND_MS)
+    elapsed = time.monotonic() - started
+    assert elapsed < ONE_SECOND_MS / 1000, f"the follower saw it {elapsed:.2f}s after the Post click"
+    print(f"the follower saw it {elapsed:.3f}s after the Post click")
+    expect(newest).to_have_class(re.compile(r"\bfresh\b"))  # the quiet highlight
+    assert bob.page.evaluate("window.__sameDocument") is True, "the page reloaded"
+    # The links: the tag to its timeline, the mention to the profile.
+    expect(newest.get_by_role("link", name=f"#{tag}")).to_have_attribute("href", f"#/tag/{tag}")
+    expect(newest.get_by_role("link", name=f"@{bob.username}")).to_have_attribute("href", f"#/u/{bob.username}")
+    expect(alice.entries.first).to_contain_text(text)  # the author's own timeline shows it at once too
+    assert unlabelled_controls(bob.page) == []
+
+
+def test_a_tweet_that_looks_like_html_is_shown_as_those_characters_and_runs_nothing(alice, bob):
+    from playwright.sync_api import expect
+
+    xss = "<img src=x onerror=window.__xss=1>"
+    alice.post(xss)
+    for person in (alice, bob):
+        content = person.entries.first.locator(".content")
+        expect(content).to_have_text(xss)
+        assert content.locator("img").count() == 0
+        assert person.page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_like_retweet_and_delete_show_at_once_and_are_still_right_after_a_reload(alice, bob, tag):
+    from playwright.sync_api import expect
+
+    first = bob.entries.first  # alice's html-looking tweet, newest in bob's timeline
+    tweet_id = first.locator("article").get_attribute("data-tweet-id")
+    like = first.locator("button[data-action=like]")
+    like.click()
+    expect(like).to_have_attribute("aria-pressed", "true")
+    expect(like).to_contain_text("1")
+    bob.page.reload()
+    expect(bob.indicator).to_have_attribute("data-state", "live")
+    like = bob.page.locator(f'article[data-tweet-id="{tweet_id}"] button[data-action=like]').first
+    expect(like).to_have_attribute("aria-pressed", "true")
+    expect(like).to_contain_text("1")
+
+    # A retweet by bob enters bob's own home timeline (live), undoing it takes it out.
+    bob.page.locator(f'article[data-tweet-id="{tweet_id}"] button[data-action=retweet]').first.click()
+    retweet_entry = bob.page.locator("ol.tweets > li", has=bob.page.locator(".retweet-note"))
+    expect(retweet_entry).to_have_count(1)
+    expect(retweet_entry.locator("button[data-action=retweet]")).to_contain_text("1")
+    retweet_entry.locator("button[data-action=retweet]").click()
+    expect(retweet_entry).to_have_count(0)
+
+    # Alice deletes it: gone at once for her, and live for bob.
+    own = alice.page.locator(f'ol.tweets > li:has(article[data-tweet-id="{tweet_id}"])')
+    own.locator("button[data-action=delete]").click()
+    own.get_by_role("button", name="Confirm: delete this tweet").click()
+    expect(own).to_have_count(0)
+    expect(bob.page.locator(f'article[data-tweet-id="{tweet_id}"]')).to_have_count(0)
+    alice.page.reload()
+    expect(alice.indicator).to_have_attribute("data-state", "live")
+    expect(alice.page.locator(f'article[data-tweet-id="{tweet_id}"]')).to_have_count(0)
+
+
+def test_the_composer_counts_code_points_after_nfc_as_the_server_does(alice):
+    from playwright.sync_api import expect
+
+    composer = alice.page.get_by_label(re.compile("happening"))
+    post = alice.page.get_by_role("button", name="Post", exact=True)
+    composer.fill("e\u0301" * 280)  # 560 code points as typed, 280 once composed
+    expect(alice.page.locator("#composer-count")).to_have_text("280 of 280 characters")
+    expect(post).to_be_enabled()
+    composer.press("End")
+    composer.press_sequentially("!")
+    expect(alice.page.locator("#composer-count")).to_have_text("1 over the 280-character limit")
+    expect(post).to_be_disabled()
+    expect(alice.page.get_by_role("alert")).to_have_text("A tweet is at most 280 characters; remove 1.")
+    composer.fill("")
+    expect(post).to_be_disabled()
+    expect(alice.page.get_by_role("alert")).to_be_hidden()
+
+
+def test_you_edit_your_own_profile_and_it_stays_after_a_reload(alice):
+    from playwright.sync_api import expect
+
+    alice.page.get_by_role("link", name="Profile", exact=True).click()
+    alice.page.get_by_role("button", name="Edit profile").click()
+    alice.page.get_by_label("Display name").fill("Alice Liddell")
+    alice.page.get_by_label("Bio").fill("Writes the live timeline. Coffee first, then <b>bold</b> ideas.")
+    alice.page.get_by_role("button", name="Save").click()
+    expect(alice.page.get_by_role("heading", level=1)).to_have_text("Alice Liddell")
+    alice.page.reload()
+    expect(alice.page.get_by_role("heading", level=1)).to_have_text("Alice Liddell")
+    expect(alice.page.locator(".bio")).to_have_text("Writes the live timeline. Coffee first, then <b>bold</b> ideas.")
+    alice.page.get_by_role("link", name="Home", exact=True).click()
+
+
+def test_load_older_pages_back_with_before_and_never_repeats_an_entry(bob, service):
+    from playwright.sync_api import expect
+
+    api = Api(service.url)
+    try:
+        author = api.sign_in()
+        posted = [author.post_tweet(f"number {n}") for n in range(23)]
+    finally:
+        api.http.close()
+    bob.go(f"#/u/{author.username}")
+    listed = bob.page.get_by_role("list", name=f"Tweets by @{author.username}").locator("li")
+    expect(listed).to_have_count(20)
+    bob.page.get_by_role("button", name="Load older tweets").click()
+    expect(listed).to_have_count(23)
+    expect(bob.page.get_by_role("button", name="Load older tweets")).to_be_hidden()
+    shown = [item.get_attribute("data-entry-id") for item in listed.all()]
+    assert shown == list(reversed(posted))
+    bob.go("#/")
+
+
+def test_search_suggestions_appear_and_are_keyboard_navigable(alice, bob, tag):
+    from playwright.sync_api import expect
+
+    search = bob.page.get_by_role("combobox", name="Search people and hashtags")
+    search.focus()
+    search.press_sequentially(alice.username[:-1], delay=20)
+    option = bob.page.get_by_role("option", name=re.compile(f"@{alice.username}"))
+    expect(option).to_be_visible()
+    search.press("ArrowDown")
+    expect(bob.page.locator("[role=option][aria-selected=true]")).to_have_count(1)
+    expect(search).to_have_attribute("aria-activedescendant", re.compile(r"search-option-\d+"))
+    search.press("Escape")
+    expect(option).to_be_hidden()
+    search.press("ArrowDown")  # opens the suggestions again
+    expect(option).to_be_visible()
+    search.press("ArrowDown")
+    expect(option).to_have_attribute("aria-selected", "true")
+    search.press("Enter")
+    expect(bob.page).to_have_url(re.compile(f"#/u/{alice.username}$"))
+    expect(bob.page.locator(".profile .handle")).to_have_text(f"@{alice.username}")
+    expect(bob.page.get_by_role("list", name=f"Tweets by @{alice.username}")).to_contain_text(f"#{tag}")
+
+    search.focus()
+    search.press_sequentially("#" + tag[:-1], delay=20)
+    expect(bob.page.get_by_role("option", name=re.compile(f"#{tag}"))).to_be_visible()
+    search.press("ArrowDown")
+    search.press("Enter")
+    expect(bob.page).to_have_url(re.compile(f"#/tag/{tag}$"))
+    expect(bob.page.get_by_role("heading", level=1)).to_have_text(f"#{tag}")
+    expect(bob.page.get_by_role("list", name=f"Tweets with #{tag}")).to_contain_text("from the other window")
+    assert unlabelled_controls(bob.page) == []
+
+
+def test_screenshots_of_the_home_page_and_a_profile(alice, bob, tag):
+    """For the README (docs/screenshots/) and as artifacts of every run: desktop and 360 px."""
+    from playwright.sync_api import expect
+
+    alice.post(f"Morning! Coffee, then shipping the live timeline. #{tag}")
+    alice.post(f"Tip for @{bob.username}: the search box takes @people and #tags; arrows and Enter work.")
+    bob.go("#/")
+    expect(bob.entries.first).to_contain_text("search box")
+    bob.page.locator("body").click(position={"x": 5, "y": 700})  # no focus ring on the composer
+    screenshot(bob.page, "home")
+    bob.go(f"#/u/{alice.username}")
+    expect(bob.page.get_by_role("list", name=f"Tweets by @{alice.username}").locator("li")).to_have_count(3)
+    screenshot(bob.page, "profile")
+    bob.page.set_viewport_size(PHONE)
+    screenshot(bob.page, "profile-360")
+    bob.go("#/")
+    expect(bob.entries.first).to_be_visible()
+    bob.page.emulate_media(color_scheme="dark")
+    screenshot(bob.page, "home-360-dark")
+    bob.page.emulate_media(color_scheme="light")
+    bob.page.set_viewport_size(DESKTOP)
+    assert unlabelled_controls(bob.page) == []
+
+
+def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactly_once(browser, service,
+                                                                                        fanout_idle):
+    from playwright.sync_api import expect
+
+    api = Api(service.url)
+    author = api.sign_in()
+    carol = Person(browser, service.url, unique_name("carl"))
+    links: list = []         # (page side, server side) of each socket the page opened
+    auth_frames: list = []   # what the page sent first on each socket
+    network = {"up": True}
+
+    def through_the_test(page_side):
+        if not network["up"]:
+            page_side.close(code=1011, reason="test: network down")
+            return
+        server_side = page_side.connect_to_server()
+
+        def page_to_server(message):
+            frame = json.loads(message)
+            if frame.get("type") == "auth":
+                auth_frames.append(frame)
+                # Ask the server to replay everything it has: the page must still show each entry once.
+                message = json.dumps({**frame, "since": None})
+            server_side.send(message)
+
+        page_side.on_message(page_to_server)
+        links.append((page_side, server_side))
+
+    carol.context.route_web_socket(re.compile(r"/ws$"), through_the_test)
+    try:
+        carol.sign_in()
+        User(api, carol.username, carol.token).follow(author)
+        seen = author.post_tweet("seen live before the drop")
+        expect(carol.entry(seen)).to_have_count(1)
+
+        network["up"] = False
+        page_side, _ = links[-1]
+        page_side.close(code=1001, reason="test: connection dropped")
+        expect(carol.indicator).not_to_have_attribute("data-state", "live")
+        missed = [author.post_tweet(f"posted while carol was offline {n}") for n in range(3)]
+        fanout_idle()
+        network["up"] = True
+
+        expect(carol.indicator).to_have_attribute("data-state", "live")
+        for entry_id in missed:
+            expect(carol.entry(entry_id)).to_have_count(1)
+        expect(carol.entry(seen)).to_have_count(1)
+        shown = carol.page.eval_on_selector_all("ol.tweets > li", "items => items.map((li) => li.dataset.entryId)")
+        assert shown[:4] == [*reversed(missed), seen], shown
+        assert len(shown) == len(set(shown)), "an entry shows twice"
+        assert auth_frames[0]["token"] == carol.token
+        assert auth_frames[-1]["since"] == seen, "the reconnect must ask for what came after the last entry seen"
+
+        after = author.post_tweet("live again")
+        expect(carol.entries.first).to_have_attribute("data-entry-id", after)
+
+        # The session ends elsewhere: the socket closes with 4401 and the page goes back to sign-in.
+        assert api.http.post("/auth/signout", headers={"Authorization": f"Bearer {carol.token}"}).status_code == 204
+        expect(carol.page.get_by_role("heading", name="Sign in to Chirp")).to_be_visible()
+        expect(carol.page.get_by_text("Your session has ended")).to_be_visible()
+        assert carol.page.evaluate("localStorage.getItem('chirp.session')") is None
+    finally:
+        carol.close()
+        api.http.close()
+
+
+def test_the_monitor_page_counts_a_third_browser_that_connects(browser, service, monitor, alice, bob):
+    from playwright.sync_api import expect
+
+    connections = monitor.locator("#connections")
+    expect(connections).to_have_text(re.compile(r"^\d+$"))
+
+    def steady() -> list[int] | None:
+        """The figure once it has stayed the same for 1.5 s (a closed socket takes a beat to leave)."""
+        value = connections.text_content()
+        monitor.wait_for_timeout(1500)
+        return [int(value)] if connections.text_content() == value else None
+
+    [before] = wait_until(steady, what="the monitor's count to hold still")
+    erin = Person(browser, service.url, unique_name("erin")).sign_in()
+    try:
+        wait_until(lambda: int(connections.text_content()) > before, what="the monitor to count the new socket")
+        expect(monitor.locator("#process-rows tr")).not_to_have_count(0)
+        assert monitor.locator("#chart path.series.connections").get_attribute("d").startswith("M")
+        assert unlabelled_controls(monitor) == []
+        screenshot(monitor, "monitor")
+        monitor.set_viewport_size(PHONE)
+        screenshot(monitor, "monitor-360")
+        monitor.set_viewport_size(DESKTOP)
+    finally:
+        erin.close()
