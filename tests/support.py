@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -51,8 +52,10 @@ class ServiceProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_CLIENT_ID",)}
+        # Abuse limits off, as for a benchmark: tests sign in and post far faster than people;
+        # tests/test_rate_limits.py turns them on.
         env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on", "LOG_LEVEL": "warning",
-                    "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s"})
+                    "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s", "RATE_LIMITS": "off"})
         env.update({key.upper(): str(value) for key, value in settings.items()})
         self.env = env
         self.process: subprocess.Popen | None = None
@@ -200,3 +203,46 @@ class LiveClient:
                 return closed.rcvd.code if closed.rcvd else None
 
         return await asyncio.wait_for(drain(), timeout)
+
+
+class RunPy:
+    """``python run.py ARGS`` as a person starts it, in a child process on a free port."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp_path / f"run-{self.port}.log"
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("REDIS_URL", "DEV_SIGNIN", "GOOGLE_CLIENT_ID", "PORT", "WEB_CONCURRENCY",
+                                 "PROMETHEUS_MULTIPROC_DIR")}
+        self.env.update(env or {})
+        self.args = args
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RunPy:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "run.py", "--port", str(self.port), *self.args],
+                                            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._healthy, what="run.py to serve /healthz")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"run.py exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM, as a process manager would; SIGKILL only if it does not stop in time."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

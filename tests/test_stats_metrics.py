@@ -7,10 +7,6 @@ else connected to the session's Redis shows up in its numbers.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -19,10 +15,9 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from realtime import presence
-from realtime.embedded_redis import free_port
 
 from .conftest import start_redis
-from .support import ROOT, TIMEOUT, Api, LiveClient, ServiceProcess, wait_until
+from .support import TIMEOUT, Api, LiveClient, RunPy, ServiceProcess, wait_until
 
 CHIRP_METRICS = {
     "chirp_open_sockets": "gauge",
@@ -192,34 +187,14 @@ async def test_metrics_answers_prometheus_text_with_every_chirp_metric_and_count
 # -- python run.py --workers 2 --------------------------------------------------------
 
 
-def start_run_py(tmp_path, redis_url: str, *args: str) -> tuple[subprocess.Popen, str, object]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GOOGLE_CLIENT_ID", "PORT", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR")}
-    env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on"})
-    log_path = tmp_path / "run.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "run.py", "--port", str(port), *args],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return process, f"http://127.0.0.1:{port}", log_path
-
-
-def answers_healthz(process: subprocess.Popen, url: str, log_path) -> bool:
-    if process.poll() is not None:
-        raise AssertionError(f"run.py exited with {process.returncode}:\n{log_path.read_text()}")
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 async def test_run_py_with_two_workers_delivers_to_sockets_on_both_and_sums_them_in_stats_and_metrics(
         own_redis, tmp_path):
-    process, url, log_path = start_run_py(tmp_path, own_redis.url, "--workers", "2")
+    service = RunPy(tmp_path, "--workers", "2", env={"REDIS_URL": own_redis.url, "DEV_SIGNIN": "on"})
+    url = service.url
     clients: list[LiveClient] = []
     try:
-        wait_until(lambda: answers_healthz(process, url, log_path), what="run.py to serve /healthz")
-        wait_until(lambda: log_path.read_text().count("Application startup complete") >= 2,
+        service.start()
+        wait_until(lambda: service.log().count("Application startup complete") >= 2,
                    what="both worker processes to start")
         api = Api(url)
         alice, bob, carol = api.sign_in(), api.sign_in(), api.sign_in()
@@ -248,12 +223,7 @@ async def test_run_py_with_two_workers_delivers_to_sockets_on_both_and_sums_them
         assert value(scrape(url), "chirp_events_delivered_total", kind="tweet") == 4 * len(clients)
         api.http.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        service.stop()
     codes = await asyncio.gather(*(client.close_code() for client in clients))
     assert codes == [1013] * len(clients)  # SIGTERM: every worker closes its sockets with 1013
-    assert "Workers: 2 server process(es)" in log_path.read_text()
+    assert "Workers: 2 server process(es)" in service.log()
