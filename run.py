@@ -49,6 +49,13 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
     else:
         log.info("Dev sign-in: off")
     log.info("Google sign-in: %s", "on" if settings.google_client_id else "off (GOOGLE_CLIENT_ID unset)")
+    if settings.rate_limits:
+        log.info("Rate limits: posts %s, follows %s, likes %s per user; sign-in %s per address",
+                 settings.rate_limit_posts, settings.rate_limit_follows, settings.rate_limit_likes,
+                 settings.rate_limit_signin)
+    else:
+        log.warning("RATE LIMITS ARE OFF (RATE_LIMITS=off)")
+    log.info("Live sockets per user: %s", settings.max_sockets_per_user or "no limit")
     log.info("Workers: %d server process(es), %d fan-out worker(s) in each",
              settings.workers, settings.fanout_in_process)
     log.info("Timelines: entries kept %.0f s (%.1f days), at most %d per timeline",
@@ -114,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         url = embedded.start()
         redis_kind = "EMBEDDED: " + embedded.kind
         settings = Settings.load({**overrides, "redis_url": url,
-                                  "dev_signin": overrides["dev_signin"] or os.environ.get("DEV_SIGNIN") or "on"})
+                                  # dev sign-in on, unless Google sign-in is configured (production mode)
+                                  "dev_signin": overrides["dev_signin"] or os.environ.get("DEV_SIGNIN")
+                                  or ("off" if settings.google_client_id else "on")})
     log_settings(settings, redis_kind)
     try:
         if args.command == "worker":

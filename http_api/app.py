@@ -7,6 +7,7 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from realtime.config import Settings
@@ -16,6 +17,7 @@ from .body_limit import BodyLimit
 from .endpoints import auth, live, operations, pages, search, timelines, tweets, users
 from .errors import EXCEPTION_HANDLERS
 from .openapi import docs_init, docs_page, openapi_json, swagger_assets
+from .security_headers import SecurityHeaders
 from .shutdown import close_sockets_before_exit
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -26,6 +28,7 @@ log = logging.getLogger("chirp.app")
 def create_app(settings: Settings) -> Starlette:
     routes = [
         # Sign-in
+        Route("/auth/google", auth.google_signin, methods=["POST"]),
         Route("/auth/dev", auth.dev_signin, methods=["POST"]),
         Route("/auth/signout", auth.signout, methods=["POST"]),
         # Users ("/users/me" before "/users/{username}")
@@ -80,6 +83,12 @@ def create_app(settings: Settings) -> Starlette:
             await engine.close()
 
     middleware = [
+        Middleware(SecurityHeaders),  # nosniff on every answer, a CSP on HTML ones
+        *([Middleware(CORSMiddleware, allow_origins=settings.cors_origins.split(","),
+                      allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                      allow_headers=["Authorization", "Content-Type"], expose_headers=["Location", "Retry-After"],
+                      max_age=600)]
+          if settings.cors_origins else []),  # no CORS headers at all unless CORS_ORIGINS names origins
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

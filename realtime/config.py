@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 
-__all__ = ["Settings", "SettingsError", "SETTINGS", "parse_duration"]
+__all__ = ["Settings", "SettingsError", "SETTINGS", "RateLimit", "parse_duration"]
 
 
 class SettingsError(ValueError):
@@ -84,6 +84,58 @@ def _redis_url(text: str) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` calls per ``per`` seconds; ``count == 0`` is no limit. Written ``30/1m``."""
+
+    count: int
+    per: float
+
+    def __str__(self) -> str:
+        per = int(self.per) if self.per == int(self.per) else self.per
+        return f"{self.count}/{per}s" if self.count else "off"
+
+    @property
+    def enabled(self) -> bool:
+        return self.count > 0
+
+
+def parse_rate_limit(text: str) -> RateLimit:
+    """'30/1m' (30 calls a minute), '100/1h', '5/90s'; 'off' or '0' for none."""
+    text = text.strip().lower()
+    if text in ("off", "0", "none"):
+        return RateLimit(0, 0.0)
+    count, slash, per = text.partition("/")
+    if not slash or not count.strip().isdigit() or int(count) < 1:
+        raise ValueError("expected calls/period such as 30/1m, 100/1h or 5/90s, or off")
+    seconds = _positive_duration(per)
+    if seconds < 1:
+        raise ValueError("expected a period of at least 1s")
+    return RateLimit(int(count), seconds)
+
+
+def _url(text: str) -> str:
+    text = text.strip()
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ValueError("expected an http:// or https:// URL")
+    return text
+
+
+def _origins(text: str) -> str:
+    origins = [o.strip() for o in text.split(",") if o.strip()]
+    for origin in origins:
+        if origin == "*" or not re.fullmatch(r"https?://[^/\s*]+", origin):
+            raise ValueError("expected comma-separated origins such as https://app.example.com (no '*', no path)")
+    return ",".join(origins)
+
+
+def _header_name(text: str) -> str:
+    text = text.strip()
+    if text and not re.fullmatch(r"[A-Za-z0-9-]+", text):
+        raise ValueError("expected an HTTP header name such as X-Real-IP, or empty")
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
 class Option:
     """One setting: its field, flag, environment variable, parser and default text."""
 
@@ -108,6 +160,8 @@ SETTINGS: tuple[Option, ...] = (
     Option("dev_signin", "DEV_SIGNIN", _parse_bool, None,
            "allow POST /auth/dev; default on unless GOOGLE_CLIENT_ID is set"),
     Option("google_client_id", "GOOGLE_CLIENT_ID", str, "", "OAuth client id for Sign in with Google"),
+    Option("google_certs_url", "GOOGLE_CERTS_URL", _url, "https://www.googleapis.com/oauth2/v1/certs",
+           "where Google's ID-token signing certificates are fetched (cached for their Cache-Control max-age)"),
     Option("timeline_max_age", "TIMELINE_MAX_AGE", _positive_duration, "30d",
            "entries older than this leave every timeline"),
     Option("timeline_max_length", "TIMELINE_MAX_LENGTH", _positive_int, "800",
@@ -136,6 +190,22 @@ SETTINGS: tuple[Option, ...] = (
            "with no REDIS_URL: auto (a real redis-server if found, else fakeredis), redis-server or fakeredis"),
     Option("embedded_redis_dir", "EMBEDDED_REDIS_DIR", str, ".data/redis",
            "where the embedded Redis keeps its data"),
+    Option("rate_limits", "RATE_LIMITS", _parse_bool, "on",
+           "abuse limits below (off: none, e.g. for benchmarks)"),
+    Option("rate_limit_posts", "RATE_LIMIT_POSTS", parse_rate_limit, "30/1m",
+           "tweets and retweets per user (calls/period, or off)"),
+    Option("rate_limit_follows", "RATE_LIMIT_FOLLOWS", parse_rate_limit, "60/1m",
+           "follows and unfollows per user"),
+    Option("rate_limit_likes", "RATE_LIMIT_LIKES", parse_rate_limit, "120/1m", "likes and unlikes per user"),
+    Option("rate_limit_signin", "RATE_LIMIT_SIGNIN", parse_rate_limit, "20/1m",
+           "sign-ins (Google and dev) per client IP address"),
+    Option("client_ip_header", "CLIENT_IP_HEADER", _header_name, "",
+           "header naming the client's address, set by the proxy in front (Railway: X-Real-IP); "
+           "empty: the connection's address"),
+    Option("max_sockets_per_user", "MAX_SOCKETS_PER_USER", _non_negative_int, "10",
+           "live sockets one user may hold across every process; the oldest is closed with 4401 (0: no limit)"),
+    Option("cors_origins", "CORS_ORIGINS", _origins, "",
+           "comma-separated origins allowed to call the API from other sites (CORS); empty: no CORS headers"),
     Option("log_level", "LOG_LEVEL", str, "info", "debug, info, warning or error"),
 )
 
@@ -149,6 +219,7 @@ class Settings:
     workers: int = 1
     dev_signin: bool = True
     google_client_id: str = ""
+    google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     timeline_max_age: float = 30 * 86400.0
     timeline_max_length: int = 800
     session_ttl: float = 30 * 86400.0
@@ -164,6 +235,14 @@ class Settings:
     allowed_origins: str = ""
     embedded_redis: str = "auto"
     embedded_redis_dir: str = ".data/redis"
+    rate_limits: bool = True
+    rate_limit_posts: RateLimit = RateLimit(30, 60.0)
+    rate_limit_follows: RateLimit = RateLimit(60, 60.0)
+    rate_limit_likes: RateLimit = RateLimit(120, 60.0)
+    rate_limit_signin: RateLimit = RateLimit(20, 60.0)
+    client_ip_header: str = ""
+    max_sockets_per_user: int = 10
+    cors_origins: str = ""
     log_level: str = "info"
 
     @classmethod

@@ -9,12 +9,15 @@ import logging
 from . import keys
 from .config import Settings
 from .fanout import FanoutQueue, FanoutWorker
+from .google_auth import GoogleCerts, GoogleVerifier
 from .id_lease import IdLease
 from .live_hub import LiveEvent, LiveHub
 from .presence import Presence
+from .rate_limits import RateLimits
 from .redis_client import Redis, make_redis
 from .search import HashtagIndex, Search
 from .sessions import Sessions
+from .socket_limit import SocketLimit
 from .timelines import Timelines
 from .tweets import Tweets, delete_event, tweet_event
 from .users import Users
@@ -43,6 +46,13 @@ class Engine:
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
         self.live_hub = LiveHub(self._make_pubsub_client, self.live_catch_up)
         self.presence = Presence(redis, self.live_hub)
+        self.rate_limits = RateLimits(redis, settings)
+        self.socket_limit = SocketLimit(redis, self.presence.process_id, settings.max_sockets_per_user)
+        # Sign in with Google, when a client id is configured: Google's certificates are
+        # fetched on the first sign-in and cached for their max-age (realtime.google_auth).
+        self.google: GoogleVerifier | None = (
+            GoogleVerifier(settings.google_client_id, GoogleCerts(settings.google_certs_url))
+            if settings.google_client_id else None)
         self._tasks: list[asyncio.Task] = []
         self._fanout_workers: dict[FanoutWorker, asyncio.Task] = {}
 
@@ -111,6 +121,9 @@ class Engine:
             await self.id_lease.release()
         with contextlib.suppress(Exception):
             await self.presence.leave()
+        if self.google is not None:
+            with contextlib.suppress(Exception):
+                await self.google.aclose()
         for client in (self.redis, self.blocking_redis):
             with contextlib.suppress(Exception):
                 await client.aclose()

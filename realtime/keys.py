@@ -12,7 +12,7 @@ __all__ = [
     "home_timeline", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_channel",
     "user", "followers", "following", "usernames", "session", "user_sessions",
     "tweet", "likes", "retweets", "FANOUT_STREAM", "FANOUT_GROUP", "fanout_progress", "fanout_author_seq",
-    "fanout_author_done", "id_worker",
+    "fanout_author_done", "id_worker", "google_account", "rate_limit", "user_sockets",
 ]
 
 
@@ -61,6 +61,21 @@ def session(token_hash: str) -> str:
 def user_sessions(name: str) -> str:
     """Sorted set of a user's session token hashes, scored by expiry (ms)."""
     return f"sessions:{{{name}}}"
+
+
+def google_account(sub: str) -> str:
+    """String: the lowercase username of the Google account ``sub`` ('' while one is being chosen)."""
+    return f"google:{{{sub}}}"
+
+
+def rate_limit(name: str, who: str) -> str:
+    """Sorted set: the times (µs) of ``who``'s recent calls counted by the limit ``name``."""
+    return f"ratelimit:{name}:{{{who}}}"
+
+
+def user_sockets(name: str) -> str:
+    """Sorted set: the user's live sockets on every process (``process|n``), scored by connect time (µs)."""
+    return f"sockets:{{{name}}}"
 
 
 def tweet(tweet_id: int | str) -> str:

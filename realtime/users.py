@@ -10,7 +10,10 @@ from .errors import Conflict, NotFound, Unprocessable
 from .redis_client import Redis
 from .text import (MAX_BIO, MAX_DISPLAY_NAME, check_username, clean_profile_field, normalize_username)
 
-__all__ = ["Users"]
+__all__ = ["Users", "CLAIM_SECONDS"]
+
+#: How long a Google account's claim on a username being created lasts, should we die meanwhile.
+CLAIM_SECONDS = 30
 
 
 class Users:
@@ -31,6 +34,31 @@ class Users:
         pipe.zadd(keys.usernames, {lower: 0})
         await pipe.execute()
         return await self.profile(lower)
+
+    async def google_user(self, sub: str) -> str | None:
+        """The lowercase name of the user the Google account ``sub`` chose, or None yet."""
+        return await self._redis.get(keys.google_account(sub)) or None
+
+    async def create_for_google(self, sub: str, username: object, display_name: object = None,
+                                bio: object = None) -> dict:
+        """``create``, and make the user the one of Google account ``sub``, once.
+
+        The account is claimed first (for ``CLAIM_SECONDS``, in case we die half way), so
+        two tabs choosing at once cannot give one account two users. ``Conflict`` when the
+        account already has a user (``existing`` names it) or another tab is choosing."""
+        account = keys.google_account(sub)
+        if not await self._redis.set(account, "", nx=True, ex=CLAIM_SECONDS):
+            existing = await self.google_user(sub)
+            raise Conflict(f"This Google account already has the username {await self.canonical(existing)}."
+                           if existing else "This Google account is choosing a username in another tab.",
+                           code="username_already_chosen")
+        try:
+            profile = await self.create(username, display_name, bio)
+        except BaseException:
+            await self._redis.delete(account)
+            raise
+        await self._redis.set(account, normalize_username(profile["username"]))  # for good: no TTL
+        return profile
 
     async def ensure(self, username: object) -> str:
         """The canonical name of ``username``, creating the user when new (dev sign-in)."""

@@ -52,10 +52,11 @@ class ServiceProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_CLIENT_ID",)}
-        # Abuse limits off, as for a benchmark: tests sign in and post far faster than people;
-        # tests/test_rate_limits.py turns them on.
+        # Abuse limits off, as for a benchmark: tests sign in, post and open sockets far faster
+        # and more than people do; tests/test_rate_limits.py turns them on.
         env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on", "LOG_LEVEL": "warning",
-                    "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s", "RATE_LIMITS": "off"})
+                    "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s", "RATE_LIMITS": "off",
+                    "MAX_SOCKETS_PER_USER": "0"})
         env.update({key.upper(): str(value) for key, value in settings.items()})
         self.env = env
         self.process: subprocess.Popen | None = None

@@ -72,6 +72,11 @@ PAGINATED_OPERATIONS = [op for op in OPERATIONS
 #: The one call a session without a username may make (a Google account's first session).
 PENDING_SESSION_OPERATIONS = {("POST", "/users")}
 
+#: What the shared service (no GOOGLE_CLIENT_ID) answers a valid body with, where that is not
+#: a 2xx; it still shows the body got past every check. tests/test_google_auth.py signs real
+#: tokens for a service that has a client id.
+NOT_CONFIGURED_HERE = {("POST", "/auth/google"): (404, "google_signin_disabled")}
+
 USERNAME_PATTERN = "^[A-Za-z0-9_]{1,15}$"
 
 
@@ -241,7 +246,10 @@ def test_a_missing_or_null_required_field_is_400(world, op, field):
 @pytest.mark.parametrize("op", JSON_OPERATIONS, ids=op_id)
 def test_a_valid_sample_body_succeeds_so_the_cases_above_test_what_they_claim(world, op):
     response = world.call(*op, json=sample_body(_json_body_schema(*op)))
-    assert 200 <= response.status_code < 300, response.text
+    if op in NOT_CONFIGURED_HERE:
+        assert_error(response, *NOT_CONFIGURED_HERE[op])
+    else:
+        assert 200 <= response.status_code < 300, response.text
 
 
 def _padded(body: dict, size: int) -> bytes:
@@ -255,7 +263,10 @@ def _padded(body: dict, size: int) -> bytes:
 @pytest.mark.parametrize("op", JSON_OPERATIONS, ids=op_id)
 def test_a_body_of_exactly_max_body_bytes_is_accepted(world, op):
     response = world.call(*op, content=_padded(sample_body(_json_body_schema(*op)), world.max_body_bytes))
-    assert 200 <= response.status_code < 300, response.text
+    if op in NOT_CONFIGURED_HERE:
+        assert_error(response, *NOT_CONFIGURED_HERE[op])
+    else:
+        assert 200 <= response.status_code < 300, response.text
 
 
 @pytest.mark.parametrize("op", JSON_OPERATIONS, ids=op_id)

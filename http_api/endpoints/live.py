@@ -4,7 +4,8 @@ One socket's life: check Origin, accept, wait for the auth frame (4408 / 4400 / 
 attach to the process's ``LiveHub`` (subscribed before reading, so there is no gap),
 replay what arrived after ``since``, send ``ready``, then pump frames from the
 subscriber's bounded queue until the client leaves or the hub closes the subscriber
-(1013 too slow or Redis lost, 4401 signed out or expired).
+(1013 too slow or Redis lost, 4401 signed out or expired, or the user's oldest socket
+beyond ``MAX_SOCKETS_PER_USER``).
 """
 
 from __future__ import annotations
@@ -50,13 +51,18 @@ async def live(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     subscriber: LiveSubscriber | None = None
+    registered = False
     try:
         session, since = await _authenticate(websocket, engine, settings.live_auth_timeout)
         subscriber = LiveSubscriber(session.user, session.token_hash, queue_size=settings.live_send_queue,
-                                    expires_at=session.expires_at)
+                                    expires_at=session.expires_at, socket_id=engine.socket_limit.new_socket_id())
         subscriber.last_id = since  # a Redis blip before anything is sent catches up from here
         try:
             await engine.live_hub.attach(subscriber)
+            # Counted across processes; beyond MAX_SOCKETS_PER_USER the user's oldest socket,
+            # wherever it is, is closed with 4401 (its process hears it on live:{user}).
+            await engine.socket_limit.register(session.user, subscriber.socket_id)
+            registered = True
             replay = await engine.live_catch_up(session.user, since)
             username = await engine.users.canonical(session.user) or session.user
         except (*RedisDown, asyncio.TimeoutError):
@@ -77,6 +83,9 @@ async def live(websocket: WebSocket) -> None:
     finally:
         if subscriber is not None:
             await engine.live_hub.detach(subscriber)
+        if registered:
+            with contextlib.suppress(*RedisDown):
+                await engine.socket_limit.unregister(subscriber.user, subscriber.socket_id)
 
 
 async def _send_replay(websocket: WebSocket, subscriber: LiveSubscriber, replay: list, username: str) -> None:

@@ -34,8 +34,10 @@ async def post_tweet(request: Request) -> Response:
       401: {$ref: '#/components/responses/Error'}
       413: {$ref: '#/components/responses/Error'}
       422: {$ref: '#/components/responses/Error'}
+      429: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
+    await request.app.state.engine.rate_limits.hit("posts", me)
     data = await read_json(request)
     tweet_id = await request.app.state.engine.tweets.post(me, data.get("content"))
     return Response(status_code=201, headers={"Location": f"/tweets/{tweet_id}"})
@@ -83,8 +85,10 @@ async def like(request: Request):
       204: {description: Liked.}
       401: {$ref: '#/components/responses/Error'}
       404: {$ref: '#/components/responses/Error'}
+      429: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
+    await request.app.state.engine.rate_limits.hit("likes", me)
     await request.app.state.engine.tweets.like(me, parse_tweet_id(request.path_params["tweet_id"]))
     return no_content()
 
@@ -99,8 +103,10 @@ async def unlike(request: Request):
       204: {description: Not liked.}
       401: {$ref: '#/components/responses/Error'}
       404: {$ref: '#/components/responses/Error'}
+      429: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
+    await request.app.state.engine.rate_limits.hit("likes", me)
     await request.app.state.engine.tweets.like(me, parse_tweet_id(request.path_params["tweet_id"]), liked=False)
     return no_content()
 
@@ -115,8 +121,10 @@ async def retweet(request: Request):
       204: {description: Retweeted.}
       401: {$ref: '#/components/responses/Error'}
       404: {$ref: '#/components/responses/Error'}
+      429: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
+    await request.app.state.engine.rate_limits.hit("posts", me)
     await request.app.state.engine.tweets.retweet(me, parse_tweet_id(request.path_params["tweet_id"]))
     return no_content()
 
@@ -131,7 +139,9 @@ async def unretweet(request: Request):
       204: {description: Not retweeted.}
       401: {$ref: '#/components/responses/Error'}
       404: {$ref: '#/components/responses/Error'}
+      429: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
+    await request.app.state.engine.rate_limits.hit("posts", me)
     await request.app.state.engine.tweets.unretweet(me, parse_tweet_id(request.path_params["tweet_id"]))
     return no_content()

@@ -48,7 +48,16 @@ async def create_user(request: Request) -> Json:
     data = await read_json(request)
     username = new_username(data)
     display_name, bio = optional_str(data, "display_name"), optional_str(data, "bio")
-    profile = await engine.users.create(username, display_name, bio)
+    if session.google_sub is None:
+        profile = await engine.users.create(username, display_name, bio)
+    else:  # the Google account's one user, keyed by its sub
+        try:
+            profile = await engine.users.create_for_google(session.google_sub, username, display_name, bio)
+        except Conflict as conflict:
+            existing = await engine.users.google_user(session.google_sub)
+            if existing:  # chosen meanwhile (another tab): this session is that user's from now on
+                await engine.sessions.bind_user(session, existing)
+            raise conflict
     await engine.sessions.bind_user(session, normalize_username(profile["username"]))
     return Json(profile, status_code=201)
 
@@ -111,8 +120,10 @@ async def follow(request: Request):
       401: {$ref: '#/components/responses/Error'}
       404: {$ref: '#/components/responses/Error'}
       422: {$ref: '#/components/responses/Error'}
+      429: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
+    await request.app.state.engine.rate_limits.hit("follows", me)
     await request.app.state.engine.users.follow(me, request.path_params["username"])
     return no_content()
 
@@ -128,8 +139,10 @@ async def unfollow(request: Request):
       401: {$ref: '#/components/responses/Error'}
       404: {$ref: '#/components/responses/Error'}
       422: {$ref: '#/components/responses/Error'}
+      429: {$ref: '#/components/responses/Error'}
     """
     me = await signed_in_user(request)
+    await request.app.state.engine.rate_limits.hit("follows", me)
     await request.app.state.engine.users.unfollow(me, request.path_params["username"])
     return no_content()
 
