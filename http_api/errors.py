@@ -31,7 +31,11 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 
 async def chirp_error(request: Request, exc: ChirpError) -> Json:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, Unavailable):
+        headers = {"Retry-After": "1"}
     return error_response(exc.status, exc.code, exc.message, headers)
 
 

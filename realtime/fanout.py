@@ -21,7 +21,6 @@ import os
 import secrets
 import socket
 import time
-import time
 from collections.abc import Awaitable, Callable
 
 import orjson

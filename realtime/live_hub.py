@@ -29,12 +29,14 @@ import orjson
 from . import keys, metrics
 from .redis_client import Redis, RedisDown
 
-__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED"]
+__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED",
+           "CLOSE_REPLACED"]
 
 log = logging.getLogger("chirp.live")
 
 CLOSE_OVERLOADED = 1013
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_REPLACED = 4409  # the user opened more sockets than MAX_SOCKETS_PER_USER; this was the oldest
 CONTROL_CHANNEL = "live:control"
 
 
@@ -346,7 +348,7 @@ class LiveHub:
                 if event.kind == "session_revoked" and sub.token_hash == event.token_hash:
                     sub.close(CLOSE_UNAUTHORIZED, "signed out")
                 elif sub.socket_id is not None and sub.socket_id in event.socket_ids:
-                    sub.close(CLOSE_UNAUTHORIZED, "too many live sockets for this user; the oldest was closed")
+                    sub.close(CLOSE_REPLACED, "too many live sockets for this user; the oldest was closed")
             return
         for sub in subs:
             sub.offer(event)

@@ -3,7 +3,7 @@
 Each socket is registered in ``sockets:{user}`` (a sorted set scored by Redis's clock
 at connect time) once it is authenticated. When a registration takes the user over the
 limit, the same Lua call removes the oldest registrations and publishes their ids on the
-user's live channel; whichever process holds one of those sockets closes it with 4401
+user's live channel; whichever process holds one of those sockets closes it with 4409
 (see ``LiveHub``). A socket that leaves unregisters itself.
 
 Caveat: a process that dies without unregistering leaves its entries behind. They

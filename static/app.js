@@ -77,14 +77,10 @@ async function enter(me) {
       for (const list of [app.home, app.view && app.view.list]) if (list) list.remove(id);
     },
     state: showLiveState,
-    async unauthorized() {
-      // 4401: the session ended, or this was the oldest of too many sockets of one user
-      // (the server closes those with 4401 too). Ask before signing out every tab.
-      try {
-        await api('GET', '/users/me');
-      } catch {
-        return;  // a 401 has already signed out (whenUnauthorized); otherwise stay as we are
-      }
+    unauthorized() {
+      signOutHere('Your session has ended. Please sign in again.');
+    },
+    replaced() {
       toast('Live updates stopped in this window because too many are open. Reload to resume.', 'error');
     },
   });

@@ -2,7 +2,7 @@
 //
 // One named reconnect loop: connect, send the auth frame with `since` = the last entry id we
 // were sent (`retweet_id || id`), take the replay and `ready`, then live events. On any close
-// but 4401/4400 wait 0.5 s doubling to 30 s, with jitter, and go again. 4401 means the session
+// but 4401/4400/4409 wait 0.5 s doubling to 30 s, with jitter, and go again. 4401 means the session
 // is over (sign in again); 4400 means this client sent something the server cannot read,
 // which retrying would only repeat.
 
@@ -20,11 +20,12 @@ const PONG_WITHIN = 10_000;
 
 export const CLOSE_UNAUTHORIZED = 4401;
 export const CLOSE_MALFORMED = 4400;
+export const CLOSE_REPLACED = 4409;  // too many windows of this user: this one was the oldest
 
 export class LiveConnection {
   /**
    * @param {() => string|null} token   the current session token
-   * @param {object} handlers  {tweet(tweet), delete(id), state(state, detail), unauthorized(), ready(frame)}
+   * @param {object} handlers  {tweet(tweet), delete(id), state(state, detail), unauthorized(), replaced(), ready(frame)}
    */
   constructor(token, handlers) {
     this.token = token;
@@ -106,7 +107,7 @@ export class LiveConnection {
     this.socket = null;
     this.stopPinging();
     if (!this.running) return;
-    if (code === CLOSE_UNAUTHORIZED || code === CLOSE_MALFORMED) return this.giveUp(code);
+    if (code === CLOSE_UNAUTHORIZED || code === CLOSE_MALFORMED || code === CLOSE_REPLACED) return this.giveUp(code);
     this.attempts += 1;
     const ceiling = Math.min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (this.attempts - 1));
     const delay = ceiling / 2 + Math.random() * ceiling / 2;  // "equal jitter": spread, never zero
@@ -125,6 +126,7 @@ export class LiveConnection {
     this.running = false;
     this.setState(State.STOPPED, {code});
     if (code === CLOSE_UNAUTHORIZED) this.handlers.unauthorized();
+    if (code === CLOSE_REPLACED) this.handlers.replaced();
   }
 
   startPinging(socket) {

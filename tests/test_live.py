@@ -8,7 +8,7 @@ import time
 import pytest
 import websockets
 
-from .support import Api, LiveClient, unique_name
+from .support import Api, LiveClient
 
 
 async def test_a_follower_receives_a_tweet_live(api, service):

@@ -193,19 +193,19 @@ def capped(redis_server, tmp_path_factory):
     second.stop()
 
 
-async def test_beyond_the_socket_limit_the_oldest_socket_anywhere_is_closed_with_4401(capped):
+async def test_beyond_the_socket_limit_the_oldest_socket_anywhere_is_closed_with_4409(capped):
     first, second = capped
     alice = Api(first.url).sign_in()
     oldest = await LiveClient(first.url, alice.token).connect()
     middle = await LiveClient(second.url, alice.token).connect()
     newest = await LiveClient(first.url, alice.token).connect()  # the third: the oldest goes
     try:
-        assert await oldest.close_code() == 4401
+        assert await oldest.close_code() == 4409
         tweet = alice.post_tweet("still live on the two newest")
         assert await middle.next_tweet_id() == tweet
         assert await newest.next_tweet_id() == tweet
         latest = await LiveClient(second.url, alice.token).connect()  # the middle one goes, on another process
-        assert await middle.close_code() == 4401
+        assert await middle.close_code() == 4409
         tweet = alice.post_tweet("again")
         assert await newest.next_tweet_id() == tweet
         assert await latest.next_tweet_id() == tweet

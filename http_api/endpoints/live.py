@@ -4,7 +4,7 @@ One socket's life: check Origin, accept, wait for the auth frame (4408 / 4400 / 
 attach to the process's ``LiveHub`` (subscribed before reading, so there is no gap),
 replay what arrived after ``since``, send ``ready``, then pump frames from the
 subscriber's bounded queue until the client leaves or the hub closes the subscriber
-(1013 too slow or Redis lost, 4401 signed out or expired, or the user's oldest socket
+(1013 too slow or Redis lost, 4401 signed out or expired, 4409 the user's oldest socket
 beyond ``MAX_SOCKETS_PER_USER``).
 """
 
@@ -60,7 +60,7 @@ async def live(websocket: WebSocket) -> None:
         try:
             await engine.live_hub.attach(subscriber)
             # Counted across processes; beyond MAX_SOCKETS_PER_USER the user's oldest socket,
-            # wherever it is, is closed with 4401 (its process hears it on live:{user}).
+            # wherever it is, is closed with 4409 (its process hears it on live:{user}).
             await engine.socket_limit.register(session.user, subscriber.socket_id)
             registered = True
             replay = await engine.live_catch_up(session.user, since)
