@@ -189,7 +189,8 @@ async def test_metrics_answers_prometheus_text_with_every_chirp_metric_and_count
 
 async def test_run_py_with_two_workers_delivers_to_sockets_on_both_and_sums_them_in_stats_and_metrics(
         own_redis, tmp_path):
-    service = RunPy(tmp_path, "--workers", "2", env={"REDIS_URL": own_redis.url, "DEV_SIGNIN": "on"})
+    service = RunPy(tmp_path, "--workers", "2", env={"REDIS_URL": own_redis.url, "DEV_SIGNIN": "on",
+                                                    "MAX_SOCKETS_PER_USER": "0", "RATE_LIMITS": "off"})
     url = service.url
     clients: list[LiveClient] = []
     try:
