@@ -66,3 +66,28 @@ def fanout_idle(redis_sync):
         return all(int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0 for g in groups)
 
     return lambda: wait_until(idle, what="fan-out to finish")
+
+
+@pytest.fixture(scope="module")
+def google():
+    """A stand-in for Google: our own signing key, its certificates served on 127.0.0.1."""
+    from .google_support import GoogleStandIn
+
+    stand_in = GoogleStandIn()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .browser_support import CHROMIUM, WAIT_MS, require_chromium
+
+    require_chromium()
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield browser
+        browser.close()

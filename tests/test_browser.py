@@ -24,20 +24,6 @@ def test_debians_chromium_is_installed():
 
 
 @pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    from .browser_support import CHROMIUM, WAIT_MS
-
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
 def monitor(browser, service):
     context = browser.new_context(base_url=service.url, viewport=DESKTOP)
     page = context.new_page()

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .browser_support import ARTIFACTS, Person, require_chromium
-from .google_support import CLIENT_ID, GoogleStandIn
+from .browser_support import ARTIFACTS, Person
+from .google_support import CLIENT_ID
 from .support import ServiceProcess, unique_name
 
 GSI_CLIENT = "https://accounts.google.com/gsi/client"
@@ -39,27 +39,6 @@ FAKE_GSI = """
   }}};
 })();
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    from .browser_support import CHROMIUM, WAIT_MS
-
-    expect.set_options(timeout=WAIT_MS)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def google():
-    stand_in = GoogleStandIn()
-    yield stand_in
-    stand_in.stop()
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,6 @@ FUZZ = settings(max_examples=25, deadline=None, database=None, derandomize=False
 
 
 @pytest.fixture(scope="module")
-def google():
-    stand_in = GoogleStandIn()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture(scope="module")
 def target(redis_server, google, tmp_path_factory):
     service = ServiceProcess(redis_server.url, google_client_id=google.claims()["aud"],
                              google_certs_url=google.server.url, rate_limits="on",

@@ -30,13 +30,6 @@ def google_service(redis_url: str, certs_url: str, log_dir, **settings: str) -> 
 
 
 @pytest.fixture(scope="module")
-def google():
-    stand_in = GoogleStandIn()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture(scope="module")
 def prod_service(redis_server, google, tmp_path_factory):
     process = google_service(redis_server.url, google.server.url, tmp_path_factory.mktemp("google"))
     yield process
