@@ -41,7 +41,7 @@ from pathlib import Path
 
 import httpx
 
-from realtime.embedded_redis import free_port
+from realtime.embedded_redis import free_port, stop_child
 from realtime.redis_client import make_redis
 from realtime.ids import IdGenerator
 from realtime.search import MAX_HASHTAGS, MAX_USERS, HashtagIndex, parse_query
@@ -135,13 +135,7 @@ class Server:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process)
 
 
 # -- inputs and timing ------------------------------------------------------------------------

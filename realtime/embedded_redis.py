@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["find_redis_server", "free_port", "RedisServerProcess", "EmbeddedRedis"]
+__all__ = ["find_redis_server", "free_port", "stop_child", "RedisServerProcess", "EmbeddedRedis"]
 
 log = logging.getLogger("chirp.embedded_redis")
 
@@ -77,6 +77,19 @@ def _die_with_parent() -> None:
         pass  # not Linux: stop() still stops it on a clean exit
 
 
+def stop_child(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """SIGTERM a child we started, as a process manager would; SIGKILL it if it has not
+    exited within ``timeout`` seconds."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class RedisServerProcess:
     """A redis-server child process on 127.0.0.1, started and stopped by us (by its pid)."""
 
@@ -111,13 +124,7 @@ class RedisServerProcess:
         return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process)
         if self.process and self.process.stderr:
             self.process.stderr.close()
 

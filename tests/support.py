@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from realtime.embedded_redis import free_port
+from realtime.embedded_redis import free_port, stop_child
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_SCALE = float(os.environ.get("CHIRP_TEST_TIME_SCALE", "1"))
@@ -86,13 +85,7 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, TIMEOUT)
 
 
 class Api:
@@ -240,10 +233,4 @@ class RunPy:
 
     def stop(self) -> None:
         """SIGTERM, as a process manager would; SIGKILL only if it does not stop in time."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, TIMEOUT)

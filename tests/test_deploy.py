@@ -14,7 +14,7 @@ import sys
 import httpx
 
 from realtime.config import SETTINGS
-from realtime.embedded_redis import free_port
+from realtime.embedded_redis import free_port, stop_child
 
 from .google_support import CLIENT_ID
 from .support import ROOT, TIMEOUT, unique_name, wait_until
@@ -68,12 +68,7 @@ def test_the_procfile_command_serves_in_production_mode(redis_server, tmp_path):
         assert_error(httpx.post(url + "/auth/dev", json={"username": unique_name()}), 404, "dev_signin_disabled")
         assert_error(httpx.post(url + "/auth/google", json={"credential": "a.b.c"}), 401, "malformed_credential")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_child(process, TIMEOUT)
     log = (tmp_path / "web.log").read_text()
     assert f"http://0.0.0.0:{port}" in log and "Dev sign-in: off" in log and "Google sign-in: on" in log
 
