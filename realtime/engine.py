@@ -77,8 +77,8 @@ class Engine:
             batch_size=s.fanout_batch_size, batch_pause=s.fanout_batch_pause, claim_idle=s.fanout_claim_idle,
         )
 
-    async def _render_event(self, tweet_id: int) -> str | None:
-        shown = await self.tweets.hydrate([tweet_id])
+    async def _render_event(self, tweet_id: int, fields: dict) -> str | None:
+        shown = await self.tweets.render_stored([(tweet_id, fields)])
         return tweet_event(shown[0]) if shown else None
 
     def _make_pubsub_client(self) -> Redis:

@@ -107,7 +107,7 @@ class FanoutWorker:
 
     def __init__(self, redis: Redis, blocking_redis: Redis, timelines: Timelines, *,
                  load_tweet: Callable[[int], Awaitable[dict | None]],
-                 render_tweet: Callable[[int], Awaitable[str | None]],
+                 render_tweet: Callable[[int, dict], Awaitable[str | None]],
                  delete_message: Callable[[int], str],
                  batch_size: int = 1000, batch_pause: float = 0.0, claim_idle: float = 30.0) -> None:
         self._redis = redis
@@ -234,7 +234,7 @@ class FanoutWorker:
             tweet = await self._load_tweet(job.tweet_id)
             if tweet is None:
                 return  # deleted before it was fanned out
-            message = await self._render_tweet(job.tweet_id)
+            message = await self._render_tweet(job.tweet_id, tweet)
             if message is None:
                 return
             if tweet.get("kind") == "tweet":

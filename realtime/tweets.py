@@ -138,7 +138,7 @@ class Tweets:
         pipe.hset(keys.tweet(retweet_id), mapping=fields)
         pipe.hincrby(keys.tweet(original), "retweets", 1)
         await pipe.execute()
-        shown = await self.hydrate([retweet_id])
+        shown = await self.render_stored([(retweet_id, fields)])
         if shown:
             await self._enter_own_timelines(me, retweet_id, tweet_event(shown[0]))
         await self._fanout.enqueue("post", retweet_id, me)
@@ -182,7 +182,10 @@ class Tweets:
         pipe = self._redis.pipeline(transaction=False)
         for tweet_id in ids:
             pipe.hgetall(keys.tweet(tweet_id))
-        entries = list(zip(ids, await pipe.execute()))
+        return await self.render_stored(list(zip(ids, await pipe.execute())))
+
+    async def render_stored(self, entries: Sequence[tuple[int, dict]]) -> list[dict]:
+        """Tweets from (id, stored fields) pairs already read; only retweets' originals are read."""
         originals = {int(f["of"]) for _, f in entries if f and f.get("kind") == "retweet"}
         original_fields: dict[int, dict] = {}
         if originals:
