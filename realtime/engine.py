@@ -44,7 +44,7 @@ class Engine:
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
                              hashtag_index=self.hashtag_index)
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
-        self.live_hub = LiveHub(self._make_pubsub_client, self.live_catch_up)
+        self.live_hub = LiveHub(redis, self._make_pubsub_client, self.live_catch_up)
         self.presence = Presence(redis, self.live_hub)
         self.rate_limits = RateLimits(redis, settings)
         self.socket_limit = SocketLimit(redis, self.presence.process_id, settings.max_sockets_per_user)
@@ -94,6 +94,7 @@ class Engine:
         self._tasks.append(asyncio.create_task(self.live_hub.run(), name="live-hub"))
         self._tasks.append(asyncio.create_task(self.presence.run(), name="presence"))
         self._tasks.append(asyncio.create_task(self.live_hub.expire_sessions(), name="live-session-expiry"))
+        self._tasks.append(asyncio.create_task(self.live_hub.keep_leases(), name="live-leases"))
         await asyncio.wait_for(self.live_hub.connected.wait(), timeout=10)
 
     def start_fanout_workers(self, count: int) -> list[FanoutWorker]:
@@ -121,6 +122,8 @@ class Engine:
             await self.id_lease.release()
         with contextlib.suppress(Exception):
             await self.presence.leave()
+        with contextlib.suppress(Exception):
+            await self.live_hub.release_leases()
         if self.google is not None:
             with contextlib.suppress(Exception):
                 await self.google.aclose()

@@ -254,14 +254,9 @@ class FanoutWorker:
         dedupe = FULL_DEDUPE if resumed else RECENT_DEDUPE_WINDOW
         mentions = job.mentions or []
         if not progress.get("extras"):
-            targets, channels = [], []
-            for name in mentions:
-                targets += [keys.home_timeline(name), keys.mentions_timeline(name)]
-                channels += [keys.live_channel(name), ""]
-            for tag in job.hashtags or []:
-                targets.append(keys.hashtag_timeline(tag))
-                channels.append("")
-            await self._write_batch(job, targets, channels, message, dedupe, {"extras": 1})
+            targets = [key for name in mentions for key in (keys.home_timeline(name), keys.mentions_timeline(name))]
+            targets += [keys.hashtag_timeline(tag) for tag in job.hashtags or []]
+            await self._write_batch(job, targets, message, dedupe, {"extras": 1})
             dedupe = RECENT_DEDUPE_WINDOW
         skip = set(mentions) | {job.author}  # mentioned users already have it
         # The next page is read while the current batch is written: a read on another
@@ -275,8 +270,7 @@ class FanoutWorker:
                 cursor = names[-1]
                 page = asyncio.ensure_future(self._follower_page(job.author, cursor))
                 targets = [keys.home_timeline(name) for name in names if name not in skip]
-                # Each home timeline publishes on its owner's live channel (see Timelines.queue_push).
-                await self._write_batch(job, targets, None, message, dedupe, {"cursor": cursor})
+                await self._write_batch(job, targets, message, dedupe, {"cursor": cursor})
                 dedupe = RECENT_DEDUPE_WINDOW
                 if self.batch_pause:
                     await asyncio.sleep(self.batch_pause)
@@ -290,20 +284,19 @@ class FanoutWorker:
         low = f"({after}" if after else "-"
         return await self._redis.zrangebylex(keys.followers(author), low, "+", 0, self.batch_size)
 
-    async def _write_batch(self, job: FanoutJob, targets: list[str], channels: list[str] | None, message: str,
-                           dedupe: int, progress: dict) -> None:
+    async def _write_batch(self, job: FanoutJob, targets: list[str], message: str, dedupe: int,
+                           progress: dict) -> None:
         """Write one batch and, in the same pipeline, the progress mark and a fresh claim.
 
-        ``channels=None`` means each target publishes on its owner's live channel.
+        Home timelines send ``message`` live as they gain (or lose) the entry: one message
+        per server process per batch (see Timelines.queue_push).
         """
         pipe = self._redis.pipeline(transaction=False)
         if targets:
             if job.kind == "post":
-                await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, channels=channels,
-                                                 owner_channels=channels is None, dedupe_window=dedupe)
+                await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, dedupe_window=dedupe)
             else:
-                await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, channels=channels,
-                                                   owner_channels=channels is None)
+                await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message)
         progress_key = keys.fanout_progress(job.entry_id)
         pipe.hset(progress_key, mapping=progress)
         pipe.expire(progress_key, PROGRESS_TTL)

@@ -1,7 +1,7 @@
 """Every Redis key and channel name, in one place.
 
 Keys that belong to one user carry the user's lowercase name as a hash tag
-(``tl:home:{alice}``, ``live:{alice}``), keys of one tweet carry its id
+(``tl:home:{alice}``, ``live:at:{alice}``), keys of one tweet carry its id
 (``tweet:{123}``, ``likes:{123}``), so every Lua script touches a single slot and the
 same code runs on Redis Cluster.
 """
@@ -9,15 +9,21 @@ same code runs on Redis Cluster.
 from __future__ import annotations
 
 __all__ = [
-    "home_timeline", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_channel",
+    "home_timeline", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_presence",
+    "process_channel", "CONTROL_CHANNEL", "HOME_TIMELINE_PREFIX",
     "user", "followers", "following", "usernames", "session", "user_sessions",
     "tweet", "likes", "retweets", "FANOUT_STREAM", "FANOUT_GROUP", "fanout_progress", "fanout_author_seq",
     "fanout_author_done", "id_worker", "google_account", "rate_limit", "user_sockets",
 ]
 
 
+#: Every home timeline key starts with this; pushes onto home timelines are the ones
+#: that go out live (realtime.scripts).
+HOME_TIMELINE_PREFIX = "tl:home:{"
+
+
 def home_timeline(user: str) -> str:
-    return f"tl:home:{{{user}}}"
+    return f"{HOME_TIMELINE_PREFIX}{user}}}"
 
 
 def user_timeline(user: str) -> str:
@@ -32,8 +38,20 @@ def hashtag_timeline(tag: str) -> str:
     return f"tl:tag:{{{tag}}}"
 
 
-def live_channel(user: str) -> str:
-    return f"live:{{{user}}}"
+def live_presence(user: str) -> str:
+    """Sorted set: the server processes holding a live socket of ``user``, scored by the
+    end of their lease (Unix ms). In the user's slot, so a timeline push reads it atomically."""
+    return f"live:at:{{{user}}}"
+
+
+def process_channel(process_id: str) -> str:
+    """The pub/sub channel of one server process: ``"name name ...\n<event JSON>"`` messages
+    naming the local recipients of one event."""
+    return f"live:process:{process_id}"
+
+
+#: Channel every process hears: control events (sign-out, sockets evicted), same format.
+CONTROL_CHANNEL = "live:control"
 
 
 def user(name: str) -> str:

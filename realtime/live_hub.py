@@ -1,18 +1,27 @@
 """Live delivery inside one server process.
 
-``LiveHub`` holds this process's single Redis pub/sub connection. It subscribes
-``live:{user}`` while at least one socket of that user is attached here (reference
-counted), parses each published event once, and offers the same frame to every local
-``LiveSubscriber`` of that user. Each subscriber has a bounded queue; one that fills
-(the client stopped reading) is closed with 1013 and never slows anyone else.
+``LiveHub`` holds this process's single Redis pub/sub connection, subscribed to two
+channels: the process's own (``live:process:<id>``) and the control channel. A timeline
+write sends one message per process that has a socket of a recipient, naming them
+(``"ann bob\n<event>"``, see realtime.scripts); the hub parses the event once and offers
+the same frame to every local ``LiveSubscriber`` of those users. Each subscriber has a
+bounded queue; one that fills (the client stopped reading) is closed with 1013 and never
+slows anyone else.
+
+Where a user's sockets are is a lease per (user, process) in ``live:at:{user}``: written
+when the user's first socket attaches here, renewed every ``LEASE / 3``, removed by the
+renewal once the user has no socket here. A process that dies leaves leases that lapse
+within ``LEASE``; until then writes name its users on a channel nobody reads.
 
 No gap, no duplicate:
-- a subscriber is attached (and its channel subscription confirmed by Redis) before its
-  timeline is read for replay; events arriving meanwhile are buffered, then flushed with
-  ids already sent skipped;
+- a subscriber is attached (its lease written and confirmed by Redis, after the process
+  channel is subscribed) before its timeline is read for replay: a write before the lease
+  is in the replay, a write after it is published to us; events arriving meanwhile are
+  buffered, then flushed with ids already sent skipped;
 - when the pub/sub connection drops, the hub reconnects with backoff (``run``, the
-  named reconnect loop), resubscribes every channel, and catches every subscriber up
-  from the last id it was sent, through the same buffer-then-flush path.
+  named reconnect loop), resubscribes, rewrites every lease (Redis may have restarted
+  empty), and catches every subscriber up from the last id it was sent, through the
+  same buffer-then-flush path.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ import asyncio
 import collections
 import enum
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -37,7 +49,13 @@ log = logging.getLogger("chirp.live")
 CLOSE_OVERLOADED = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_REPLACED = 4409  # the user opened more sockets than MAX_SOCKETS_PER_USER; this was the oldest
-CONTROL_CHANNEL = "live:control"
+#: How long a process's claim to a user's sockets lasts without renewal (seconds).
+LEASE = 60.0
+LEASE_WRITE_CHUNK = 1000
+
+
+def new_process_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 class LiveEvent:
@@ -185,22 +203,19 @@ class LiveSubscriber:
 CatchUp = Callable[[str, int | None], Awaitable[list[LiveEvent]]]
 
 
-class _Subscription:
-    """SUBSCRIBE commands sent for one channel and not yet confirmed, and who waits."""
-
-    __slots__ = ("outstanding", "confirmed")
-
-    def __init__(self) -> None:
-        self.outstanding = 0
-        self.confirmed = asyncio.get_running_loop().create_future()
-
-
 class LiveHub:
-    def __init__(self, make_pubsub_client: Callable[[], Redis], catch_up: CatchUp) -> None:
+    def __init__(self, redis: Redis, make_pubsub_client: Callable[[], Redis], catch_up: CatchUp,
+                 process_id: str | None = None) -> None:
+        self._redis = redis
         self._make_client = make_pubsub_client
         self._catch_up = catch_up
+        self.process_id = process_id or new_process_id()
+        self.channel = keys.process_channel(self.process_id)
         self._subscribers: dict[str, set[LiveSubscriber]] = {}
-        self._pending: dict[str, _Subscription] = {}
+        self._leased: set[str] = set()  # users whose lease on this process Redis has confirmed
+        self._removal_done = asyncio.Event()  # cleared while lapsed leases are being removed
+        self._removal_done.set()
+        self._unconfirmed: dict[str, asyncio.Future] = {}
         self._client: Redis | None = None
         self._pubsub = None
         self.connected = asyncio.Event()
@@ -229,43 +244,19 @@ class LiveHub:
     # -- attaching sockets ------------------------------------------------------------
 
     async def attach(self, subscriber: LiveSubscriber) -> None:
-        """Register ``subscriber`` (buffering); return once Redis confirms its channel."""
+        """Register ``subscriber`` (buffering); return once Redis has its user's lease here."""
         if not self.connected.is_set():
             raise ConnectionError("the live pub/sub connection is down")
-        subs = self._subscribers.setdefault(subscriber.user, set())
-        subs.add(subscriber)
+        self._subscribers.setdefault(subscriber.user, set()).add(subscriber)
         self._update_gauges()
-        channel = keys.live_channel(subscriber.user)
-        if len(subs) == 1:
-            await self._subscribe(channel)
-        elif channel in self._pending:
-            await asyncio.wait_for(asyncio.shield(self._pending[channel].confirmed), timeout=5)
-
-    async def _subscribe(self, *channels: str) -> None:
-        await asyncio.wait_for(asyncio.gather(*await self._send_subscribe(*channels)), timeout=5)
-
-    async def _send_subscribe(self, *channels: str) -> list[asyncio.Future]:
-        """Send SUBSCRIBE; the futures resolve when Redis confirms (see ``_confirmed``)."""
-        waiting = []
-        for channel in channels:
-            subscription = self._pending.get(channel) or self._pending.setdefault(channel, _Subscription())
-            subscription.outstanding += 1
-            waiting.append(asyncio.shield(subscription.confirmed))
-        await self._pubsub.subscribe(*channels)
-        return waiting
-
-    def _confirmed(self, channel: str) -> None:
-        # Confirmations come back in the order the commands went out, so the channel is
-        # really subscribed only when the last SUBSCRIBE sent for it is confirmed.
-        subscription = self._pending.get(channel)
-        if subscription is None:
-            return
-        subscription.outstanding -= 1
-        if subscription.outstanding <= 0:
-            del self._pending[channel]
-            subscription.confirmed.set_result(True)
+        if subscriber.user not in self._leased:
+            # After a removal in flight, so that its ZREM cannot land after our ZADD.
+            await self._removal_done.wait()
+            await asyncio.wait_for(self._write_leases([subscriber.user]), timeout=5)
 
     async def detach(self, subscriber: LiveSubscriber) -> None:
+        """Forget ``subscriber``. Its user's lease stays until the next renewal (no Redis call
+        per socket that leaves; events for the user meanwhile are ignored here)."""
         subscriber.close(subscriber.close_code or 1000)
         subs = self._subscribers.get(subscriber.user)
         if subs is None or subscriber not in subs:
@@ -273,12 +264,51 @@ class LiveHub:
         subs.discard(subscriber)
         if not subs:
             del self._subscribers[subscriber.user]
-            if self.connected.is_set():
-                try:
-                    await self._pubsub.unsubscribe(keys.live_channel(subscriber.user))
-                except RedisDown:
-                    pass  # the reconnect loop resubscribes only what is still wanted
         self._update_gauges()
+
+    # -- leases: where each user's sockets are ----------------------------------------
+
+    async def _write_leases(self, users: list[str]) -> None:
+        until = int((time.time() + LEASE) * 1000)
+        for start in range(0, len(users), LEASE_WRITE_CHUNK):
+            chunk = users[start:start + LEASE_WRITE_CHUNK]
+            pipe = self._redis.pipeline(transaction=False)
+            for user in chunk:
+                pipe.zadd(keys.live_presence(user), {self.process_id: until})
+                pipe.pexpire(keys.live_presence(user), int(LEASE * 1000))
+            await pipe.execute()
+            self._leased.update(chunk)
+
+    async def keep_leases(self) -> None:
+        """Renew the leases of users with a socket here, drop the others; every LEASE / 3."""
+        while True:
+            await asyncio.sleep(LEASE / 3)
+            try:
+                await self.renew_leases()
+            except RedisDown as exc:
+                log.debug("lease renewal skipped: %s", exc)
+
+    async def release_leases(self) -> None:
+        """On shutdown: this process no longer takes anyone's events."""
+        pipe = self._redis.pipeline(transaction=False)
+        for user in self._leased:
+            pipe.zrem(keys.live_presence(user), self.process_id)
+        self._leased = set()
+        await pipe.execute()
+
+    async def renew_leases(self) -> None:
+        gone = self._leased - self._subscribers.keys()
+        if gone:
+            self._leased -= gone
+            self._removal_done.clear()
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for user in gone:
+                    pipe.zrem(keys.live_presence(user), self.process_id)
+                await pipe.execute()
+            finally:
+                self._removal_done.set()
+        await self._write_leases(list(self._subscribers))
 
     def _update_gauges(self) -> None:
         if self._subscribers:
@@ -299,15 +329,18 @@ class LiveHub:
             try:
                 self._client = self._make_client()
                 self._pubsub = self._client.pubsub()
-                channels = [CONTROL_CHANNEL, *(keys.live_channel(user) for user in self._subscribers)]
-                confirmations = await self._send_subscribe(*channels)
+                loop = asyncio.get_running_loop()
+                self._unconfirmed = {channel: loop.create_future() for channel in (keys.CONTROL_CHANNEL, self.channel)}
+                await self._pubsub.subscribe(*self._unconfirmed)
                 listener = asyncio.create_task(self._read_messages(), name="live-pubsub-reader")
-                await asyncio.wait_for(asyncio.gather(*confirmations), timeout=5)
+                await asyncio.wait_for(asyncio.gather(*self._unconfirmed.values()), timeout=5)
+                # Redis may have restarted empty: our users' leases before anyone goes live.
+                await asyncio.wait_for(self._write_leases(list(self._subscribers)), timeout=5)
                 self.connected.set()
                 if not first:
                     self.reconnects += 1
                     metrics.PUBSUB_RECONNECTS.inc()
-                    log.info("pub/sub reconnected; resubscribed %d user channels", len(self._subscribers))
+                    log.info("pub/sub reconnected; leases rewritten for %d users", len(self._subscribers))
                     asyncio.create_task(self._catch_up_everyone(self._connection_number), name="live-catch-up")
                 first, backoff = False, 0.05
                 await listener
@@ -330,35 +363,44 @@ class LiveHub:
             if message is None:
                 continue
             if message["type"] == "message":
-                self._dispatch(message["channel"], message["data"])
+                self._dispatch(message["data"])
             elif message["type"] == "subscribe":
-                self._confirmed(message["channel"])
+                confirmed = self._unconfirmed.pop(message["channel"], None)
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(True)
 
-    def _dispatch(self, channel: str, data: str) -> None:
-        subs = self._subscribers.get(channel[channel.find("{") + 1: -1])
-        if not subs:
-            return
+    def _dispatch(self, data: str) -> None:
+        """``data`` is ``"name name ...\n<event JSON>"``: parsed once for all its recipients here."""
+        names, _, frame = data.partition("\n")
+        local = [subs for name in names.split(" ") if (subs := self._subscribers.get(name))]
+        if not local:
+            return  # a lease not yet dropped, or a control event for users elsewhere
         try:
-            event = LiveEvent(data)
+            event = LiveEvent(frame)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.error("ignoring a malformed live event on %s", channel)
+            log.error("ignoring a malformed live event for %s", names[:100])
             return
-        if event.is_control:
-            for sub in list(subs):
-                if event.kind == "session_revoked" and sub.token_hash == event.token_hash:
-                    sub.close(CLOSE_UNAUTHORIZED, "signed out")
-                elif sub.socket_id is not None and sub.socket_id in event.socket_ids:
-                    sub.close(CLOSE_REPLACED, "too many live sockets for this user; the oldest was closed")
-            return
-        for sub in subs:
-            sub.offer(event)
+        for subs in local:
+            if event.is_control:
+                self._control(event, subs)
+            else:
+                for sub in subs:
+                    sub.offer(event)
+
+    @staticmethod
+    def _control(event: LiveEvent, subs: set[LiveSubscriber]) -> None:
+        for sub in list(subs):
+            if event.kind == "session_revoked" and sub.token_hash == event.token_hash:
+                sub.close(CLOSE_UNAUTHORIZED, "signed out")
+            elif sub.socket_id is not None and sub.socket_id in event.socket_ids:
+                sub.close(CLOSE_REPLACED, "too many live sockets for this user; the oldest was closed")
 
     def _disconnected(self) -> None:
         self.connected.clear()
         self._connection_number += 1
-        for subscription in self._pending.values():
-            subscription.confirmed.cancel()
-        self._pending = {}
+        for confirmed in self._unconfirmed.values():
+            confirmed.cancel()
+        self._unconfirmed = {}
         # Sockets still replaying on connect cannot finish without Redis: they reconnect.
         # The others buffer from now on: a message on a channel resubscribed before the
         # catch-up has read the timeline must not go out ahead of what arrived meanwhile.

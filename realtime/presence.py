@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 import time
 
 from .live_hub import LiveHub
@@ -35,7 +32,7 @@ class Presence:
     def __init__(self, redis: Redis, hub: LiveHub) -> None:
         self._redis = redis
         self._hub = hub
-        self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.process_id = hub.process_id
         self.started_at = time.time()
         self._published: set[str] = set()  # users in our Redis set as of the last beat
 

@@ -6,19 +6,50 @@ from __future__ import annotations
 
 __all__ = ["SET_IF_GREATER", "PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE"]
 
+# Live events leave a push or a removal as one PUBLISH per server process that holds a
+# socket of a recipient, naming those recipients: ``"ann bob\n<event>"`` on the process's
+# channel. Only home timelines go out live. Where a user's sockets are is the sorted set
+# presence_before .. user .. presence_after (process -> lease end, ms), in the same slot as
+# the user's timeline key, so it is read in the same atomic step as the write: a socket
+# registered before the write hears it, one registered after reads it from the timeline.
+# (That key is derived, not passed in KEYS, to spare one argument per follower; being in
+# the declared key's slot, it is safe on Redis Cluster.)
+_LIVE_EVENTS = """
+local home_prefix, presence_before, presence_after, channel_prefix = ARGV[{first}], ARGV[{first} + 1],
+  ARGV[{first} + 2], ARGV[{first} + 3]
+local now_ms = ARGV[{first} + 4]
+local recipients, processes = {{}}, {{}}
+local function note_recipient(key)
+  if message == '' or string.sub(key, 1, #home_prefix) ~= home_prefix then return end
+  local owner = string.sub(key, #home_prefix + 1, -2)
+  for _, process in ipairs(redis.call('ZRANGEBYSCORE', presence_before .. owner .. presence_after, now_ms, '+inf')) do
+    local names = recipients[process]
+    if not names then
+      names = {{}}
+      recipients[process] = names
+      processes[#processes + 1] = process
+    end
+    names[#names + 1] = owner
+  end
+end
+local function publish_to_recipients()
+  for _, process in ipairs(processes) do
+    redis.call('PUBLISH', channel_prefix .. process, table.concat(recipients[process], ' ') .. '\\n' .. message)
+  end
+end
+"""
+
 #: KEYS: timelines. ARGV: id, min_id (older entries leave), max_length, ttl_ms,
-#: dedupe_window (entries from the head to look at; 0 = the whole list), message
-#: (published when the entry is really added; '' = none), owner_before, owner_after, then
-#: one channel per key ('' = none). When owner_before is not '', the channels are not
-#: passed: each key publishes on owner_before .. <the key's hash tag> .. owner_after (its
-#: owner's live channel), which spares the caller one argument per key.
-#: Returns how many timelines gained the entry.
+#: dedupe_window (entries from the head to look at; 0 = the whole list), message (sent
+#: live for each home timeline that really gains the entry; '' = none), then the live
+#: event arguments (see _LIVE_EVENTS). Returns how many timelines gained the entry.
 PUSH_TO_TIMELINES = """
 local id, min_id = ARGV[1], tonumber(ARGV[2])
 local max_length, ttl_ms, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local message, owner_before, owner_after = ARGV[6], ARGV[7], ARGV[8]
+local message = ARGV[6]
+""" + _LIVE_EVENTS.format(first=7) + """
 local added = 0
-for i, key in ipairs(KEYS) do
+for _, key in ipairs(KEYS) do
   if not redis.call('LPOS', key, id, 'MAXLEN', window) then
     local length = redis.call('LPUSH', key, id)
     -- Drop the tail while it is older than min_id, then cap the length. While the list is
@@ -39,41 +70,26 @@ for i, key in ipairs(KEYS) do
     if length > max_length then redis.call('LTRIM', key, 0, max_length - 1) end
     redis.call('PEXPIRE', key, ttl_ms)
     added = added + 1
-    if message ~= '' then
-      local channel
-      if owner_before ~= '' then
-        local tag = string.match(key, '{([^}]*)}')
-        if tag and tag ~= '' then channel = owner_before .. tag .. owner_after end
-      else
-        channel = ARGV[8 + i]
-      end
-      if channel and channel ~= '' then redis.call('PUBLISH', channel, message) end
-    end
+    note_recipient(key)
   end
 end
+publish_to_recipients()
 return added
 """
 
-#: KEYS: timelines. ARGV: id, message (published when really removed), owner_before,
-#: owner_after, then one channel per key: channels as for PUSH_TO_TIMELINES.
+#: KEYS: timelines. ARGV: id, message (sent live for each home timeline it really left),
+#: then the live event arguments (see _LIVE_EVENTS). Returns how many lists lost it.
 REMOVE_FROM_TIMELINES = """
-local message, owner_before, owner_after = ARGV[2], ARGV[3], ARGV[4]
+local message = ARGV[2]
+""" + _LIVE_EVENTS.format(first=3) + """
 local removed = 0
-for i, key in ipairs(KEYS) do
+for _, key in ipairs(KEYS) do
   if redis.call('LREM', key, 0, ARGV[1]) > 0 then
     removed = removed + 1
-    if message ~= '' then
-      local channel
-      if owner_before ~= '' then
-        local tag = string.match(key, '{([^}]*)}')
-        if tag and tag ~= '' then channel = owner_before .. tag .. owner_after end
-      else
-        channel = ARGV[4 + i]
-      end
-      if channel and channel ~= '' then redis.call('PUBLISH', channel, message) end
-    end
+    note_recipient(key)
   end
 end
+publish_to_recipients()
 return removed
 """
 

@@ -73,6 +73,6 @@ class Sessions:
         pipe.delete(keys.session(session.token_hash))
         if session.user:
             pipe.zrem(keys.user_sessions(session.user), session.token_hash)
-            pipe.publish(keys.live_channel(session.user),
-                         orjson.dumps({"type": "session_revoked", "token_hash": session.token_hash}).decode())
+            event = orjson.dumps({"type": "session_revoked", "token_hash": session.token_hash}).decode()
+            pipe.publish(keys.CONTROL_CHANNEL, f"{session.user}\n{event}")
         await pipe.execute()

@@ -3,7 +3,7 @@
 Each socket is registered in ``sockets:{user}`` (a sorted set scored by Redis's clock
 at connect time) once it is authenticated. When a registration takes the user over the
 limit, the same Lua call removes the oldest registrations and publishes their ids on the
-user's live channel; whichever process holds one of those sockets closes it with 4409
+control channel, addressed to the user; whichever process holds one of those sockets closes it with 4409
 (see ``LiveHub``). A socket that leaves unregisters itself.
 
 Caveat: a process that dies without unregistering leaves its entries behind. They
@@ -26,7 +26,7 @@ __all__ = ["SocketLimit", "REGISTER_SOCKET", "EVICTED_EVENT"]
 EVICTED_EVENT = "sockets_evicted"
 KEY_TTL_MS = 24 * 3600 * 1000
 
-#: KEYS: the user's socket set. ARGV: socket id, limit, key TTL (ms), the user's live channel.
+#: KEYS: the user's socket set. ARGV: socket id, limit, key TTL (ms), the control channel, the user.
 #: Returns the ids of the sockets closed to make room (oldest first), published as one event.
 REGISTER_SOCKET = """
 local t = redis.call('TIME')
@@ -36,7 +36,7 @@ local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if over <= 0 then return {} end
 local evicted = redis.call('ZRANGE', KEYS[1], 0, over - 1)
 redis.call('ZREM', KEYS[1], unpack(evicted))
-redis.call('PUBLISH', ARGV[4], cjson.encode({type = '""" + EVICTED_EVENT + """', socket_ids = evicted}))
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. cjson.encode({type = '""" + EVICTED_EVENT + """', socket_ids = evicted}))
 return evicted
 """
 
@@ -60,7 +60,7 @@ class SocketLimit:
         if await self._redis.zcard(key) >= self.max_sockets:
             await self._drop_dead_processes(key)
         return await self._register(keys=[key], args=[socket_id, self.max_sockets, KEY_TTL_MS,
-                                                      keys.live_channel(user)])
+                                                      keys.CONTROL_CHANNEL, user])
 
     async def unregister(self, user: str, socket_id: str) -> None:
         if self.max_sockets > 0:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 
 from redis.crc import key_slot
 
+from . import keys
 from .ids import min_id_at
-from .keys import live_channel
 from .redis_client import Redis
 from .scripts import PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES
 
@@ -25,9 +25,9 @@ __all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE"]
 RECENT_DEDUPE_WINDOW = 50
 FULL_DEDUPE = 0
 
-# A live channel is these two around its owner's name; the push script rebuilds it from a
-# timeline key's hash tag when the caller asks for owner channels.
-_OWNER_BEFORE, _, _OWNER_AFTER = live_channel("\0").partition("\0")
+# The live event arguments of the push and remove scripts (realtime.scripts._LIVE_EVENTS).
+_PRESENCE_BEFORE, _, _PRESENCE_AFTER = keys.live_presence("\0").partition("\0")
+_LIVE_ARGS = [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, keys.process_channel("")]
 
 
 class Timelines:
@@ -44,53 +44,40 @@ class Timelines:
     def oldest_allowed_id(self) -> int:
         return min_id_at(int((self._clock() - self.max_age) * 1000))
 
-    def _groups(self, keys: Sequence[str], channels: Sequence[str] | None) -> list[tuple[list[str], list[str]]]:
-        """One group per script call: all keys together, or one group per slot on a cluster.
-
-        Without ``channels`` every group's channel list is empty.
-        """
+    def _groups(self, keys: Sequence[str]) -> list[list[str]]:
+        """One group per script call: all keys together, or one group per slot on a cluster."""
         if not self._cluster:
-            return [(list(keys), list(channels) if channels is not None else [])]
-        by_slot: dict[int, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
-        if channels is None:
-            for key in keys:
-                by_slot[key_slot(key.encode())][0].append(key)
-        else:
-            for key, channel in zip(keys, channels):
-                group = by_slot[key_slot(key.encode())]
-                group[0].append(key)
-                group[1].append(channel)
+            return [list(keys)]
+        by_slot: dict[int, list[str]] = defaultdict(list)
+        for key in keys:
+            by_slot[key_slot(key.encode())].append(key)
         return list(by_slot.values())
 
+    @staticmethod
+    def _live_args() -> list:
+        # Presence leases are wall-clock deadlines set by each server process (LiveHub).
+        return [*_LIVE_ARGS, int(time.time() * 1000)]
+
     async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
-                         channels: Sequence[str] | None = None, owner_channels: bool = False,
                          dedupe_window: int = RECENT_DEDUPE_WINDOW) -> int:
         """Queue pushes of ``tweet_id`` onto ``keys`` in ``pipe``; returns the number of calls queued.
 
-        Each key whose list really gains the entry publishes ``message`` on its channel:
-        ``channels[i]`` for ``keys[i]``, or with ``owner_channels`` the live channel of the
-        user named by the key's hash tag (``tl:home:{bob}`` publishes on ``live:{bob}``),
-        which the script works out itself, so a big fan-out sends one argument per key, not two.
+        Each home timeline that really gains the entry sends ``message`` live to its owner's
+        sockets, wherever they are: one message per server process, naming its recipients.
         """
-        if owner_channels and channels is not None:
-            raise ValueError("pass channels or owner_channels=True, not both")
-        ttl_ms = int(self.max_age * 1000)
-        owner = [_OWNER_BEFORE, _OWNER_AFTER] if owner_channels else ["", ""]
-        common = [tweet_id, self.oldest_allowed_id(), self.max_length, ttl_ms, dedupe_window, message, *owner]
-        groups = self._groups(keys, channels)
-        for group_keys, group_channels in groups:
-            await self._push(keys=group_keys, args=common + group_channels, client=pipe)
+        common = [tweet_id, self.oldest_allowed_id(), self.max_length, int(self.max_age * 1000), dedupe_window,
+                  message, *self._live_args()]
+        groups = self._groups(keys)
+        for group in groups:
+            await self._push(keys=group, args=common, client=pipe)
         return len(groups)
 
-    async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
-                           channels: Sequence[str] | None = None, owner_channels: bool = False) -> int:
-        """Queue removals of ``tweet_id`` from ``keys``; channels as for ``queue_push``."""
-        if owner_channels and channels is not None:
-            raise ValueError("pass channels or owner_channels=True, not both")
-        owner = [_OWNER_BEFORE, _OWNER_AFTER] if owner_channels else ["", ""]
-        groups = self._groups(keys, channels)
-        for group_keys, group_channels in groups:
-            await self._remove(keys=group_keys, args=[tweet_id, message, *owner] + group_channels, client=pipe)
+    async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "") -> int:
+        """Queue removals of ``tweet_id`` from ``keys``; live events as for ``queue_push``."""
+        common = [tweet_id, message, *self._live_args()]
+        groups = self._groups(keys)
+        for group in groups:
+            await self._remove(keys=group, args=common, client=pipe)
         return len(groups)
 
     async def push(self, keys: Sequence[str], tweet_id: int, **options) -> int:

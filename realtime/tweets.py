@@ -93,11 +93,11 @@ class Tweets:
 
     async def _enter_own_timelines(self, author: str, tweet_id: int, message: str) -> None:
         await self._timelines.push([keys.user_timeline(author), keys.home_timeline(author)], tweet_id,
-                                   message=message, channels=["", keys.live_channel(author)])
+                                   message=message)
 
     async def _leave_own_timelines(self, author: str, tweet_id: int) -> None:
         await self._timelines.remove([keys.user_timeline(author), keys.home_timeline(author)], tweet_id,
-                                     message=delete_event(tweet_id), channels=["", keys.live_channel(author)])
+                                     message=delete_event(tweet_id))
 
     async def delete(self, me: str, tweet_id: int) -> None:
         fields = await self._fields(tweet_id)

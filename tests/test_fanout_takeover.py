@@ -1,6 +1,6 @@
 """A fan-out worker killed in the middle of a 10,000-follower fan-out: another worker
 takes the job over, and every follower gets the tweet exactly once (in the timeline and
-on the live channel)."""
+live, named once in the messages to the process holding the sockets)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,19 @@ def private_redis(tmp_path):
     server.stop()
 
 
+def watch_live(client: redis.Redis, users: list[str], process_id: str = "test-watcher"):
+    """Lease ``users`` to a pretend server process and listen on its channel, as LiveHub does."""
+    until = int((time.time() + 600) * 1000)
+    pipe = client.pipeline(transaction=False)
+    for user in users:
+        pipe.zadd(keys.live_presence(user), {process_id: until})
+    pipe.execute()
+    live = client.pubsub()
+    live.subscribe(keys.process_channel(process_id))
+    assert live.get_message(timeout=TIMEOUT)["type"] == "subscribe"
+    return live
+
+
 async def post_to_many_followers(redis_url: str) -> tuple[int, list[str]]:
     engine = await Engine.open(Settings.load(environ={"REDIS_URL": redis_url, "FANOUT_IN_PROCESS": "0"}))
     try:
@@ -54,9 +67,7 @@ async def post_to_many_followers(redis_url: str) -> tuple[int, list[str]]:
 
 async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_exactly_once(private_redis, tmp_path):
     client = redis.Redis.from_url(private_redis.url, decode_responses=True)
-    live = client.pubsub()
-    live.psubscribe("live:*")
-    assert live.get_message(timeout=TIMEOUT)["type"] == "psubscribe"
+    live = watch_live(client, ["celebrity", *(f"fan{n:05d}" for n in range(FOLLOWERS))])
 
     tweet_id, followers = await post_to_many_followers(private_redis.url)
     progress = None
@@ -95,16 +106,21 @@ async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_e
     assert has_entry() == [1] * FOLLOWERS
     assert "resumes abandoned job" in (tmp_path / "worker-2.log").read_text()
 
-    # Live: one message per follower (and one for the author), never two.
+    # Live: each follower (and the author) named once, never twice, across the messages.
     delivered: dict[str, int] = {}
+
+    def count(message) -> None:
+        if message and message["type"] == "message":
+            names, _, frame = message["data"].partition("\n")
+            assert str(tweet_id) in frame
+            for name in names.split(" "):
+                delivered[name] = delivered.get(name, 0) + 1
+
     deadline = time.monotonic() + TIMEOUT
     while len(delivered) < FOLLOWERS + 1 and time.monotonic() < deadline:
-        message = live.get_message(timeout=1)
-        if message and message["type"] == "pmessage":
-            delivered[message["channel"]] = delivered.get(message["channel"], 0) + 1
+        count(live.get_message(timeout=1))
     while (message := live.get_message(timeout=0.2)) is not None:  # anything extra would be a duplicate
-        if message["type"] == "pmessage":
-            delivered[message["channel"]] = delivered.get(message["channel"], 0) + 1
+        count(message)
     assert len(delivered) == FOLLOWERS + 1
     assert set(delivered.values()) == {1}
     live.close()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import fakeredis
 import pytest
 
+from realtime import keys
 from realtime.ids import IdGenerator
 from realtime.timelines import FULL_DEDUPE, Timelines
 
@@ -101,33 +103,63 @@ async def test_a_push_sets_the_ttl_to_the_age_limit(redis, timelines, clock):
     assert 29 * DAY < await redis.ttl("tl:{a}") <= 30 * DAY
 
 
-async def test_one_call_pushes_to_many_keys_and_publishes_only_where_the_entry_was_added(redis, timelines, clock):
+async def lease(redis, user: str, process: str, seconds: float = 60) -> None:
+    """Say that ``process`` holds a live socket of ``user``, as LiveHub does."""
+    await redis.zadd(keys.live_presence(user), {process: int((time.time() + seconds) * 1000)})
+
+
+async def listen(redis, *processes: str):
     pubsub = redis.pubsub()
-    await pubsub.subscribe("live:{a}", "live:{b}")
-    for _ in range(2):
+    await pubsub.subscribe(*(keys.process_channel(p) for p in processes))
+    for _ in processes:
         await pubsub.get_message(timeout=1)  # subscribe confirmations
-    first, second = mint(clock, 2)
-    await timelines.push(["tl:{a}"], first)
-    added = await timelines.push(["tl:{a}", "tl:{b}"], first, message="hello", channels=["live:{a}", "live:{b}"])
-    assert added == 1
-    message = await pubsub.get_message(timeout=1)
-    assert message["channel"] == "live:{b}" and message["data"] == "hello"
-    assert await pubsub.get_message(timeout=0.05) is None
+    return pubsub
+
+
+async def received(pubsub) -> dict[str, list[str]]:
+    """Every message waiting, by process channel."""
+    messages: dict[str, list[str]] = {}
+    while (message := await pubsub.get_message(timeout=0.05)) is not None:
+        messages.setdefault(message["channel"].removeprefix(keys.process_channel("")), []).append(message["data"])
+    return messages
+
+
+async def test_a_push_sends_one_message_per_process_naming_the_home_timelines_that_gained_the_entry(redis, timelines, clock):
+    await lease(redis, "a", "p1")
+    await lease(redis, "b", "p1")
+    await lease(redis, "b", "p2")
+    await lease(redis, "c", "p1", seconds=-1)  # lapsed: p1 died holding c
+    pubsub = await listen(redis, "p1", "p2")
+    first, _ = mint(clock, 2)
+    await timelines.push([keys.home_timeline("a")], first)
+    home = [keys.home_timeline(name) for name in ("a", "b", "c", "d")]
+    added = await timelines.push([*home, keys.user_timeline("b")], first, message="hello")
+    assert added == 4  # b, c, d and b's user timeline: a had it already
+    assert await received(pubsub) == {"p1": ["b\nhello"], "p2": ["b\nhello"]}
+    await pubsub.aclose()
+
+
+async def test_one_message_names_every_recipient_on_the_process(redis, timelines, clock):
+    for name in ("a", "b", "c"):
+        await lease(redis, name, "p1")
+    pubsub = await listen(redis, "p1")
+    [entry] = mint(clock, 1)
+    await timelines.push([keys.home_timeline(name) for name in ("a", "b", "c")], entry, message="hi")
+    assert await received(pubsub) == {"p1": ["a b c\nhi"]}
     await pubsub.aclose()
 
 
 async def test_remove_takes_the_entry_out_and_publishes_once(redis, timelines, clock):
-    pubsub = redis.pubsub()
-    await pubsub.subscribe("live:{a}")
-    await pubsub.get_message(timeout=1)
+    await lease(redis, "a", "p1")
+    pubsub = await listen(redis, "p1")
     first, second = mint(clock, 2)
-    await timelines.push(["tl:{a}"], first)
-    await timelines.push(["tl:{a}"], second)
-    assert await timelines.remove(["tl:{a}"], first, message="gone", channels=["live:{a}"]) == 1
-    assert await timelines.remove(["tl:{a}"], first, message="gone", channels=["live:{a}"]) == 0
-    assert await redis.lrange("tl:{a}", 0, -1) == [str(second)]
-    assert (await pubsub.get_message(timeout=1))["data"] == "gone"
-    assert await pubsub.get_message(timeout=0.05) is None
+    home = keys.home_timeline("a")
+    await timelines.push([home], first)
+    await timelines.push([home], second)
+    assert await timelines.remove([home], first, message="gone") == 1
+    assert await timelines.remove([home], first, message="gone") == 0
+    assert await redis.lrange(home, 0, -1) == [str(second)]
+    assert await received(pubsub) == {"p1": ["a\ngone"]}
     await pubsub.aclose()
 
 

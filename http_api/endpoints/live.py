@@ -1,7 +1,7 @@
 """``GET /ws``: the live home timeline (protocol in API.md and the README).
 
 One socket's life: check Origin, accept, wait for the auth frame (4408 / 4400 / 4401),
-attach to the process's ``LiveHub`` (subscribed before reading, so there is no gap),
+attach to the process's ``LiveHub`` (its lease written before reading, so there is no gap),
 replay what arrived after ``since``, send ``ready``, then pump frames from the
 subscriber's bounded queue until the client leaves or the hub closes the subscriber
 (1013 too slow or Redis lost, 4401 signed out or expired, 4409 the user's oldest socket
@@ -60,7 +60,7 @@ async def live(websocket: WebSocket) -> None:
         try:
             await engine.live_hub.attach(subscriber)
             # Counted across processes; beyond MAX_SOCKETS_PER_USER the user's oldest socket,
-            # wherever it is, is closed with 4409 (its process hears it on live:{user}).
+            # wherever it is, is closed with 4409 (its process hears it on the control channel).
             await engine.socket_limit.register(session.user, subscriber.socket_id)
             registered = True
             replay = await engine.live_catch_up(session.user, since)

@@ -1,0 +1,91 @@
+"""Leases: where each user's live sockets are, as the timeline scripts read it.
+
+A process writes ``live:at:{user}`` before a socket of that user reads its replay, keeps
+it while any such socket is attached, drops it at the renewal after the last one leaves,
+and writes it again, in order, when the user comes back during that removal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from realtime import keys
+from realtime.config import Settings
+from realtime.engine import Engine
+from realtime.live_hub import LiveSubscriber
+
+
+@pytest.fixture
+async def engine(redis_server):
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": redis_server.url, "FANOUT_IN_PROCESS": "0"}))
+    await engine.start_live()
+    yield engine
+    await engine.close()
+
+
+def subscriber(user: str) -> LiveSubscriber:
+    return LiveSubscriber(user, "token-hash", queue_size=8)
+
+
+async def leased(engine: Engine, user: str) -> bool:
+    return await engine.redis.zscore(keys.live_presence(user), engine.live_hub.process_id) is not None
+
+
+async def test_attach_writes_the_lease_and_the_renewal_after_the_last_socket_drops_it(engine):
+    hub = engine.live_hub
+    first, second = subscriber("leaseann"), subscriber("leaseann")
+    await hub.attach(first)
+    assert await leased(engine, "leaseann")
+    await hub.attach(second)
+    await hub.detach(first)
+    await hub.renew_leases()
+    assert await leased(engine, "leaseann"), "a socket of the user is still here"
+    await hub.detach(second)
+    assert await leased(engine, "leaseann"), "kept until the renewal: no Redis call per socket that leaves"
+    await hub.renew_leases()
+    assert not await leased(engine, "leaseann")
+
+
+async def test_a_user_who_comes_back_during_the_removal_keeps_the_lease(engine):
+    hub = engine.live_hub
+    gone = subscriber("leasebob")
+    await hub.attach(gone)
+    await hub.detach(gone)
+    back = subscriber("leasebob")
+    # The removal and the new attach race: the attach must write after the removal's ZREM.
+    await asyncio.gather(hub.renew_leases(), hub.attach(back))
+    assert await leased(engine, "leasebob")
+    await hub.detach(back)
+
+
+async def test_a_push_reaches_an_attached_socket_through_the_process_channel(engine):
+    hub = engine.live_hub
+    sub = subscriber("leasecat")
+    arrived = asyncio.Event()
+    sub.on_wake = arrived.set
+    await hub.attach(sub)
+    sub.catch_up([])  # live from here
+    await engine.users.create("leasecat")
+    await engine.users.create("leasedan")
+    await engine.users.follow("leasecat", "leasedan")
+    tweet_id = await engine.tweets.post("leasedan", "hello cat")
+    engine.start_fanout_workers(1)
+    await asyncio.wait_for(arrived.wait(), timeout=10)
+    assert sub.pop().entry_id == tweet_id
+    await hub.detach(sub)
+
+
+async def test_release_on_close_drops_every_lease(redis_server):
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": redis_server.url, "FANOUT_IN_PROCESS": "0"}))
+    await engine.start_live()
+    await engine.live_hub.attach(subscriber("leaseeve"))
+    assert await leased(engine, "leaseeve")
+    process_id = engine.live_hub.process_id
+    await engine.close()
+    check = await Engine.open(Settings.load(environ={"REDIS_URL": redis_server.url, "FANOUT_IN_PROCESS": "0"}))
+    try:
+        assert await check.redis.zscore(keys.live_presence("leaseeve"), process_id) is None
+    finally:
+        await check.close()
