@@ -92,7 +92,8 @@ def rss_growth(series: Mapping, path: Path) -> Path | None:
 
 # benchmark name -> [(file name, caption, drawing function)]
 FIGURES = {
-    "steady_load": [("latency-cdf.png", "Delivery latency distribution at the highest R held", latency_cdf),
+    "steady_load": [("latency-cdf.png", "Delivery latency distribution at the highest R held (the last step when none held)",
+                     latency_cdf),
                     ("rate-sweep.png", "Deliveries/s and p99 as R grows", rate_sweep)],
     "idle_sockets": [("rss-growth.png", "Service RSS as sockets grow", rss_growth)],
 }
