@@ -247,7 +247,11 @@ def report(runs: list[dict], args) -> tuple[str, dict[int, float]]:
     return "\n".join(lines), best
 
 
-async def main(args) -> None:
+TITLE = "Fan-out throughput: one tweet to many followers"
+
+
+async def collect(args) -> tuple[list[dict], dict]:
+    """Set up the followers in a private redis-server and time every batch size: (runs, INFO server)."""
     names = follower_names(args.followers)
     profiler = None
     if args.profile:
@@ -279,11 +283,33 @@ async def main(args) -> None:
     if profiler:
         profiler.dump_stats(args.profile)
         print(f"profile written to {args.profile} (python -m pstats {args.profile})")
+    return runs, info
+
+
+async def measure(quick: bool = False) -> dict:
+    """The ``python -m bench`` interface: 100,000 followers (10,000 and one batch size with ``quick``)."""
+    argv = ["--followers", "10000", "--batch-sizes", "1000", "--repeat", "1"] if quick else []
+    args = parse_args(argv)
+    command = command_line("bench.fanout_throughput", argv)
+    try:
+        runs, _ = await collect(args)
+    except SystemExit as exc:  # the checks above stop with SystemExit
+        return {"name": NAME, "title": TITLE, "command": command, "body": f"Failed: {exc}", "figures": {},
+                "problems": [f"{NAME}: {exc}"]}
+    body, best = report(runs, args)
+    fastest = min(runs, key=lambda run: run["seconds"])
+    figures = {"followers": args.followers, "best_entries_per_s": max(best.values()),
+               "seconds_best": fastest["seconds"], "batch_size_best": fastest["batch_size"]}
+    return {"name": NAME, "title": TITLE, "command": command, "body": body, "figures": figures, "problems": []}
+
+
+async def main(args) -> None:
+    runs, info = await collect(args)
     body, best = report(runs, args)
     print()
     print(body)
     if not args.no_write:
-        write_section(NAME, "Fan-out throughput: one tweet to many followers",
+        write_section(NAME, TITLE,
                       command=command_line("bench.fanout_throughput"), machine_line=machine(info), body=body,
                       notes="", history_header=["revision", "label", "followers × prefill",
                                                 "best entries/s by batch size"],

@@ -378,8 +378,13 @@ async def _socket_process(url, users, concurrency, opened, received, conn) -> No
     counter = asyncio.create_task(count())
     while True:
         command = await loop.run_in_executor(None, conn.recv)
-        if command == "report":
+        if command in ("report", "report-clear"):
             conn.send([(s.user, s.received, s.replayed, dict(s.other), s.error, s.server_close) for s in sockets])
+            if command == "report-clear":  # a fresh count for the next step of a stepped run
+                for sock in sockets:
+                    sock.received.clear()  # in place: the reader holds its append
+                    sock.other.clear()
+                received.value = 0
         elif command == "close":
             counter.cancel()
             for sock in sockets:
@@ -487,10 +492,11 @@ class SocketProcesses:
         errors = [error for answer in answers for error in answer["errors"]]
         return {"opened": sum(a["opened"] for a in answers), "seconds": seconds, "errors": errors}
 
-    async def report(self) -> list:
+    async def report(self, *, clear: bool = False) -> list:
+        """Every socket's row; ``clear`` then forgets what they received (a stepped run's next step)."""
         rows = []
         for _, conn, *_ in self.children:
-            conn.send("report")
+            conn.send("report-clear" if clear else "report")
             rows += await _recv(conn, 120)
         return rows
 
@@ -657,6 +663,7 @@ def check_deliveries(plan: Plan, poster_records: list, socket_rows: list, durati
             "unexpected": unexpected, "out_of_order": out_of_order, "span": span,
             "rate": (received - duplicated - unexpected) / span if span > 0 else 0.0,
             "from_post": latency_line(from_post), "from_timestamp": latency_line(from_timestamp),
+            "from_post_ms": sorted(value * 1000 for value in from_post),
             "first": latency_line(first), "spread": latency_line(spread), "bucket": bucket,
             "by_second": {second: latency_line(values) for second, values in sorted(by_second.items())}}
 

@@ -63,7 +63,7 @@ async def used_memory(redis) -> int:
     return int((await redis.info("memory"))["used_memory"])
 
 
-async def measure(redis, names: list[str]) -> tuple[int, int, str]:
+async def list_usage(redis, names: list[str]) -> tuple[int, int, str]:
     """(sum of MEMORY USAGE, sum of LLEN, encoding of the first list)."""
     pipe = redis.pipeline(transaction=False)
     for name in names:
@@ -107,7 +107,7 @@ async def run_layout(redis, label: str, names: list[str], entries: int, fill, de
     before = await used_memory(redis)
     await fill(redis, names, entries, deadline)
     after = await used_memory(redis)
-    usage, length, encoding = await measure(redis, names)
+    usage, length, encoding = await list_usage(redis, names)
     if length != entries * len(names):
         raise SystemExit(f"{label}: expected {entries * len(names)} entries, found {length}")
     result = {"label": label, "entries": length, "usage": usage, "per_entry": usage / length,
@@ -157,7 +157,11 @@ def report(results: list[dict], args: argparse.Namespace, sample_id: int) -> str
     return "\n".join(lines)
 
 
-async def main(args: argparse.Namespace) -> None:
+TITLE = "Timeline memory: bytes per home-timeline entry"
+
+
+async def collect(args: argparse.Namespace) -> tuple[list[dict], int, dict]:
+    """Fill both layouts in a private redis-server: (results, a sample id, INFO server)."""
     deadline = Deadline(args.max_seconds)
     with private_redis() as server:
         print(f"private redis-server on port {server.port} (pid {server.process.pid})")
@@ -177,12 +181,34 @@ async def main(args: argparse.Namespace) -> None:
             sample_id = int((await redis.lindex(ours_names[0], 0)))
         finally:
             await redis.aclose()
+    return results, sample_id, info
+
+
+async def measure(quick: bool = False) -> dict:
+    """The ``python -m bench`` interface: 1,000 lists (100 with ``quick``) × 800 entries."""
+    argv = ["--timelines", "100"] if quick else []
+    args = parse_args(argv)
+    figures: dict = {}
+    try:
+        results, sample_id, _ = await collect(args)
+    except SystemExit as exc:
+        return {"name": NAME, "title": TITLE, "command": command_line("bench.timeline_memory", argv),
+                "body": f"Failed: {exc}", "figures": figures, "problems": [f"{NAME}: {exc}"]}
+    ours, seed = results
+    figures = {"bytes_per_entry": ours["per_entry"], "uuid_bytes_per_entry": seed["per_entry"],
+               "target_met": ours["per_entry"] <= TARGET_BYTES}
+    return {"name": NAME, "title": TITLE, "command": command_line("bench.timeline_memory", argv),
+            "body": report(results, args, sample_id), "figures": figures, "problems": []}
+
+
+async def main(args: argparse.Namespace) -> None:
+    results, sample_id, info = await collect(args)
     body = report(results, args, sample_id)
     print()
     print(body)
     if not args.no_write:
         ours, seed = results
-        write_section(NAME, "Timeline memory: bytes per home-timeline entry", command=command_line("bench.timeline_memory"),
+        write_section(NAME, TITLE, command=command_line("bench.timeline_memory"),
                       machine_line=machine(info), body=body,
                       history_header=["revision", "lists × entries", "ours B/entry", "UUID B/entry"],
                       history_row=[git_revision(), f"{args.timelines}×{args.entries}",
