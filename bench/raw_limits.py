@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import multiprocessing
 import subprocess
 import sys
@@ -33,20 +34,22 @@ from realtime.tweets import tweet_event
 
 from .common import ROOT, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree, raise_open_files_limit, write_section
 
-__all__ = ["measure", "tweet_frame", "recipients_message", "publish_limit", "push_limit", "IMPLEMENTATIONS", "main"]
+__all__ = ["measure", "tweet_frame", "recipients_message", "publish_limit", "push_limit", "IMPLEMENTATIONS", "available_implementations", "main"]
 
 NAME = "raw_limits"
 TITLE = "Raw limits: Redis PUBLISH through one asyncio subscriber, bare uvicorn WebSocket push"
 SATURATED = 0.85  # share of one core above which a process is called saturated
+NOISY = 0.15  # cores used by processes not ours above which the machine is not quiet
 SPAWN = multiprocessing.get_context("spawn")
 CHANNEL = "live:{bench}"
 STOP = "stop"  # the last message published: the subscriber reports when it reads it
 BATCH = 500  # PUBLISH commands per pipeline
 WINDOW = 20 * BATCH  # messages the publisher may be ahead of the subscriber (see publisher_process)
 RECIPIENTS = 100
-#: uvicorn's WebSocket implementations, fastest first once measured; "websockets-sansio"
-#: exists from uvicorn 0.35 and is skipped (named in problems) where it does not.
+#: uvicorn's WebSocket implementations, each measured; "websockets-sansio" is newer than
+#: the others (uvicorn 0.35), so ``available_implementations`` leaves it out where it is missing.
 IMPLEMENTATIONS = ("websockets", "websockets-sansio", "wsproto")
+_MODULES = {"websockets": "websockets_impl", "websockets-sansio": "websockets_sansio_impl", "wsproto": "wsproto_impl"}
 
 FULL = dict(publish_seconds=5.0, clients=2000, rounds=200)
 QUICK = dict(publish_seconds=1.5, clients=200, rounds=250)
@@ -388,19 +391,31 @@ async def measure(quick: bool = False) -> dict:
     sizes = QUICK if quick else FULL
     raise_open_files_limit(4 * sizes["clients"] + 256)
     problems: list[str] = []
+    info: dict = {}
+    try:
+        publish = await _measure_publish(sizes["publish_seconds"], problems, info)
+    except (Exception, SystemExit) as exc:  # no redis-server at all: private_redis exits
+        problems.append(f"PUBLISH: {type(exc).__name__}: {exc}")
+        publish = {}
+    push = await _measure_push(sizes["clients"], sizes["rounds"], problems)
+    return _result(quick, publish, push, problems, machine(info))
+
+
+async def _measure_publish(seconds: float, problems: list[str], info: dict) -> dict[str, dict]:
+    """Both message formats against one private redis-server; fills ``info`` with its INFO server."""
     frame = tweet_frame()
     publish: dict[str, dict] = {}
     with private_redis() as redis_server:
         import redis
 
         with redis.Redis(host="127.0.0.1", port=redis_server.port) as client:
-            info = client.info("server")
+            info.update(client.info("server"))
             # Never drop the subscriber for its backlog: a lost connection is not a limit.
             client.config_set("client-output-buffer-limit", "pubsub 0 0 0")
         for variant, message in (("frame", frame), ("recipients", recipients_message(frame))):
             try:
                 result = await publish_limit(redis_server.url, redis_server.port, redis_server.process.pid,
-                                             message, sizes["publish_seconds"])
+                                             message, seconds)
             except Exception as exc:
                 problems.append(f"PUBLISH ({variant}): {type(exc).__name__}: {exc}")
                 continue
@@ -411,11 +426,28 @@ async def measure(quick: bool = False) -> dict:
             print(f"PUBLISH {variant} ({result['message_bytes']} B): {result['received']:,} messages read in "
                   f"{result['seconds']:.2f}s = {result['received_per_s']:,.0f}/s "
                   f"({result['deliveries_per_s']:,.0f} deliveries/s)", flush=True)
+    return publish
+
+
+def uvicorn_version() -> str:
+    import uvicorn
+
+    return uvicorn.__version__
+
+
+def available_implementations() -> list[str]:
+    """The IMPLEMENTATIONS this uvicorn ships."""
+    return [impl for impl in IMPLEMENTATIONS
+            if importlib.util.find_spec(f"uvicorn.protocols.websockets.{_MODULES[impl]}") is not None]
+
+
+async def _measure_push(clients: int, rounds: int, problems: list[str]) -> dict[str, dict]:
+    """Each uvicorn WebSocket implementation in turn, in a fresh uvicorn process."""
     push: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="chirp-raw-limits-") as log_dir:
-        for impl in IMPLEMENTATIONS:
+        for impl in available_implementations():
             try:
-                result = await push_limit(impl, sizes["clients"], sizes["rounds"], Path(log_dir))
+                result = await push_limit(impl, clients, rounds, Path(log_dir))
             except Exception as exc:
                 problems.append(f"uvicorn --ws {impl}: {type(exc).__name__}: {exc}")
                 continue
@@ -424,9 +456,8 @@ async def measure(quick: bool = False) -> dict:
             print(f"uvicorn --ws {impl}: {result['received']:,}/{result['expected']:,} frames to "
                   f"{result['opened']:,} sockets in {result['seconds']:.2f}s = {result['frames_per_s']:,.0f}/s "
                   f"(server {result['cpu']['server']:.0%} of a core, busiest client process "
-                  f"{result['cpu']['busiest_client']:.0%})",
-                  flush=True)
-    return _result(quick, publish, push, problems, machine(info))
+                  f"{result['cpu']['busiest_client']:.0%})", flush=True)
+    return push
 
 
 def _push_problems(result: dict) -> list[str]:
@@ -467,6 +498,12 @@ def _share(value: float) -> str:
     return f"{value:.0%}{mark}"
 
 
+def _per_cpu_second(rate: float, share: float) -> str:
+    """What the process did per second of CPU it had: a figure that other work on a shared
+    machine lowers less than the rate (cache and scheduling still cost something)."""
+    return f"{rate / share:,.0f}" if share > 0.05 else "?"
+
+
 def report(publish: dict, push: dict, best: str, quick: bool) -> str:
     lines = [*_publish_table(publish), "", *_push_table(push, best, QUICK if quick else FULL), "", *_notes(publish, push)]
     return "\n".join(lines)
@@ -475,24 +512,30 @@ def report(publish: dict, push: dict, best: str, quick: bool) -> str:
 def _publish_table(publish: dict) -> list[str]:
     lines = ["### 1. Redis PUBLISH through one redis-py asyncio subscriber", "",
              "| message | bytes | published/s | read/s (the limit) | recipient-deliveries/s | subscriber CPU "
-             "| publisher CPU | redis-server CPU | others |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| read per subscriber CPU-second | publisher CPU | redis-server CPU | others |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     labels = {"frame": "tweet frame", "recipients": f"{RECIPIENTS} names + frame"}
     for variant, r in publish.items():
         lines.append(f"| {labels[variant]} | {r['message_bytes']} | {r['published_per_s']:,.0f} | "
-                     f"**{r['received_per_s']:,.0f}** | {r['deliveries_per_s']:,.0f} | {_share(r['cpu']['subscriber'])} "
+                     f"**{r['received_per_s']:,.0f}** | {r['deliveries_per_s']:,.0f} | {_share(r['cpu']['subscriber'])} | "
+                     f"{_per_cpu_second(r['received_per_s'], r['cpu']['subscriber'])} "
                      f"| {_share(r['cpu']['publisher'])} | {_share(r['cpu']['redis-server'])} | {r['cpu']['others']:.0%} |")
     return lines
 
 
 def _push_table(push: dict, best: str, sizes: dict) -> list[str]:
     lines = [f"### 2. Bare uvicorn WebSocket push, {sizes['clients']:,} sockets × {sizes['rounds']} frames", "",
-             f"| `--ws` | frames received | seconds | frames/s | server CPU | client CPU (busiest of {CLIENT_PROCS}) "
-             "| others |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| `--ws` | frames received | seconds | frames/s | server CPU | frames per server CPU-second "
+             f"| client CPU (busiest of {CLIENT_PROCS}) | others |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for impl, r in push.items():
         figure = f"**{r['frames_per_s']:,.0f}**" if impl == best else f"{r['frames_per_s']:,.0f}"
         lines.append(f"| {impl} | {r['received']:,}/{r['expected']:,} | {r['seconds']:.2f} | {figure} | "
-                     f"{_share(r['cpu']['server'])} | {_share(r['cpu']['busiest_client'])} | {r['cpu']['others']:.0%} |")
-    lines += ["", f"Fastest: `--ws {best}`." if best else "No implementation completed."]
+                     f"{_share(r['cpu']['server'])} | {_per_cpu_second(r['frames_per_s'], r['cpu']['server'])} | "
+                     f"{_share(r['cpu']['busiest_client'])} | {r['cpu']['others']:.0%} |")
+    lines += ["", f"Fastest: `--ws {best}` (uvicorn {uvicorn_version()})." if best else "No implementation completed."]
+    missing = [impl for impl in IMPLEMENTATIONS if impl not in available_implementations()]
+    if missing:
+        lines.append(f"Not in this uvicorn ({uvicorn_version()}): {', '.join(missing)}.")
     return lines
 
 
@@ -504,7 +547,7 @@ def _notes(publish: dict, push: dict) -> list[str]:
              "main process included), on 2 cores shared with other work.",
              "PUBLISH read/s = messages read / (first PUBLISH to last message read); the subscriber is the measured "
              "thing, so it should be near a full core. Push frames/s = frames received / (the POST /burst trigger to "
-             "the last frame received).",
+             "the last frame received). Per CPU-second: the rate divided by the measured process's CPU share.",
              f"The app (`bench/bare_ws_app.py`, raw ASGI, uvloop, httptools) writes one pre-encoded "
              f"{len(tweet_frame().encode())}-byte text frame per `send`, one task per socket; the clients "
              "(`websockets` asyncio, no compression) only count frames."]
@@ -515,6 +558,10 @@ def _notes(publish: dict, push: dict) -> list[str]:
                      "those figures are lower bounds.")
     else:
         lines.append(f"No generator process was saturated (each stayed under {SATURATED:.0%} of a core).")
+    busiest = max([r["cpu"]["others"] for r in (*publish.values(), *push.values())], default=0.0)
+    if busiest > NOISY:
+        lines.append(f"The machine was not quiet: other processes used up to {busiest:.2f} cores during a "
+                     "measurement, so these limits are lower than an idle machine would give.")
     return lines
 
 
