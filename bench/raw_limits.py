@@ -32,9 +32,11 @@ from pathlib import Path
 from realtime.embedded_redis import free_port, stop_child
 from realtime.tweets import tweet_event
 
-from .common import ROOT, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree, raise_open_files_limit, write_section
+from .common import (ROOT, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree,
+                     raise_open_files_limit, write_section)
 
-__all__ = ["measure", "tweet_frame", "recipients_message", "publish_limit", "push_limit", "IMPLEMENTATIONS", "available_implementations", "main"]
+__all__ = ["measure", "tweet_frame", "recipients_message", "publish_limit", "push_limit", "IMPLEMENTATIONS",
+           "available_implementations", "main"]
 
 NAME = "raw_limits"
 TITLE = "Raw limits: Redis PUBLISH through one asyncio subscriber, bare uvicorn WebSocket push"
@@ -474,7 +476,9 @@ def _push_problems(result: dict) -> list[str]:
 
 
 def _result(quick: bool, publish: dict, push: dict, problems: list[str], machine_line: str) -> dict:
-    best = max(push, key=lambda impl: push[impl]["frames_per_s"], default="")
+    # Judged per server CPU-second: on shared cores the wall-clock rates of the three swap
+    # places from run to run, while what each does with the CPU it gets stays put.
+    best = max(push, key=lambda impl: push[impl]["frames_per_s"] / max(push[impl]["cpu"]["server"], 1e-9), default="")
     return {
         "name": NAME, "title": TITLE,
         "command": "python -m bench.raw_limits" + (" --quick" if quick else ""),
@@ -505,7 +509,8 @@ def _per_cpu_second(rate: float, share: float) -> str:
 
 
 def report(publish: dict, push: dict, best: str, quick: bool) -> str:
-    lines = [*_publish_table(publish), "", *_push_table(push, best, QUICK if quick else FULL), "", *_notes(publish, push)]
+    sizes = QUICK if quick else FULL
+    lines = [*_publish_table(publish), "", *_push_table(push, best, sizes), "", *_notes(publish, push)]
     return "\n".join(lines)
 
 
@@ -517,22 +522,29 @@ def _publish_table(publish: dict) -> list[str]:
     labels = {"frame": "tweet frame", "recipients": f"{RECIPIENTS} names + frame"}
     for variant, r in publish.items():
         lines.append(f"| {labels[variant]} | {r['message_bytes']} | {r['published_per_s']:,.0f} | "
-                     f"**{r['received_per_s']:,.0f}** | {r['deliveries_per_s']:,.0f} | {_share(r['cpu']['subscriber'])} | "
+                     f"**{r['received_per_s']:,.0f}** | {r['deliveries_per_s']:,.0f} | "
+                     f"{_share(r['cpu']['subscriber'])} | "
                      f"{_per_cpu_second(r['received_per_s'], r['cpu']['subscriber'])} "
-                     f"| {_share(r['cpu']['publisher'])} | {_share(r['cpu']['redis-server'])} | {r['cpu']['others']:.0%} |")
+                     f"| {_share(r['cpu']['publisher'])} | {_share(r['cpu']['redis-server'])} | "
+                     f"{r['cpu']['others']:.0%} |")
     return lines
 
 
 def _push_table(push: dict, best: str, sizes: dict) -> list[str]:
     lines = [f"### 2. Bare uvicorn WebSocket push, {sizes['clients']:,} sockets × {sizes['rounds']} frames", "",
              f"| `--ws` | frames received | seconds | frames/s | server CPU | frames per server CPU-second "
-             f"| client CPU (busiest of {CLIENT_PROCS}) | others |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| client CPU (busiest of {CLIENT_PROCS}) | others |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for impl, r in push.items():
-        figure = f"**{r['frames_per_s']:,.0f}**" if impl == best else f"{r['frames_per_s']:,.0f}"
-        lines.append(f"| {impl} | {r['received']:,}/{r['expected']:,} | {r['seconds']:.2f} | {figure} | "
-                     f"{_share(r['cpu']['server'])} | {_per_cpu_second(r['frames_per_s'], r['cpu']['server'])} | "
+        per_cpu = _per_cpu_second(r["frames_per_s"], r["cpu"]["server"])
+        per_cpu = f"**{per_cpu}**" if impl == best else per_cpu
+        lines.append(f"| {impl} | {r['received']:,}/{r['expected']:,} | {r['seconds']:.2f} | "
+                     f"{r['frames_per_s']:,.0f} | "
+                     f"{_share(r['cpu']['server'])} | {per_cpu} | "
                      f"{_share(r['cpu']['busiest_client'])} | {r['cpu']['others']:.0%} |")
-    lines += ["", f"Fastest: `--ws {best}` (uvicorn {uvicorn_version()})." if best else "No implementation completed."]
+    verdict = (f"Fastest: `--ws {best}` (uvicorn {uvicorn_version()}), judged by frames per server CPU-second, "
+               "which other work on the shared cores disturbs less than frames/s.")
+    lines += ["", verdict if best else "No implementation completed."]
     missing = [impl for impl in IMPLEMENTATIONS if impl not in available_implementations()]
     if missing:
         lines.append(f"Not in this uvicorn ({uvicorn_version()}): {', '.join(missing)}.")
