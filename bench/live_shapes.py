@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .common import Progress, command_line, machine, private_redis, raise_open_files_limit, rss_bytes, write_section
-from .live_load import (SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, _recv,
+from .live_load import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, _recv,
                         _run, _settle, check_deliveries, create_users, cpu_table, percentile)
 
 __all__ = ["Sizes", "FULL", "QUICK", "measure", "main"]
@@ -121,11 +121,17 @@ def _generator_shares(cpu: dict) -> dict[str, float]:
 
 
 def _generator_line(cpu: dict) -> str:
+    """Whether a generator process was near a full core; and whether others shared the machine."""
     shares = _generator_shares(cpu)
     text = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
     if any(share >= SATURATED for share in shares.values()):
-        return f"**The generator may be the bottleneck**: {text} of a core (≥ {SATURATED:.0%})."
-    return f"Generator CPU: {text} of a core (none above {SATURATED:.0%}: not the bottleneck)."
+        line = f"**The generator may be the bottleneck**: {text} of a core (≥ {SATURATED:.0%})."
+    else:
+        line = f"Generator CPU: {text} of a core (none above {SATURATED:.0%}: not the bottleneck)."
+    others = cpu["others"] / (cpu["wall"] or 1e-9)
+    if others >= NOISY:
+        line += f" Processes not ours used {others:.2f} cores meanwhile: the times are disturbed by them."
+    return line
 
 
 def _socket_problems(label: str, opening: dict, rows: list) -> list[str]:
