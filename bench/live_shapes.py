@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import statistics
 import sys
 import tempfile
@@ -197,7 +196,7 @@ async def _celebrity_setup(ctx: Context, label: str, followers: int, sockets: in
     plan = Plan([poster], users, {name: [poster] for name in users})
     print(f"Celebrity {label.upper()}: {sockets:,} users with sockets"
           + (f", {followers - sockets:,} bare followers" if followers > sockets else ""), flush=True)
-    tokens = await create_users_for(ctx, plan)
+    tokens = await _create_users(ctx, plan)
     with_account = set(users)
     bare = [name for name in names if name not in with_account]
     for start in range(0, len(bare), 10_000):
@@ -207,7 +206,8 @@ async def _celebrity_setup(ctx: Context, label: str, followers: int, sockets: in
     return plan, tokens, names
 
 
-async def create_users_for(ctx: Context, plan: Plan) -> dict[str, str]:
+async def _create_users(ctx: Context, plan: Plan) -> dict[str, str]:
+    """Sign in every user of ``plan`` and make its follows, over the API; {user: token}."""
     return await create_users(ctx.service.url, plan, SETUP_CONCURRENCY, MAX_SECONDS)
 
 
@@ -502,7 +502,7 @@ async def storm(ctx: Context, sizes: Sizes) -> dict:
     users = [f"st{i:05d}" for i in range(sizes.storm_users)]
     plan = Plan(posters, users, {name: list(posters) for name in users})
     print(f"Connection storm: {len(users):,} users following {len(posters)} posters", flush=True)
-    tokens = await create_users_for(ctx, plan)
+    tokens = await _create_users(ctx, plan)
     async with httpx.AsyncClient(base_url=ctx.service.url, timeout=30, trust_env=False) as client:
         since, _ = await _post(client, tokens[posters[0]], "storm marker")
         base = []
