@@ -56,6 +56,7 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
     else:
         log.warning("RATE LIMITS ARE OFF (RATE_LIMITS=off)")
     log.info("Live sockets per user: %s", settings.max_sockets_per_user or "no limit")
+    log.info("WebSockets: uvicorn's %s, ping every %.0f s", settings.ws_impl, settings.ws_ping_interval)
     log.info("Workers: %d server process(es), %d fan-out worker(s) in each",
              settings.workers, settings.fanout_in_process)
     log.info("Timelines: entries kept %.0f s (%.1f days), at most %d per timeline",
@@ -78,7 +79,8 @@ def serve(settings: Settings) -> None:
         uvicorn.run(
             "http_api.app:create_app_from_env", factory=True,
             host=settings.host, port=settings.port, workers=settings.workers,
-            log_level=settings.log_level, ws_per_message_deflate=False, ws_max_size=settings.ws_max_size,
+            log_level=settings.log_level, ws=settings.ws_impl, ws_per_message_deflate=False,
+            ws_max_size=settings.ws_max_size,
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
             proxy_headers=True, timeout_graceful_shutdown=10,
         )
@@ -89,10 +91,12 @@ def serve(settings: Settings) -> None:
 
 async def run_workers(settings: Settings) -> None:
     from realtime.engine import Engine
+    from realtime.gc_tuning import tune_garbage_collector
 
     engine = await Engine.open(settings)
     count = max(1, settings.fanout_in_process)
     workers = engine.start_fanout_workers(count)
+    tune_garbage_collector()
     log.info("%d fan-out worker(s) running: %s", count, ", ".join(w.consumer for w in workers))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

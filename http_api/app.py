@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from realtime.config import Settings
 from realtime.engine import Engine
+from realtime.gc_tuning import tune_garbage_collector
 
 from .body_limit import BodyLimit
 from .endpoints import auth, live, operations, pages, search, timelines, tweets, users
@@ -25,7 +26,9 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger("chirp.app")
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, tune_gc: bool = False) -> Starlette:
+    """``tune_gc``: this process is the server (not a test embedding the app), so set its
+    garbage collector for thousands of sockets once started (realtime.gc_tuning)."""
     routes = [
         # Sign-in
         Route("/auth/google", auth.google_signin, methods=["POST"]),
@@ -77,6 +80,8 @@ def create_app(settings: Settings) -> Starlette:
         engine.start_fanout_workers(settings.fanout_in_process)
         await engine.start_live()
         close_sockets_before_exit(engine.live_hub)
+        if tune_gc:
+            tune_garbage_collector()
         try:
             yield
         finally:
@@ -98,4 +103,4 @@ def create_app(settings: Settings) -> Starlette:
 
 def create_app_from_env() -> Starlette:
     """For ``uvicorn --factory`` and worker processes: settings from the environment."""
-    return create_app(Settings.load())
+    return create_app(Settings.load(), tune_gc=True)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from realtime.config import Settings
+
 from realtime.embedded_redis import free_port, stop_child
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +69,8 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "http_api.app:create_app_from_env",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-             "--no-access-log", "--ws-per-message-deflate", "false"],
+             "--no-access-log", "--ws-per-message-deflate", "false",
+             "--ws", self.env.get("WS_IMPL", Settings.ws_impl)],  # as run.py does
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_until(self._ready, what=f"the service on port {self.port} to answer /healthz")
