@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (ROOT, Progress, command_line, cpu_seconds, git_revision, machine, machine_busy_seconds,
+from .common import (ROOT, run_in_child, Progress, command_line, cpu_seconds, git_revision, machine, machine_busy_seconds,
                      private_redis, process_tree, raise_open_files_limit, rss_bytes, write_section)
 
 LOAD_SECTION = "live_load"
@@ -346,7 +346,7 @@ class _Socket:
 
 def socket_process(url: str, users: list[tuple[str, str]], concurrency: int, opened, received, conn) -> None:
     """Child process: open a socket per user, read until told to report, then close."""
-    _run(_socket_process(url, users, concurrency, opened, received, conn))
+    run_in_child(_socket_process(url, users, concurrency, opened, received, conn))
 
 
 async def _socket_process(url, users, concurrency, opened, received, conn) -> None:
@@ -400,7 +400,7 @@ async def _socket_process(url, users, concurrency, opened, received, conn) -> No
 def poster_process(base_url: str, posters: list[tuple[str, str]], rate: float, duration: float,
                    concurrency: int, conn) -> None:
     """Child process: post ``rate`` tweets/s for ``duration`` s once told "go"; send the records."""
-    _run(_poster_process(base_url, posters, rate, duration, concurrency, conn))
+    run_in_child(_poster_process(base_url, posters, rate, duration, concurrency, conn))
 
 
 async def _poster_process(base_url, posters, rate, duration, concurrency, conn) -> None:
@@ -443,15 +443,6 @@ async def _poster_process(base_url, posters, rate, duration, concurrency, conn) 
             tasks.append(asyncio.create_task(post(number, due, author, token)))
         await asyncio.gather(*tasks)
     conn.send({"records": records, "errors": errors, "seconds": time.perf_counter() - start})
-
-
-def _run(coroutine) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)
 
 
 # -- the generator's processes, seen from the main one ------------------------------------

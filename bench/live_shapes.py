@@ -42,9 +42,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import Progress, command_line, machine, private_redis, raise_open_files_limit, rss_bytes, write_section
+from .common import (Progress, command_line, machine, private_redis, raise_open_files_limit, rss_bytes, run_in_child,
+                     write_section)
 from .live_load import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, _recv,
-                        _run, _settle, check_deliveries, create_users, cpu_table, percentile)
+                        _settle, check_deliveries, create_users, cpu_table, percentile)
 
 __all__ = ["Sizes", "FULL", "QUICK", "measure", "main"]
 
@@ -322,7 +323,7 @@ async def celebrity_b(ctx: Context, sizes: Sizes) -> dict:
 
 def storm_process(url: str, users: list[tuple[str, str, float]], since: str, ready, frames, conn) -> None:
     """Child process: open each user's socket at its offset from the start time main sends."""
-    _run(_storm_process(url, users, since, ready, frames, conn))
+    run_in_child(_storm_process(url, users, since, ready, frames, conn))
 
 
 async def _storm_process(url, users, since, ready, frames, conn) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from realtime.embedded_redis import free_port, stop_child
 from realtime.tweets import tweet_event
 
-from .common import (ROOT, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree,
+from .common import (ROOT, run_in_child, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree,
                      raise_open_files_limit, write_section)
 
 __all__ = ["measure", "tweet_frame", "recipients_message", "publish_limit", "push_limit", "IMPLEMENTATIONS",
@@ -81,7 +81,7 @@ def recipients_message(frame: str, count: int = RECIPIENTS) -> str:
 
 def subscriber_process(url: str, received, conn) -> None:
     """Child: subscribe, say "ready", count messages until STOP, send the counts."""
-    _run(_subscribe(url, received, conn))
+    run_in_child(_subscribe(url, received, conn))
 
 
 async def _subscribe(url: str, received, conn) -> None:
@@ -181,7 +181,7 @@ async def publish_limit(url: str, port: int, redis_pid: int, message: str, secon
 
 def clients_process(url: str, count: int, conn) -> None:
     """Child: open ``count`` sockets, count frames; on ("expect", M) report once each has M."""
-    _run(_clients(url, count, conn))
+    run_in_child(_clients(url, count, conn))
 
 
 async def _clients(url: str, count: int, conn) -> None:
@@ -331,15 +331,6 @@ async def _wait_sockets(server: BareServer, http, count: int, timeout: float = 2
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-def _run(coroutine) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)
-
 
 async def _answer(conn, timeout: float, who: str, process=None):
     """The next message from a child, waited for without blocking the loop, within ``timeout``
