@@ -74,6 +74,17 @@ def _embedded_kind(text: str) -> str:
     return text
 
 
+def _ws_impl(text: str) -> str:
+    if text not in WS_IMPLEMENTATIONS:
+        raise ValueError("expected " + ", ".join(WS_IMPLEMENTATIONS))
+    return text
+
+
+#: uvicorn's WebSocket implementations; websockets-sansio pushed the most frames per CPU
+#: second here (bench.raw_limits).
+WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
+
+
 def _redis_url(text: str) -> str | None:
     text = text.strip()
     if not text:
@@ -169,8 +180,8 @@ SETTINGS: tuple[Option, ...] = (
     Option("session_ttl", "SESSION_TTL", _positive_duration, "30d", "lifetime of a dev sign-in session"),
     Option("max_body_bytes", "MAX_BODY_BYTES", _positive_int, "65536",
            "largest request body accepted (413 above)"),
-    Option("fanout_in_process", "FANOUT_IN_PROCESS", _non_negative_int, "1",
-           "fan-out workers run inside each server process (0: only `run.py worker`)"),
+    Option("fanout_in_process", "FANOUT_IN_PROCESS", _non_negative_int, "4",
+           "fan-out workers run inside each server process, each one job at a time (0: only `run.py worker`)"),
     Option("fanout_batch_size", "FANOUT_BATCH_SIZE", _positive_int, "1000",
            "timelines written per pipelined fan-out batch"),
     Option("fanout_batch_pause", "FANOUT_BATCH_PAUSE", parse_duration, "0s",
@@ -184,6 +195,8 @@ SETTINGS: tuple[Option, ...] = (
     Option("ws_ping_interval", "WS_PING_INTERVAL", _positive_duration, "20s",
            "WebSocket ping interval; a peer that misses a pong for as long is dropped"),
     Option("ws_max_size", "WS_MAX_SIZE", _positive_int, "65536", "largest WebSocket frame accepted from a client"),
+    Option("ws_impl", "WS_IMPL", _ws_impl, "websockets-sansio",
+           "uvicorn's WebSocket implementation: websockets-sansio, websockets or wsproto"),
     Option("allowed_origins", "ALLOWED_ORIGINS", str, "",
            "comma-separated Origins allowed to open /ws; empty: same host only"),
     Option("embedded_redis", "EMBEDDED_REDIS", _embedded_kind, "auto",
@@ -224,7 +237,7 @@ class Settings:
     timeline_max_length: int = 800
     session_ttl: float = 30 * 86400.0
     max_body_bytes: int = 65536
-    fanout_in_process: int = 1
+    fanout_in_process: int = 4
     fanout_batch_size: int = 1000
     fanout_batch_pause: float = 0.0
     fanout_claim_idle: float = 30.0
@@ -232,6 +245,7 @@ class Settings:
     live_auth_timeout: float = 10.0
     ws_ping_interval: float = 20.0
     ws_max_size: int = 65536
+    ws_impl: str = "websockets-sansio"
     allowed_origins: str = ""
     embedded_redis: str = "auto"
     embedded_redis_dir: str = ".data/redis"
