@@ -14,7 +14,7 @@ from .id_lease import IdLease
 from .live_hub import LiveEvent, LiveHub
 from .presence import Presence
 from .rate_limits import RateLimits
-from .redis_client import Redis, make_redis
+from .redis_client import Redis, make_redis, warm_up
 from .search import HashtagIndex, Search
 from .sessions import Sessions
 from .socket_limit import SocketLimit
@@ -25,6 +25,10 @@ from .users import Users
 __all__ = ["Engine"]
 
 log = logging.getLogger("chirp.engine")
+
+#: Pooled Redis connections opened at start-up: about as many as a burst of requests and
+#: the fan-out workers use at once.
+WARM_CONNECTIONS = 16
 
 
 class Engine:
@@ -66,6 +70,7 @@ class Engine:
         await lease.acquire()
         engine = cls(settings, redis, blocking, lease)
         await engine.fanout_queue.ensure_group()
+        await warm_up(redis, WARM_CONNECTIONS)
         engine._tasks.append(asyncio.create_task(lease.keep(), name="id-lease"))
         return engine
 

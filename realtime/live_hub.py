@@ -51,7 +51,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_REPLACED = 4409  # the user opened more sockets than MAX_SOCKETS_PER_USER; this was the oldest
 #: How long a process's claim to a user's sockets lasts without renewal (seconds).
 LEASE = 60.0
-LEASE_WRITE_CHUNK = 1000
+LEASE_WRITE_CHUNK = 200  # users per pipeline: a renewal of 10,000 leases must not stall the loop
 
 
 def new_process_id() -> str:

@@ -12,7 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
-__all__ = ["make_redis", "RedisDown", "Redis"]
+__all__ = ["make_redis", "warm_up", "RedisDown", "Redis"]
 
 Redis = aioredis.Redis | RedisCluster
 
@@ -43,3 +43,12 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
     # A blocking pool makes a burst wait for a free connection instead of failing.
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+async def warm_up(redis: Redis, connections: int) -> None:
+    """Open ``connections`` pooled connections now. redis-py opens them on demand, each with
+    its own handshake round trips, which made the first second of a burst of posts slower
+    than the rest (see BENCHMARKS.md)."""
+    import asyncio
+
+    await asyncio.gather(*(redis.execute_command("PING") for _ in range(connections)))
