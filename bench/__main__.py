@@ -4,10 +4,9 @@
 
 Each benchmark is a module of ``bench`` with ``async def measure(quick: bool = False) -> dict``
 (see ``bench.report`` for the dict); each starts what it measures itself (private
-redis-servers on free ports, the service with rate limits off) and stops it again. A module
-not there yet (``raw_limits`` and ``live_shapes`` are written on other branches) is a
-problem of the run, and the others still run. The PNG figures go to ``docs/bench/`` beside
-the output file.
+redis-servers on free ports, the service with rate limits off) and stops it again. A
+benchmark that fails (or a module that is missing) is a problem of the run, and the others
+still run. The PNG figures go to ``docs/bench/`` beside the output file.
 
 Exit status 1 when any benchmark reports a problem (an error, a missing or a duplicated
 delivery), never because of a time or a target. ``--quick`` is the one-minute version

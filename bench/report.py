@@ -83,6 +83,11 @@ def summary_rows(results: Sequence[Result]) -> list[tuple[str, str, str]]:
     else:
         rows.append((f"≥ {RAW_SHARE:.0%} of the bare-uvicorn push limit",
                      "bare-uvicorn limit not measured" if not limit else "no steady rate held", NOT_MEASURED))
+    publish_limit = raw.get("publish_limit_msgs_per_s") if raw else None
+    if publish_limit and ours:
+        rows.append(("ours as a share of one redis-py subscriber's PUBLISH limit (informative: one message "
+                     "per process and batch now carries many deliveries)",
+                     f"{ours:,.0f} deliveries/s vs {publish_limit:,.0f} messages/s ({ours / publish_limit:.0%})", "-"))
     idle = _figures(results, "idle_sockets")
     if idle and idle.get("kb_per_socket") is not None and idle.get("sockets"):
         sockets, kb = idle["sockets"], idle["kb_per_socket"]

@@ -180,7 +180,7 @@ SETTINGS: tuple[Option, ...] = (
     Option("session_ttl", "SESSION_TTL", _positive_duration, "30d", "lifetime of a dev sign-in session"),
     Option("max_body_bytes", "MAX_BODY_BYTES", _positive_int, "65536",
            "largest request body accepted (413 above)"),
-    Option("fanout_in_process", "FANOUT_IN_PROCESS", _non_negative_int, "4",
+    Option("fanout_in_process", "FANOUT_IN_PROCESS", _non_negative_int, "8",
            "fan-out workers run inside each server process, each one job at a time (0: only `run.py worker`)"),
     Option("fanout_batch_size", "FANOUT_BATCH_SIZE", _positive_int, "1000",
            "timelines written per pipelined fan-out batch"),
@@ -237,7 +237,7 @@ class Settings:
     timeline_max_length: int = 800
     session_ttl: float = 30 * 86400.0
     max_body_bytes: int = 65536
-    fanout_in_process: int = 4
+    fanout_in_process: int = 8
     fanout_batch_size: int = 1000
     fanout_batch_pause: float = 0.0
     fanout_claim_idle: float = 30.0
