@@ -92,8 +92,10 @@ class LiveSubscriber:
     """One socket as the hub sees it: a bounded queue of frames waiting to be written.
 
     Kept small on purpose (10,000 idle sockets per process): a deque, and ``on_wake``,
-    called when there is something to write or the subscriber closes, so that the
-    socket's writer task needs to exist only while there is work. The set of ids sent
+    called when there is something to write or the subscriber closes, so that the socket
+    writes at once (``/ws`` writes in the call, and makes a task only while a write has to
+    wait) and holds no writer task while idle. ``on_wake`` may therefore run the write,
+    close and detach before ``offer`` returns. The set of ids sent
     exists only while catching up, the one time a duplicate can arise (an event both
     read from the timeline and received live).
     """
@@ -212,6 +214,7 @@ class LiveHub:
         self.process_id = process_id or new_process_id()
         self.channel = keys.process_channel(self.process_id)
         self._subscribers: dict[str, set[LiveSubscriber]] = {}
+        self._connections = 0  # kept, not summed: 10,000 sockets closing must not cost 10,000² steps
         self._leased: set[str] = set()  # users whose lease on this process Redis has confirmed
         self._removal_done = asyncio.Event()  # cleared while lapsed leases are being removed
         self._removal_done.set()
@@ -228,7 +231,7 @@ class LiveHub:
 
     @property
     def connections(self) -> int:
-        return sum(len(subs) for subs in self._subscribers.values())
+        return self._connections
 
     @property
     def users_online(self) -> int:
@@ -247,7 +250,10 @@ class LiveHub:
         """Register ``subscriber`` (buffering); return once Redis has its user's lease here."""
         if not self.connected.is_set():
             raise ConnectionError("the live pub/sub connection is down")
-        self._subscribers.setdefault(subscriber.user, set()).add(subscriber)
+        subs = self._subscribers.setdefault(subscriber.user, set())
+        if subscriber not in subs:
+            subs.add(subscriber)
+            self._connections += 1
         self._update_gauges()
         if subscriber.user not in self._leased:
             # After a removal in flight, so that its ZREM cannot land after our ZADD.
@@ -262,6 +268,7 @@ class LiveHub:
         if subs is None or subscriber not in subs:
             return
         subs.discard(subscriber)
+        self._connections -= 1
         if not subs:
             del self._subscribers[subscriber.user]
         self._update_gauges()
@@ -384,7 +391,8 @@ class LiveHub:
             if event.is_control:
                 self._control(event, subs)
             else:
-                for sub in subs:
+                # A copy: an offer can write at once, and a socket closed by it leaves the set.
+                for sub in tuple(subs):
                     sub.offer(event)
 
     @staticmethod
