@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError, TimeoutError as RedisTimeoutError
 
-__all__ = ["make_redis", "warm_up", "RedisDown", "Redis"]
+__all__ = ["make_redis", "warm_up", "execute_scripted", "RedisDown", "Redis"]
 
 Redis = aioredis.Redis | RedisCluster
 
@@ -52,3 +52,20 @@ async def warm_up(redis: Redis, connections: int) -> None:
     import asyncio
 
     await asyncio.gather(*(redis.execute_command("PING") for _ in range(connections)))
+
+
+async def execute_scripted(pipe) -> list:
+    """``pipe.execute()`` without the ``SCRIPT EXISTS`` round trip that redis-py sends
+    before every pipeline holding a script. The scripts are loaded after their first use;
+    when Redis has lost them (a restart, ``SCRIPT FLUSH``), they are loaded and the
+    pipeline runs again, so only pipelines that are safe to run twice come here (timeline
+    pushes and removals, fan-out progress marks and acknowledgements)."""
+    if not isinstance(getattr(pipe, "scripts", None), set):
+        return await pipe.execute()  # a cluster pipeline: redis-py's own way
+    scripts, stack = pipe.scripts, list(pipe.command_stack)
+    pipe.scripts = set()
+    try:
+        return await pipe.execute()
+    except NoScriptError:
+        pipe.command_stack, pipe.scripts = stack, scripts  # execute() loads what is missing
+        return await pipe.execute()

@@ -15,7 +15,7 @@ from redis.crc import key_slot
 
 from . import keys
 from .ids import min_id_at
-from .redis_client import Redis
+from .redis_client import Redis, execute_scripted
 from .scripts import PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES
 
 __all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE"]
@@ -84,12 +84,12 @@ class Timelines:
         """Push now; returns how many timelines gained the entry."""
         pipe = self._redis.pipeline(transaction=False)
         await self.queue_push(pipe, keys, tweet_id, **options)
-        return sum(await pipe.execute())
+        return sum(await execute_scripted(pipe))
 
     async def remove(self, keys: Sequence[str], tweet_id: int, **options) -> int:
         pipe = self._redis.pipeline(transaction=False)
         await self.queue_remove(pipe, keys, tweet_id, **options)
-        return sum(await pipe.execute())
+        return sum(await execute_scripted(pipe))
 
     async def ids_before(self, key: str, before: int | None = None) -> list[int]:
         """Every id in the timeline that is young enough and older than ``before``, newest first."""

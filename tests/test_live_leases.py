@@ -36,10 +36,14 @@ async def leased(engine: Engine, user: str) -> bool:
 async def test_attach_writes_the_lease_and_the_renewal_after_the_last_socket_drops_it(engine):
     hub = engine.live_hub
     first, second = subscriber("leaseann"), subscriber("leaseann")
+    connections = hub.connections
     await hub.attach(first)
     assert await leased(engine, "leaseann")
     await hub.attach(second)
+    assert hub.connections == connections + 2
     await hub.detach(first)
+    await hub.detach(first)  # twice: counted once
+    assert hub.connections == connections + 1
     await hub.renew_leases()
     assert await leased(engine, "leaseann"), "a socket of the user is still here"
     await hub.detach(second)
@@ -89,3 +93,30 @@ async def test_release_on_close_drops_every_lease(redis_server):
         assert await check.redis.zscore(keys.live_presence("leaseeve"), process_id) is None
     finally:
         await check.close()
+
+
+async def test_timeline_writes_survive_redis_losing_its_scripts(tmp_path):
+    """Pipelines call scripts by SHA without asking SCRIPT EXISTS first; after a SCRIPT
+    FLUSH (or a restart) they load them and run again, with nothing written twice."""
+    from .conftest import start_redis
+
+    server = start_redis(tmp_path / "redis")
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": server.url, "FANOUT_IN_PROCESS": "0"}))
+    try:
+        home = keys.home_timeline("flushed")
+        first, second = (engine.id_lease.generator.next_id() for _ in range(2))
+        assert await engine.timelines.push([home], first) == 1
+        await engine.redis.script_flush()
+        assert await engine.timelines.push([home], second) == 1
+        await engine.redis.script_flush()
+        assert await engine.timelines.remove([home], first) == 1
+        assert await engine.redis.lrange(home, 0, -1) == [str(second)]
+        await engine.timelines.push([home], engine.id_lease.generator.next_id())  # loads it again
+        await engine.redis.config_resetstat()
+        for _ in range(3):
+            await engine.timelines.push([home], engine.id_lease.generator.next_id())
+        stats = await engine.redis.info("commandstats")
+        assert "cmdstat_evalsha" in stats and not any(name.startswith("cmdstat_script") for name in stats)
+    finally:
+        await engine.close()
+        server.stop()
