@@ -58,6 +58,12 @@ def delivery_problems(result: Result) -> list[str]:
     return found
 
 
+def _counts(result: Result, kind: str) -> list[int]:
+    """Every ``missing`` (or ``duplicated``) count among the figures, also ``celebrity_10k_missing`` and the like."""
+    return [value for key, value in (result.get("figures") or {}).items()
+            if (key == kind or key.endswith("_" + kind)) and isinstance(value, (int, float))]
+
+
 def summary_rows(results: Sequence[Result]) -> list[tuple[str, str, str]]:
     """(target, figure, status) for each target of the issue."""
     rows = []
@@ -89,6 +95,11 @@ def summary_rows(results: Sequence[Result]) -> list[tuple[str, str, str]]:
     else:
         rows.append((f"≥ {RAW_SHARE:.0%} of the bare-uvicorn push limit",
                      "bare-uvicorn limit not measured" if not limit else "no steady rate held", NOT_MEASURED))
+    round_robin = raw.get("push_round_robin_frames_per_s") if raw else None
+    if round_robin and best_push:
+        rows.append(("ours as a share of bare uvicorn writing one frame to each socket in turn (informative: "
+                     "the shape of a live tweet)",
+                     f"{best_push:,.0f} of {round_robin:,.0f} deliveries/s ({best_push / round_robin:.0%})", "-"))
     publish_limit = raw.get("publish_limit_msgs_per_s") if raw else None
     if publish_limit and ours:
         rows.append(("ours as a share of one redis-py subscriber's PUBLISH limit (informative: one message "
@@ -110,9 +121,9 @@ def summary_rows(results: Sequence[Result]) -> list[tuple[str, str, str]]:
                      f"{followers:,} followers in {seconds:.2f} s", status))
     else:
         rows.append((f"{FANOUT_FOLLOWERS:,}-follower fan-out written in < {FANOUT_SECONDS:g} s", "-", NOT_MEASURED))
-    delivering = [result for result in results if "missing" in (result.get("figures") or {})]
-    missing = sum((result["figures"].get("missing") or 0) for result in delivering)
-    duplicated = sum((result["figures"].get("duplicated") or 0) for result in delivering)
+    delivering = [result for result in results if _counts(result, "missing")]
+    missing = sum(sum(_counts(result, "missing")) for result in delivering)
+    duplicated = sum(sum(_counts(result, "duplicated")) for result in delivering)
     failed = [result for result in delivering if result.get("problems")]
     names = ", ".join(str(result["name"]) for result in delivering) or "no run delivered anything"
     if not delivering:

@@ -6,13 +6,9 @@ import re
 import sys
 import types
 
-import pytest
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("tqdm")
-
-from bench import __main__ as orchestrator  # noqa: E402
-from bench import report  # noqa: E402
+from bench import __main__ as orchestrator
+from bench import report
 
 
 def canned_results() -> list[dict]:

@@ -37,3 +37,11 @@ async def test_every_socket_gets_every_frame_of_the_burst(tmp_path, impl):
     assert result["failed_sends"] == 0 and result["errors"] == []
     assert raw_limits._push_problems(result) == []
     assert result["frames_per_s"] > 0 and result["cpu"]["busiest_client"] >= 0
+
+
+async def test_round_robin_order_also_gets_every_frame_to_every_socket(tmp_path):
+    result = await raw_limits.push_limit(raw_limits.ROUND_ROBIN_IMPL, clients=20, rounds=10, log_dir=tmp_path,
+                                         order="round")
+    assert result["order"] == "round"
+    assert (result["opened"], result["received"], result["short"], result["extra"]) == (20, 20 * 10, 0, 0)
+    assert result["failed_sends"] == 0 and raw_limits._push_problems(result) == []
