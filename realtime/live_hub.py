@@ -92,10 +92,8 @@ class LiveSubscriber:
     """One socket as the hub sees it: a bounded queue of frames waiting to be written.
 
     Kept small on purpose (10,000 idle sockets per process): a deque, and ``on_wake``,
-    called when there is something to write or the subscriber closes, so that the socket
-    writes at once (``/ws`` writes in the call, and makes a task only while a write has to
-    wait) and holds no writer task while idle. ``on_wake`` may therefore run the write,
-    close and detach before ``offer`` returns. The set of ids sent
+    called when there is something to write or the subscriber closes, so that the
+    socket's writer task needs to exist only while there is work. The set of ids sent
     exists only while catching up, the one time a duplicate can arise (an event both
     read from the timeline and received live).
     """
@@ -391,8 +389,7 @@ class LiveHub:
             if event.is_control:
                 self._control(event, subs)
             else:
-                # A copy: an offer can write at once, and a socket closed by it leaves the set.
-                for sub in tuple(subs):
+                for sub in subs:
                     sub.offer(event)
 
     @staticmethod

@@ -23,8 +23,6 @@ from realtime.errors import Unauthorized
 from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber
 from realtime.redis_client import RedisDown
 
-from ..eager import start_eagerly
-
 CLOSE_MALFORMED = 4400
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_POLICY = 1008
@@ -140,16 +138,15 @@ def _parse_frame(message: dict) -> dict:
 
 
 async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
-    """Read client frames here; write queued frames as soon as they are queued, in the
-    call that queued them, and in a task only while the socket makes a write wait (most
-    sockets are idle most of the time, and each task costs memory and CPU)."""
-    writer: asyncio.Future | None = None
+    """Read client frames here; write queued frames from a task that exists only while
+    there is something to write (most sockets are idle most of the time, and each task
+    costs memory)."""
+    writer: asyncio.Task | None = None
 
     def start_writer() -> None:
         nonlocal writer
         if writer is None or writer.done():
-            writer = _WRITING  # a wake while this write runs eagerly only queues
-            writer = start_eagerly(_write_frames(websocket, subscriber, hub, close_timeout))
+            writer = asyncio.create_task(_write_frames(websocket, subscriber, hub, close_timeout))
 
     subscriber.on_wake = start_writer
     if subscriber.queued or subscriber.close_code is not None:
@@ -165,17 +162,6 @@ async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_tim
                 writer.cancel()  # the client left: nothing more to write
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
-
-
-class _Writing:
-    """Stands for the writer while it runs inside ``start_eagerly``: not done."""
-
-    @staticmethod
-    def done() -> bool:
-        return False
-
-
-_WRITING = _Writing()
 
 
 async def _write_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
