@@ -15,6 +15,7 @@ from .live_hub import LiveEvent, LiveHub
 from .presence import Presence
 from .rate_limits import RateLimits
 from .redis_client import Redis, make_redis, warm_up
+from .replay_cache import ReplayCache
 from .search import HashtagIndex, Search
 from .sessions import Sessions
 from .socket_limit import SocketLimit
@@ -48,6 +49,7 @@ class Engine:
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
                              hashtag_index=self.hashtag_index)
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
+        self.replay_cache = ReplayCache()
         self.live_hub = LiveHub(redis, self._make_pubsub_client, self.live_catch_up)
         self.presence = Presence(redis, self.live_hub)
         self.rate_limits = RateLimits(redis, settings)
@@ -90,9 +92,16 @@ class Engine:
         return make_redis(self.settings.redis_url, cluster=self.settings.redis_cluster, blocking=True, retries=0)
 
     async def live_catch_up(self, user: str, since: int | None) -> list[LiveEvent]:
-        """The tweets that entered ``user``'s home timeline after ``since``, oldest first, as events."""
+        """The tweets that entered ``user``'s home timeline after ``since``, oldest first, as
+        events; those rendered in the last seconds come from the replay cache."""
         ids = await self.timelines.newer_than(keys.home_timeline(user), since)
-        return [LiveEvent(tweet_event(tweet)) for tweet in await self.tweets.hydrate(ids)]
+        events = {entry_id: event for entry_id in ids if (event := self.replay_cache.get(entry_id))}
+        missing = [entry_id for entry_id in ids if entry_id not in events]
+        for tweet in await self.tweets.hydrate(missing) if missing else []:
+            event = LiveEvent.of_tweet(tweet_event(tweet), tweet)
+            self.replay_cache.put(event)
+            events[event.entry_id] = event
+        return [events[entry_id] for entry_id in ids if entry_id in events]
 
     async def start_live(self) -> None:
         """Start the pub/sub listener and the presence heartbeat; return once listening."""

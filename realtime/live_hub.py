@@ -76,6 +76,15 @@ class LiveEvent:
             self.entry_id = int(tweet.get("retweet_id") or tweet["id"])
             self.posted_at = tweet.get("timestamp")
 
+    @classmethod
+    def of_tweet(cls, frame: str, tweet: dict) -> LiveEvent:
+        """The event of ``tweet``, whose ``frame`` was just rendered: nothing to parse back."""
+        event = cls.__new__(cls)
+        event.frame, event.kind, event.token_hash, event.socket_ids = frame, "tweet", None, ()
+        event.entry_id = int(tweet.get("retweet_id") or tweet["id"])
+        event.posted_at = tweet.get("timestamp")
+        return event
+
     @property
     def is_control(self) -> bool:
         return self.kind in ("session_revoked", "sockets_evicted")

@@ -1,0 +1,44 @@
+"""Tweet events rendered recently in this process, shared by the sockets that replay them.
+
+A connection storm (thousands of sockets reconnecting with ``since`` after a deploy or a
+network blip) replays mostly the same recent tweets to everyone. Reading and rendering
+each of them once per process, not once per socket, is most of the work saved. An entry
+lives ``ttl`` seconds. A replayed tweet's like and retweet counts are therefore at most
+that old, as a live event's are. A tweet deleted within that time is dropped from the
+timelines by its delete job, and that job's live event reaches every attached socket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .live_hub import LiveEvent
+
+__all__ = ["ReplayCache"]
+
+
+class ReplayCache:
+    def __init__(self, *, ttl: float = 2.0, max_entries: int = 20_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[int, tuple[float, LiveEvent]] = {}  # in insertion order: oldest first
+        self.hits = self.misses = 0
+
+    def get(self, entry_id: int) -> LiveEvent | None:
+        entry = self._entries.get(entry_id)
+        if entry is None or entry[0] < self._clock():
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry[1]
+
+    def put(self, event: LiveEvent) -> None:
+        if event.entry_id is None:
+            return
+        self._entries.pop(event.entry_id, None)  # re-inserted at the young end
+        self._entries[event.entry_id] = (self._clock() + self.ttl, event)
+        while len(self._entries) > self.max_entries:
+            del self._entries[next(iter(self._entries))]
