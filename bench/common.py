@@ -302,3 +302,16 @@ def run_in_child(coroutine) -> None:
         asyncio.run(coroutine)
     else:
         uvloop.run(coroutine)
+
+
+def finish_cli(name: str, result: Mapping, *, write: bool, command: str | None = None) -> int:
+    """The end of a benchmark's own command: print its report, rewrite its section of
+    BENCHMARKS.md unless told not to, list its problems. Exit status 1 on any problem."""
+    print("\n" + result["body"] + "\n", flush=True)
+    if write:
+        write_section(name, result["title"], command=command or result["command"], machine_line=result["machine"],
+                      body=result["body"])
+        print(f"Wrote the {name} section of BENCHMARKS.md", flush=True)
+    for problem in result["problems"]:
+        print(f"problem: {problem}", file=sys.stderr)
+    return 1 if result["problems"] else 0

@@ -42,8 +42,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (Progress, command_line, machine, private_redis, raise_open_files_limit, rss_bytes, run_in_child,
-                     write_section)
+from .common import (Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit, rss_bytes,
+                     run_in_child)
 from .live_load import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, _recv,
                         _settle, check_deliveries, create_users, cpu_table, percentile)
 
@@ -745,16 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = asyncio.run(measure(args.quick, only=args.only))
     except KeyboardInterrupt:
         return 130
-    print("\n" + result["body"] + "\n", flush=True)
     print(f"({time.perf_counter() - started:.0f} s in all)", flush=True)
-    if not args.no_write and result["figures"]:
-        write_section(NAME, result["title"], command=command_line("bench.live_shapes", argv),
-                      machine_line=result["machine"], body=result["body"])
-        print(f"Wrote the {NAME} section of BENCHMARKS.md", flush=True)
-    if result["problems"]:
-        print("PROBLEMS:\n" + "\n".join(f"- {p}" for p in result["problems"]), file=sys.stderr)
-        return 1
-    return 0
+    return finish_cli(NAME, result, write=not args.no_write and bool(result["figures"]),
+                      command=command_line("bench.live_shapes", argv))
 
 
 if __name__ == "__main__":

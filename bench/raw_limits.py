@@ -32,8 +32,8 @@ from pathlib import Path
 from realtime.embedded_redis import free_port, stop_child
 from realtime.tweets import tweet_event
 
-from .common import (ROOT, run_in_child, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree,
-                     raise_open_files_limit, write_section)
+from .common import (ROOT, finish_cli, run_in_child, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree,
+                     raise_open_files_limit)
 
 __all__ = ["measure", "tweet_frame", "recipients_message", "publish_limit", "push_limit", "IMPLEMENTATIONS",
            "available_implementations", "main"]
@@ -607,16 +607,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    result = asyncio.run(measure(quick=args.quick))
-    print()
-    print(result["body"])
-    for problem in result["problems"]:
-        print(f"PROBLEM: {problem}", file=sys.stderr)
-    if not args.no_write:
-        write_section(NAME, result["title"], command=result["command"], machine_line=result["machine"],
-                      body=result["body"])
-        print(f"\nwrote the {NAME} section of BENCHMARKS.md")
-    return 1 if result["problems"] else 0
+    return finish_cli(NAME, asyncio.run(measure(quick=args.quick)), write=not args.no_write)
 
 
 if __name__ == "__main__":

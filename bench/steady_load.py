@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import Progress, command_line, machine, private_redis, raise_open_files_limit, write_section
+from .common import (Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit)
 from .live_load import (BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, check_deliveries,
                         create_users, saturation_notes, SATURATED)
 
@@ -257,13 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N=200, K=20, R 20 then 40, 2 s each")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
-    result = asyncio.run(measure(args.quick))
-    print("\n" + result["body"] + "\n")
-    if not args.no_write:
-        write_section(NAME, TITLE, command=result["command"], machine_line=result["machine"], body=result["body"])
-    for problem in result["problems"]:
-        print(f"problem: {problem}", file=sys.stderr)
-    return 1 if result["problems"] else 0
+    return finish_cli(NAME, asyncio.run(measure(args.quick)), write=not args.no_write)
 
 
 if __name__ == "__main__":
