@@ -51,11 +51,16 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_REPLACED = 4409  # the user opened more sockets than MAX_SOCKETS_PER_USER; this was the oldest
 #: How long a process's claim to a user's sockets lasts without renewal (seconds).
 LEASE = 60.0
+#: Without a renewal for this long, the hub reconnects: rewriting every lease and catching
+#: every socket up, before a lease can lapse unnoticed.
+RENEWAL_OVERDUE = LEASE / 2
+RENEWAL_RETRY = 2.0
 LEASE_WRITE_CHUNK = 200  # users per pipeline: a renewal of 10,000 leases must not stall the loop
 
 
 def new_process_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    # 32 random bits: containers often share a hostname and run as pid 1.
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 class LiveEvent:
@@ -71,6 +76,8 @@ class LiveEvent:
         self.posted_at: float | None = None
         self.token_hash: str | None = data.get("token_hash")
         self.socket_ids: list[str] | tuple = data.get("socket_ids") or ()  # sockets_evicted (realtime.socket_limit)
+        if not isinstance(self.socket_ids, (list, tuple)):
+            raise ValueError("socket_ids must be a list")
         if self.kind == "tweet":
             tweet = data["tweet"]
             self.entry_id = int(tweet.get("retweet_id") or tweet["id"])
@@ -156,7 +163,8 @@ class LiveSubscriber:
 
     def mark_sent(self, entry_id: int) -> None:
         """Record an entry written outside the queue (the replay on connect)."""
-        self._seen.add(entry_id)
+        if self._seen is not None:  # None once closed (signed out, evicted...) mid-replay
+            self._seen.add(entry_id)
         self.last_id = entry_id
 
     def catch_up(self, events: list[LiveEvent]) -> int:
@@ -226,6 +234,7 @@ class LiveHub:
         self._removal_done = asyncio.Event()  # cleared while lapsed leases are being removed
         self._removal_done.set()
         self._unconfirmed: dict[str, asyncio.Future] = {}
+        self._renewed_at = time.monotonic()  # the last time every lease was written
         self._client: Redis | None = None
         self._pubsub = None
         self.connected = asyncio.Event()
@@ -263,8 +272,6 @@ class LiveHub:
             self._connections += 1
         self._update_gauges()
         if subscriber.user not in self._leased:
-            # After a removal in flight, so that its ZREM cannot land after our ZADD.
-            await self._removal_done.wait()
             await asyncio.wait_for(self._write_leases([subscriber.user]), timeout=5)
 
     async def detach(self, subscriber: LiveSubscriber) -> None:
@@ -283,24 +290,53 @@ class LiveHub:
     # -- leases: where each user's sockets are ----------------------------------------
 
     async def _write_leases(self, users: list[str]) -> None:
-        until = int((time.time() + LEASE) * 1000)
+        # After a removal in flight, so that its ZREM cannot land after our ZADD.
+        await self._removal_done.wait()
+        now_ms = int(time.time() * 1000)
+        until = now_ms + int(LEASE * 1000)
         for start in range(0, len(users), LEASE_WRITE_CHUNK):
             chunk = users[start:start + LEASE_WRITE_CHUNK]
             pipe = self._redis.pipeline(transaction=False)
             for user in chunk:
-                pipe.zadd(keys.live_presence(user), {self.process_id: until})
-                pipe.pexpire(keys.live_presence(user), int(LEASE * 1000))
+                key = keys.live_presence(user)
+                pipe.zadd(key, {self.process_id: until})
+                pipe.zremrangebyscore(key, "-inf", now_ms)  # leases of dead processes
+                pipe.pexpire(key, int(LEASE * 1000))
             await pipe.execute()
-            self._leased.update(chunk)
+            # Only users still here: one who left meanwhile is the renewal's to remove.
+            self._leased.update(user for user in chunk if user in self._subscribers)
 
     async def keep_leases(self) -> None:
-        """Renew the leases of users with a socket here, drop the others; every LEASE / 3."""
+        """Renew the leases of users with a socket here, drop the others; every LEASE / 3.
+
+        A renewal that fails is retried every few seconds; once none has succeeded for
+        RENEWAL_OVERDUE, the pub/sub connection is dropped, so that the reconnect loop
+        rewrites every lease and catches every socket up (or, while Redis refuses writes,
+        keeps new sockets out) before a lease can lapse with its sockets still counting on it.
+        """
         while True:
             await asyncio.sleep(LEASE / 3)
+            while True:
+                try:
+                    await self.renew_leases()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # RedisDown, READONLY, OOM...: never the end of renewals
+                    log.warning("lease renewal failed (%s); retrying in %.0fs", exc, RENEWAL_RETRY)
+                if time.monotonic() - self._renewed_at > RENEWAL_OVERDUE:
+                    log.error("no lease renewed for %.0fs: reconnecting to rewrite them", RENEWAL_OVERDUE)
+                    await self._drop_connection()
+                await asyncio.sleep(RENEWAL_RETRY)
+
+    async def _drop_connection(self) -> None:
+        """Make the reader fail, so that ``run`` goes through its reconnect path."""
+        pubsub = self._pubsub
+        if pubsub is not None:
             try:
-                await self.renew_leases()
-            except RedisDown as exc:
-                log.debug("lease renewal skipped: %s", exc)
+                await pubsub.aclose()
+            except Exception:  # it is being dropped either way
+                pass
 
     async def release_leases(self) -> None:
         """On shutdown: this process no longer takes anyone's events."""
@@ -323,6 +359,7 @@ class LiveHub:
             finally:
                 self._removal_done.set()
         await self._write_leases(list(self._subscribers))
+        self._renewed_at = time.monotonic()
 
     def _update_gauges(self) -> None:
         if self._subscribers:
@@ -350,6 +387,7 @@ class LiveHub:
                 await asyncio.wait_for(asyncio.gather(*self._unconfirmed.values()), timeout=5)
                 # Redis may have restarted empty: our users' leases before anyone goes live.
                 await asyncio.wait_for(self._write_leases(list(self._subscribers)), timeout=5)
+                self._renewed_at = time.monotonic()
                 self.connected.set()
                 if not first:
                     self.reconnects += 1
@@ -391,7 +429,7 @@ class LiveHub:
             return  # a lease not yet dropped, or a control event for users elsewhere
         try:
             event = LiveEvent(frame)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except Exception:  # anything in it that is not the expected shape: never the reader's end
             log.error("ignoring a malformed live event for %s", names[:100])
             return
         for subs in local:

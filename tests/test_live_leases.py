@@ -120,3 +120,66 @@ async def test_timeline_writes_survive_redis_losing_its_scripts(tmp_path):
     finally:
         await engine.close()
         server.stop()
+
+
+async def test_a_write_for_a_user_who_left_meanwhile_is_not_counted_as_leased(engine):
+    hub = engine.live_hub
+    await hub._write_leases(["leaseghost"])  # e.g. the reconnect's snapshot, the socket gone since
+    assert await leased(engine, "leaseghost") and "leaseghost" not in hub._leased
+
+
+async def test_writing_a_lease_drops_the_lapsed_leases_of_dead_processes(engine):
+    await engine.redis.zadd(keys.live_presence("leasefay"), {"dead-process": 1})
+    sub = subscriber("leasefay")
+    await engine.live_hub.attach(sub)
+    assert await engine.redis.zrange(keys.live_presence("leasefay"), 0, -1) == [engine.live_hub.process_id]
+    await engine.live_hub.detach(sub)
+
+
+async def test_malformed_messages_are_ignored_and_the_reader_goes_on(engine):
+    hub = engine.live_hub
+    sub = subscriber("leasegus")
+    await hub.attach(sub)
+    sub.catch_up([])
+    for junk in ("leasegus\n[1, 2]", 'leasegus\n{"type": "tweet", "tweet": 5}',
+                 'leasegus\n{"type": "sockets_evicted", "socket_ids": 5}', "leasegus\nnot json"):
+        hub._dispatch(junk)
+    assert sub.state.value == "live" and sub.queued == 0
+    await hub.detach(sub)
+
+
+async def test_a_subscriber_closed_during_its_replay_takes_the_rest_of_it_quietly():
+    sub = subscriber("leasehal")
+    sub.close(4401, "signed out")
+    sub.mark_sent(5)  # the replay loop has not noticed yet
+    assert sub.last_id == 5 and sub.close_code == 4401
+
+
+async def test_renewals_failing_for_too_long_make_the_hub_reconnect_and_rewrite_the_leases(engine, monkeypatch):
+    from realtime import live_hub
+    from redis.exceptions import ResponseError
+
+    hub = engine.live_hub
+    sub = subscriber("leaseivy")
+    await hub.attach(sub)
+    sub.catch_up([])
+    await engine.redis.delete(keys.live_presence("leaseivy"))  # as if it had lapsed
+
+    async def refused() -> None:
+        raise ResponseError("READONLY You can't write against a read only replica.")
+
+    monkeypatch.setattr(hub, "renew_leases", refused)
+    monkeypatch.setattr(live_hub, "LEASE", 0.15)
+    monkeypatch.setattr(live_hub, "RENEWAL_RETRY", 0.05)
+    monkeypatch.setattr(live_hub, "RENEWAL_OVERDUE", 0.1)
+    reconnects = hub.reconnects
+    renewing = asyncio.create_task(hub.keep_leases())
+    try:
+        async with asyncio.timeout(10):
+            while hub.reconnects == reconnects or not hub.connected.is_set():
+                await asyncio.sleep(0.01)  # polling the hub's counter: it has no event for "reconnected"
+    finally:
+        renewing.cancel()
+    assert await leased(engine, "leaseivy"), "the reconnect rewrote the lease"
+    assert sub.close_code is None
+    await hub.detach(sub)
