@@ -27,7 +27,7 @@ import orjson
 from redis.exceptions import ResponseError
 
 from . import keys
-from .redis_client import Redis, RedisDown, execute_scripted
+from .redis_client import Redis, RedisDown
 from .scripts import SET_IF_GREATER
 from .timelines import FULL_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
 
@@ -226,7 +226,7 @@ class FanoutWorker:
         if job is not None and job.seq:
             await self._mark_done(keys=[keys.fanout_author_done(job.author)], args=[job.seq, PROGRESS_TTL],
                                   client=pipe)
-        await execute_scripted(pipe)
+        await pipe.execute()  # with SCRIPT EXISTS: see execute_scripted for why not here
         self.jobs_done += 1
 
     async def run_job(self, job: FanoutJob, *, resumed: bool) -> None:
@@ -302,5 +302,5 @@ class FanoutWorker:
         pipe.expire(progress_key, PROGRESS_TTL)
         # Resets the job's idle time, so nobody takes over a long fan-out that is alive.
         pipe.xclaim(keys.FANOUT_STREAM, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
-        await execute_scripted(pipe)
+        await pipe.execute()  # with SCRIPT EXISTS: see execute_scripted for why not here
         self.entries_written += len(targets)

@@ -58,8 +58,12 @@ async def execute_scripted(pipe) -> list:
     """``pipe.execute()`` without the ``SCRIPT EXISTS`` round trip that redis-py sends
     before every pipeline holding a script. The scripts are loaded after their first use;
     when Redis has lost them (a restart, ``SCRIPT FLUSH``), they are loaded and the
-    pipeline runs again, so only pipelines that are safe to run twice come here (timeline
-    pushes and removals, fan-out progress marks and acknowledgements)."""
+    pipeline runs again.
+
+    Only for pipelines of script calls alone that are safe to run twice (timeline pushes
+    and removals). Not for one that also writes a mark of what the scripts did (the fan-out
+    progress): a pipeline is no transaction, so on NOSCRIPT the mark would be written
+    without the batch, and lost work if the process died before the re-run."""
     if not isinstance(getattr(pipe, "scripts", None), set):
         return await pipe.execute()  # a cluster pipeline: redis-py's own way
     scripts, stack = pipe.scripts, list(pipe.command_stack)
