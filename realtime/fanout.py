@@ -27,7 +27,7 @@ import orjson
 from redis.exceptions import ResponseError
 
 from . import keys
-from .redis_client import Redis, RedisDown
+from .redis_client import Redis, RedisDown, execute_scripted
 from .scripts import SET_IF_GREATER
 from .timelines import FULL_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
 
@@ -226,7 +226,9 @@ class FanoutWorker:
         if job is not None and job.seq:
             await self._mark_done(keys=[keys.fanout_author_done(job.author)], args=[job.seq, PROGRESS_TTL],
                                   client=pipe)
-        await pipe.execute()  # with SCRIPT EXISTS: see execute_scripted for why not here
+        # Without SCRIPT EXISTS: on NOSCRIPT the job is acknowledged before its done-mark is
+        # set, and if the re-run is lost the author's next job only waits ORDER_WAIT.
+        await execute_scripted(pipe)
         self.jobs_done += 1
 
     async def run_job(self, job: FanoutJob, *, resumed: bool) -> None:
@@ -268,10 +270,14 @@ class FanoutWorker:
                 if not names:
                     break
                 cursor = names[-1]
-                page = asyncio.ensure_future(self._follower_page(job.author, cursor))
+                last = len(names) < self.batch_size  # a short page is the end: no read of an empty one
+                if not last:
+                    page = asyncio.ensure_future(self._follower_page(job.author, cursor))
                 targets = [keys.home_timeline(name) for name in names if name not in skip]
                 await self._write_batch(job, targets, message, dedupe, {"cursor": cursor})
                 dedupe = RECENT_DEDUPE_WINDOW
+                if last:
+                    break
                 if self.batch_pause:
                     await asyncio.sleep(self.batch_pause)
         finally:

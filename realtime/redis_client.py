@@ -60,10 +60,11 @@ async def execute_scripted(pipe) -> list:
     when Redis has lost them (a restart, ``SCRIPT FLUSH``), they are loaded and the
     pipeline runs again.
 
-    Only for pipelines of script calls alone that are safe to run twice (timeline pushes
-    and removals). Not for one that also writes a mark of what the scripts did (the fan-out
-    progress): a pipeline is no transaction, so on NOSCRIPT the mark would be written
-    without the batch, and lost work if the process died before the re-run."""
+    Only for pipelines that are safe to run twice and whose other commands may land
+    without the scripts' (timeline pushes and removals; a fan-out job's acknowledgement).
+    Not for one that writes a mark of what the scripts did (the fan-out progress): a
+    pipeline is no transaction, so on NOSCRIPT the mark would be written without the
+    batch, and the batch lost if the process died before the re-run."""
     if not isinstance(getattr(pipe, "scripts", None), set):
         return await pipe.execute()  # a cluster pipeline: redis-py's own way
     scripts, stack = pipe.scripts, list(pipe.command_stack)

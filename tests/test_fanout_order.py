@@ -57,3 +57,28 @@ async def test_one_authors_jobs_stay_in_order_across_two_workers(private_redis):
         await last_follower.aclose()
     finally:
         await engine.close()
+
+
+async def test_a_short_follower_page_ends_the_fan_out_without_reading_an_empty_one(private_redis):
+    settings = Settings.load(environ={"REDIS_URL": private_redis.url, "FANOUT_IN_PROCESS": "0",
+                                      "FANOUT_BATCH_SIZE": "100"})
+    engine = await Engine.open(settings)
+    try:
+        await engine.users.create("pager")
+        followers = [f"page{n:04d}" for n in range(150)]  # one full page, one short one
+        await engine.redis.zadd(keys.followers("pager"), {name: 0 for name in followers})
+        await engine.redis.config_resetstat()
+        tweet_id = await engine.tweets.post("pager", "to 150")
+        [worker] = engine.start_fanout_workers(1)
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while worker.jobs_done < 1:
+            assert asyncio.get_running_loop().time() < deadline, "the job never finished"
+            await asyncio.sleep(0.01)  # the worker has no completion event; its counter is polled
+        pipe = engine.redis.pipeline(transaction=False)
+        for name in followers:
+            pipe.lpos(keys.home_timeline(name), tweet_id)
+        assert all(position is not None for position in await pipe.execute())
+        stats = await engine.redis.info("commandstats")
+        assert stats["cmdstat_zrangebylex"]["calls"] == 2
+    finally:
+        await engine.close()
