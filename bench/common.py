@@ -93,6 +93,14 @@ def machine(redis_info: Mapping[str, object]) -> str:
             f"{platform.release()}, Python {platform.python_version()}, {redis}")
 
 
+def machine_of(redis_url: str) -> str:
+    """``machine`` for the Redis at ``redis_url`` (asked for its ``INFO server``)."""
+    import redis as redis_sync
+
+    with redis_sync.Redis.from_url(redis_url) as client:
+        return machine(client.info("server"))
+
+
 def command_line(module: str, argv: Sequence[str] | None = None) -> str:
     """The exact command that produced a run: ``python -m MODULE ARGS...``."""
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit,
+from .common import (Progress, command_line, finish_cli, machine_of, private_redis, raise_open_files_limit,
                      rss_bytes)
 from .live_load import BenchError, CpuMark, Plan, Service, SocketProcesses, _settle, cpu_table, create_users
 
@@ -42,11 +42,7 @@ async def run_steps(setup: dict) -> tuple[list[dict], dict, str, dict]:
     cpu: dict = {}
     facts: dict = {"opened": 0, "errors": []}
     with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="chirp-idle-") as logs:
-        import redis as redis_sync
-
-        client = redis_sync.Redis.from_url(redis_server.url)
-        machine_line = machine(client.info("server"))
-        client.close()
+        machine_line = machine_of(redis_server.url)
         service = Service(redis_server.url, 1, Path(logs))
         groups: list[SocketProcesses] = []
         try:
@@ -54,9 +50,8 @@ async def run_steps(setup: dict) -> tuple[list[dict], dict, str, dict]:
             plan = Plan.idle(total)
             print(f"Setting up: {total:,} users", flush=True)
             tokens = await create_users(service.url, plan, 32, 300)
-            service.stop()
-            await service.start()
-            ws_url = service.url.replace("http://", "ws://") + "/ws"
+            await service.restart()
+            ws_url = service.ws_url
             redis_pid = redis_server.process.pid
             previous = 0
             for count in setup["steps"]:

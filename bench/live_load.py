@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (ROOT, run_in_child, Progress, command_line, cpu_seconds, git_revision, machine, machine_busy_seconds,
+from .common import (ROOT, run_in_child, Progress, command_line, cpu_seconds, git_revision, machine_of, machine_busy_seconds,
                      private_redis, process_tree, raise_open_files_limit, rss_bytes, write_section)
 
 LOAD_SECTION = "live_load"
@@ -172,6 +172,7 @@ class Service:
         self.extra_env = dict(item.split("=", 1) for item in extra_env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
         self.process: subprocess.Popen | None = None
         self.starts = 0
 
@@ -227,6 +228,11 @@ class Service:
                 except ProcessLookupError:
                     pass
             self.process.wait()
+
+    async def restart(self) -> None:
+        """A fresh process: its memory and CPU then belong to the next measurement alone."""
+        self.stop()
+        await self.start()
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.log_dir / f"service-{self.starts}.log"
@@ -714,12 +720,11 @@ async def load_run(args: argparse.Namespace, service: Service, redis_pid: int) -
           f"{args.posters * args.followers_per_poster:,} follows", flush=True)
     setup_started = time.perf_counter()
     tokens = await create_users(service.url, plan, args.setup_concurrency, args.max_seconds)
-    service.stop()  # a fresh process: its memory and CPU then belong to this run alone
-    await service.start()
+    await service.restart()
     setup_seconds = time.perf_counter() - setup_started
     poster = PosterProcess(service.url, [(p, tokens[p]) for p in plan.posters], args.rate, args.duration,
                            args.post_concurrency)
-    sockets = SocketProcesses(service.url.replace("http://", "ws://") + "/ws",
+    sockets = SocketProcesses(service.ws_url,
                               [(f, tokens[f]) for f in plan.followers], args.socket_procs, args.connect_concurrency)
     result: dict = {"plan": plan, "setup_seconds": setup_seconds}
     try:
@@ -773,10 +778,9 @@ async def idle_run(args: argparse.Namespace, service: Service, redis_pid: int) -
     print(f"Setting up: {len(plan.followers):,} users", flush=True)
     setup_started = time.perf_counter()
     tokens = await create_users(service.url, plan, args.setup_concurrency, args.max_seconds)
-    service.stop()
-    await service.start()
+    await service.restart()
     setup_seconds = time.perf_counter() - setup_started
-    sockets = SocketProcesses(service.url.replace("http://", "ws://") + "/ws",
+    sockets = SocketProcesses(service.ws_url,
                               [(f, tokens[f]) for f in plan.followers], args.socket_procs, args.connect_concurrency)
     result: dict = {"plan": plan, "setup_seconds": setup_seconds}
     try:
@@ -1005,17 +1009,13 @@ IDLE_NOTES = """### Notes (written by hand, kept across re-runs)
 # -- main ----------------------------------------------------------------------------------
 
 async def run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
-    import redis as redis_sync
-
     needed = args.sockets + 1024
     limit = raise_open_files_limit(needed)
     if limit < needed:
         print(f"warning: RLIMIT_NOFILE is {limit} (hard limit), below the {needed} that {args.sockets:,} "
               "sockets want; some may fail to open", file=sys.stderr)
     with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="chirp-live-load-") as logs:
-        client = redis_sync.Redis.from_url(redis_server.url)
-        machine_line = machine(client.info("server"))
-        client.close()
+        machine_line = machine_of(redis_server.url)
         service = Service(redis_server.url, args.server_workers, Path(logs), args.server_env)
         print(f"redis-server on port {redis_server.port}; service: {' '.join(service.command()[1:])}", flush=True)
         try:

@@ -88,12 +88,6 @@ class Context:
 
 # -- helpers ------------------------------------------------------------------------------
 
-async def _restart(service: Service) -> None:
-    """A fresh service process: its CPU and memory then belong to the next measurement."""
-    service.stop()
-    await service.start()
-
-
 async def _post(client, token: str, text: str) -> tuple[str, float]:
     """POST /tweets; answers (id, time.time() just before sending)."""
     sent = time.time()
@@ -222,10 +216,10 @@ async def _wait_deliveries(sockets: SocketProcesses, expected: int, until: float
 
 async def celebrity_a(ctx: Context, sizes: Sizes) -> dict:
     plan, tokens, _ = await _celebrity_setup(ctx, "a", sizes.celebrity_sockets, sizes.celebrity_sockets)
-    await _restart(ctx.service)
+    await ctx.service.restart()
     poster = PosterProcess(ctx.service.url, [(plan.posters[0], tokens[plan.posters[0]])], sizes.celebrity_rate,
                            sizes.celebrity_tweets / sizes.celebrity_rate, 4)
-    sockets = SocketProcesses(ctx.service.url.replace("http://", "ws://") + "/ws",
+    sockets = SocketProcesses(ctx.service.ws_url,
                               [(f, tokens[f]) for f in plan.followers], sizes.socket_procs, 100)
     try:
         await poster.start()
@@ -270,8 +264,8 @@ async def celebrity_b(ctx: Context, sizes: Sizes) -> dict:
 
     plan, tokens, names = await _celebrity_setup(ctx, "b", sizes.big_followers, sizes.big_sockets)
     author = plan.posters[0]
-    await _restart(ctx.service)
-    sockets = SocketProcesses(ctx.service.url.replace("http://", "ws://") + "/ws",
+    await ctx.service.restart()
+    sockets = SocketProcesses(ctx.service.ws_url,
                               [(f, tokens[f]) for f in plan.followers], sizes.socket_procs, 100)
     last = max(names)  # the fan-out walks followers:{poster} in lexicographic order
     seen: dict[str, float] = {}
@@ -512,11 +506,11 @@ async def storm(ctx: Context, sizes: Sizes) -> dict:
                 base.append((await _post(client, tokens[poster], f"storm tweet {number} by {poster}"))[0])
     print(f"  {1 + len(base)} tweets posted; waiting for them in every home timeline", flush=True)
     await _wait_timelines(ctx, users, [since, *base], MAX_SECONDS)
-    await _restart(ctx.service)
+    await ctx.service.restart()
     rss_before = await _settle(ctx.service)
     window = sizes.storm_window
     schedule = [(name, tokens[name], index * window / len(users)) for index, name in enumerate(users)]
-    sockets = StormProcesses(ctx.service.url.replace("http://", "ws://") + "/ws", schedule, since, sizes.socket_procs)
+    sockets = StormProcesses(ctx.service.ws_url, schedule, since, sizes.socket_procs)
     poster = PosterProcess(ctx.service.url, [(p, tokens[p]) for p in posters], sizes.storm_live_rate, window, 4)
     try:
         await sockets.start()

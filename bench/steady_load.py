@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit)
+from .common import (Progress, command_line, finish_cli, machine_of, private_redis, raise_open_files_limit)
 from .live_load import (BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, check_deliveries,
                         create_users, saturation_notes, SATURATED)
 
@@ -100,11 +100,7 @@ async def run_steps(setup: dict) -> tuple[list[dict], str, dict]:
     """(steps, machine line, setup facts): one service, one set of sockets, R rising."""
     raise_open_files_limit(setup["sockets"] + 1024)
     with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="chirp-steady-") as logs:
-        import redis as redis_sync
-
-        client = redis_sync.Redis.from_url(redis_server.url)
-        machine_line = machine(client.info("server"))
-        client.close()
+        machine_line = machine_of(redis_server.url)
         service = Service(redis_server.url, 1, Path(logs))
         steps: list[dict] = []
         try:
@@ -114,10 +110,9 @@ async def run_steps(setup: dict) -> tuple[list[dict], str, dict]:
                   f"{setup['posters'] * setup['followers_per_poster']:,} follows", flush=True)
             started = time.perf_counter()
             tokens = await create_users(service.url, plan, 32, 300)
-            service.stop()  # a fresh process: its memory and CPU then belong to the run alone
-            await service.start()
+            await service.restart()
             facts = {"setup_seconds": time.perf_counter() - started}
-            sockets = SocketProcesses(service.url.replace("http://", "ws://") + "/ws",
+            sockets = SocketProcesses(service.ws_url,
                                       [(f, tokens[f]) for f in plan.followers], 1, 100)
             try:
                 opening = await sockets.open(300)
