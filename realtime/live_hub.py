@@ -340,10 +340,13 @@ class LiveHub:
 
     async def release_leases(self) -> None:
         """On shutdown: this process no longer takes anyone's events."""
+        leased, self._leased = self._leased, set()
+        await self._remove_leases(leased)
+
+    async def _remove_leases(self, users: set[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        for user in self._leased:
+        for user in users:
             pipe.zrem(keys.live_presence(user), self.process_id)
-        self._leased = set()
         await pipe.execute()
 
     async def renew_leases(self) -> None:
@@ -352,10 +355,7 @@ class LiveHub:
             self._leased -= gone
             self._removal_done.clear()
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for user in gone:
-                    pipe.zrem(keys.live_presence(user), self.process_id)
-                await pipe.execute()
+                await self._remove_leases(gone)
             finally:
                 self._removal_done.set()
         await self._write_leases(list(self._subscribers))

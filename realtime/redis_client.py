@@ -6,6 +6,8 @@ breaks blocking reads), so nothing here relies on them.
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
@@ -49,8 +51,6 @@ async def warm_up(redis: Redis, connections: int) -> None:
     """Open ``connections`` pooled connections now. redis-py opens them on demand, each with
     its own handshake round trips, which made the first second of a burst of posts slower
     than the rest (see BENCHMARKS.md)."""
-    import asyncio
-
     await asyncio.gather(*(redis.execute_command("PING") for _ in range(connections)))
 
 
