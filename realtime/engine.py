@@ -8,7 +8,7 @@ import logging
 
 from . import keys
 from .config import Settings
-from .fanout import FanoutQueue, FanoutWorker
+from .fanout import AuthorsInFlight, FanoutQueue, FanoutWorker
 from .google_auth import GoogleCerts, GoogleVerifier
 from .id_lease import IdLease
 from .live_hub import LiveEvent, LiveHub
@@ -59,6 +59,7 @@ class Engine:
         self.google: GoogleVerifier | None = (
             GoogleVerifier(settings.google_client_id, GoogleCerts(settings.google_certs_url))
             if settings.google_client_id else None)
+        self._authors_in_flight = AuthorsInFlight(hold=settings.fanout_claim_idle)  # one per process
         self._tasks: list[asyncio.Task] = []
         self._fanout_workers: dict[FanoutWorker, asyncio.Task] = {}
 
@@ -82,6 +83,7 @@ class Engine:
             self.redis, self.blocking_redis, self.timelines,
             load_tweet=self.tweets.stored, render_tweet=self._render_event, delete_message=delete_event,
             batch_size=s.fanout_batch_size, batch_pause=s.fanout_batch_pause, claim_idle=s.fanout_claim_idle,
+            in_flight=self._authors_in_flight,
         )
 
     async def _render_event(self, tweet_id: int, fields: dict) -> str | None:

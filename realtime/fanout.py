@@ -31,7 +31,7 @@ from .redis_client import Redis, RedisDown, execute_scripted
 from .scripts import SET_IF_GREATER
 from .timelines import FULL_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
 
-__all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob"]
+__all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob", "AuthorsInFlight"]
 
 log = logging.getLogger("chirp.fanout")
 
@@ -102,6 +102,37 @@ class FanoutJob:
         self.hashtags: list[str] | None = orjson.loads(fields["hashtags"]) if "hashtags" in fields else None
 
 
+class AuthorsInFlight:
+    """The jobs each author has running in this process's fan-out workers, by sequence number.
+
+    Several workers of one process take one author's jobs in any order. A job waits for the
+    author's earlier job in Redis (the done mark), but only ORDER_WAIT long, because that
+    job's worker may be dead. An earlier job running *here* is not dead: it is waited for as
+    long as it runs, also while Redis is away, which is when both workers fail and retry.
+    A job that failed stays counted until its retry finishes it, or ``hold`` seconds pass
+    (by then another process may have taken it over).
+    """
+
+    def __init__(self, hold: float) -> None:
+        self._hold = hold
+        self._running: dict[str, dict[int, float]] = {}  # author -> seq -> when it began
+
+    def begin(self, author: str, seq: int) -> None:
+        self._running.setdefault(author, {}).setdefault(seq, time.monotonic())
+
+    def end(self, author: str, seq: int) -> None:
+        seqs = self._running.get(author)
+        if seqs is not None:
+            seqs.pop(seq, None)
+            if not seqs:
+                del self._running[author]
+
+    def earlier_running(self, author: str, seq: int) -> bool:
+        now = time.monotonic()
+        return any(other < seq and now - began < self._hold
+                   for other, began in self._running.get(author, {}).items())
+
+
 class FanoutWorker:
     """Runs fan-out jobs until cancelled. Several may run, in any processes."""
 
@@ -109,7 +140,8 @@ class FanoutWorker:
                  load_tweet: Callable[[int], Awaitable[dict | None]],
                  render_tweet: Callable[[int, dict], Awaitable[str | None]],
                  delete_message: Callable[[int], str],
-                 batch_size: int = 1000, batch_pause: float = 0.0, claim_idle: float = 30.0) -> None:
+                 batch_size: int = 1000, batch_pause: float = 0.0, claim_idle: float = 30.0,
+                 in_flight: AuthorsInFlight | None = None) -> None:
         self._redis = redis
         self._blocking = blocking_redis
         self._timelines = timelines
@@ -126,6 +158,8 @@ class FanoutWorker:
         self._stopping = False
         self._next_claim_check = 0.0
         self._mark_done = redis.register_script(SET_IF_GREATER)
+        # Shared by the workers of one process (Engine.start_fanout_workers).
+        self._in_flight = in_flight or AuthorsInFlight(hold=claim_idle)
 
     def stop(self) -> None:
         """Finish the job in hand and return from ``run`` within about a second.
@@ -197,9 +231,12 @@ class FanoutWorker:
             log.error("dropping malformed fan-out job %s: %r", entry_id, fields)
             job = None
         if job is not None:
+            self._in_flight.begin(job.author, job.seq)
             await self._wait_for_previous_job_of(job)
             await self.run_job(job, resumed=resumed)
         await self._finish(entry_id, job)
+        if job is not None:
+            self._in_flight.end(job.author, job.seq)  # not on failure: the retry still comes first
 
     async def _wait_for_previous_job_of(self, job: FanoutJob) -> None:
         """Keep each author's tweets and deletes in order for every follower.
@@ -210,11 +247,11 @@ class FanoutWorker:
         if job.seq <= 1:
             return
         deadline = time.monotonic() + ORDER_WAIT
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline or self._in_flight.earlier_running(job.author, job.seq):
             done = await self._redis.get(keys.fanout_author_done(job.author))
             if done is not None and int(done) >= job.seq - 1:
                 return
-            await asyncio.sleep(0.005)  # polling another worker's progress, bounded by ORDER_WAIT
+            await asyncio.sleep(0.005)  # polling another worker's progress, bounded as the loop says
         log.warning("fan-out job %s (%s #%d) goes ahead of its predecessor after %.1fs",
                     job.entry_id, job.author, job.seq, ORDER_WAIT)
 

@@ -82,3 +82,28 @@ async def test_a_short_follower_page_ends_the_fan_out_without_reading_an_empty_o
         assert stats["cmdstat_zrangebylex"]["calls"] == 2
     finally:
         await engine.close()
+
+
+async def test_a_job_waits_past_order_wait_while_its_authors_earlier_job_runs_in_this_process(private_redis,
+                                                                                                monkeypatch):
+    """After a Redis blip both workers retry with backoff; ORDER_WAIT must not let the later
+    job overtake an earlier one that is alive in the same process."""
+    from realtime import fanout
+
+    monkeypatch.setattr(fanout, "ORDER_WAIT", 0.05)
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": private_redis.url, "FANOUT_IN_PROCESS": "0"}))
+    try:
+        worker = engine.new_fanout_worker()
+        in_flight = engine._authors_in_flight
+        in_flight.begin("writer", 1)  # another worker of this process holds writer's job #1
+        waiting = asyncio.create_task(worker._wait_for_previous_job_of(
+            fanout.FanoutJob("2-0", {"kind": "post", "id": "2", "author": "writer", "seq": "2"})))
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done, "job #2 went ahead of #1, which is still running here"
+        in_flight.end("writer", 1)
+        await asyncio.wait_for(waiting, TIMEOUT)  # #1 gone: ORDER_WAIT is long past, so #2 goes
+        # With no earlier job here (its worker elsewhere may be dead), ORDER_WAIT bounds the wait.
+        await asyncio.wait_for(worker._wait_for_previous_job_of(
+            fanout.FanoutJob("3-0", {"kind": "post", "id": "3", "author": "other", "seq": "5"})), TIMEOUT)
+    finally:
+        await engine.close()
