@@ -2,7 +2,8 @@
 
 - ``ChirpError`` (the engine's hierarchy): its own status and code.
 - Starlette's ``HTTPException`` (unknown route 404, wrong method 405): same shape.
-- Redis not answering: 503 ``redis_unavailable``.
+- Redis not answering, or refusing writes for now (OOM, READONLY, a failover): 503
+  ``redis_unavailable`` with ``Retry-After``.
 - Anything else: 500 ``internal_error`` with no detail; the traceback goes to the log only.
 """
 
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.routing import Match, Route
 
 from realtime.errors import ChirpError, RateLimited, Unavailable
-from realtime.redis_client import RedisDown
+from realtime.redis_client import RedisDown, is_transient
 
 from .responses import Json
 
@@ -65,7 +66,7 @@ async def redis_down(request: Request, exc: Exception) -> Json:
 
 
 async def unexpected(request: Request, exc: Exception) -> Json:
-    if isinstance(exc, RedisDown):
+    if is_transient(exc):  # also out of memory, read-only replicas, a cluster mid-failover
         return await redis_down(request, exc)
     log.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "Something went wrong on our side.")

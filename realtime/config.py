@@ -40,6 +40,12 @@ def _parse_bool(text: str) -> bool:
     raise ValueError("expected on/off, true/false, yes/no or 1/0")
 
 
+def _cluster_mode(text: str) -> bool | None:
+    if text.strip().lower() == "auto":
+        return None
+    return _parse_bool(text)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -166,7 +172,8 @@ SETTINGS: tuple[Option, ...] = (
     Option("port", "PORT", _port, "8000", "port to listen on"),
     Option("redis_url", "REDIS_URL", _redis_url, None,
            "Redis to use; unset starts an embedded Redis for this run"),
-    Option("redis_cluster", "REDIS_CLUSTER", _parse_bool, "off", "REDIS_URL names a Redis Cluster node"),
+    Option("redis_cluster", "REDIS_CLUSTER", _cluster_mode, "auto",
+           "on: REDIS_URL names a Redis Cluster node; off: a single Redis; auto: ask the server (INFO cluster)"),
     Option("workers", "WEB_CONCURRENCY", _positive_int, "1", "server processes sharing the port"),
     Option("dev_signin", "DEV_SIGNIN", _parse_bool, None,
            "allow POST /auth/dev; default on unless GOOGLE_CLIENT_ID is set"),
@@ -182,6 +189,10 @@ SETTINGS: tuple[Option, ...] = (
            "largest request body accepted (413 above)"),
     Option("fanout_in_process", "FANOUT_IN_PROCESS", _non_negative_int, "8",
            "fan-out workers run inside each server process, each one job at a time (0: only `run.py worker`)"),
+    Option("fanout_shards", "FANOUT_SHARDS", _positive_int, "8",
+           "fan-out stream shards, spread over a cluster's masters; the same in every process, kept across restarts"),
+    Option("replica_ack_timeout", "REPLICA_ACK_TIMEOUT", parse_duration, "250ms",
+           "Redis Cluster: a post waits up to this long for a replica to have its job before the 201 (0: never)"),
     Option("fanout_batch_size", "FANOUT_BATCH_SIZE", _positive_int, "1000",
            "timelines written per pipelined fan-out batch"),
     Option("fanout_batch_pause", "FANOUT_BATCH_PAUSE", parse_duration, "0s",
@@ -228,7 +239,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     redis_url: str | None = None
-    redis_cluster: bool = False
+    redis_cluster: bool | None = None  # None: auto, resolved when the engine opens
     workers: int = 1
     dev_signin: bool = True
     google_client_id: str = ""
@@ -238,6 +249,8 @@ class Settings:
     session_ttl: float = 30 * 86400.0
     max_body_bytes: int = 65536
     fanout_in_process: int = 8
+    fanout_shards: int = 8
+    replica_ack_timeout: float = 0.25
     fanout_batch_size: int = 1000
     fanout_batch_pause: float = 0.0
     fanout_claim_idle: float = 30.0

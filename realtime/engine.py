@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
 from . import keys
 from .config import Settings
-from .fanout import AuthorsInFlight, FanoutQueue, FanoutWorker
+from .fanout import FanoutQueue, FanoutWorker, JobsInFlight
 from .google_auth import GoogleCerts, GoogleVerifier
 from .id_lease import IdLease
 from .live_hub import LiveEvent, LiveHub
 from .presence import Presence
 from .rate_limits import RateLimits
-from .redis_client import Redis, make_redis, warm_up
+from .redis_client import Redis, ReplicaAcks, cluster_health, is_cluster, open_redis, warm_up
 from .replay_cache import ReplayCache
 from .search import HashtagIndex, Search
 from .sessions import Sessions
 from .socket_limit import SocketLimit
 from .timelines import Timelines
-from .tweets import Tweets, delete_event, tweet_event
+from .tweets import Tweets, tweet_event
 from .users import Users
 
 __all__ = ["Engine"]
@@ -44,13 +45,16 @@ class Engine:
         self.sessions = Sessions(redis)
         self.timelines = Timelines(redis, max_age=settings.timeline_max_age,
                                    max_length=settings.timeline_max_length, cluster=settings.redis_cluster)
-        self.fanout_queue = FanoutQueue(redis)
+        # On a cluster, posts and fan-out writes wait for a replica (realtime.redis_client.ReplicaAcks).
+        self.replica_acks = (ReplicaAcks(redis, settings.replica_ack_timeout)
+                             if settings.redis_cluster and settings.replica_ack_timeout else None)
+        self.fanout_queue = FanoutQueue(redis, settings.fanout_shards, acks=self.replica_acks)
         self.hashtag_index = HashtagIndex(redis, self.timelines)
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
                              hashtag_index=self.hashtag_index)
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
         self.replay_cache = ReplayCache()
-        self.live_hub = LiveHub(redis, self._make_pubsub_client, self.live_catch_up)
+        self.live_hub = LiveHub(redis, self._make_pubsub_client, self.live_catch_up, sharded=settings.redis_cluster)
         self.presence = Presence(redis, self.live_hub)
         self.rate_limits = RateLimits(redis, settings)
         self.socket_limit = SocketLimit(redis, self.presence.process_id, settings.max_sockets_per_user)
@@ -59,7 +63,7 @@ class Engine:
         self.google: GoogleVerifier | None = (
             GoogleVerifier(settings.google_client_id, GoogleCerts(settings.google_certs_url))
             if settings.google_client_id else None)
-        self._authors_in_flight = AuthorsInFlight(hold=settings.fanout_claim_idle)  # one per process
+        self._jobs_in_flight = JobsInFlight()  # one per process
         self._tasks: list[asyncio.Task] = []
         self._fanout_workers: dict[FanoutWorker, asyncio.Task] = {}
 
@@ -67,31 +71,31 @@ class Engine:
     async def open(cls, settings: Settings) -> Engine:
         if not settings.redis_url:
             raise ValueError("Engine.open needs settings.redis_url (run.py starts an embedded Redis)")
-        redis = make_redis(settings.redis_url, cluster=settings.redis_cluster)
-        blocking = make_redis(settings.redis_url, cluster=settings.redis_cluster, blocking=True)
+        if settings.redis_cluster is None:
+            settings = dataclasses.replace(settings, redis_cluster=await is_cluster(settings.redis_url))
+        redis = await open_redis(settings.redis_url, cluster=settings.redis_cluster)
+        blocking = await open_redis(settings.redis_url, cluster=settings.redis_cluster, blocking=True)
+        if settings.redis_cluster:
+            log.info("Redis Cluster masters: %s", ", ".join(sorted(node.name for node in redis.get_primaries())))
         lease = IdLease(redis)
         await lease.acquire()
         engine = cls(settings, redis, blocking, lease)
-        await engine.fanout_queue.ensure_group()
+        await engine.fanout_queue.ensure_groups()
         await warm_up(redis, WARM_CONNECTIONS)
         engine._tasks.append(asyncio.create_task(lease.keep(), name="id-lease"))
         return engine
 
-    def new_fanout_worker(self) -> FanoutWorker:
+    def new_fanout_worker(self, tags: list[str]) -> FanoutWorker:
         s = self.settings
         return FanoutWorker(
-            self.redis, self.blocking_redis, self.timelines,
-            load_tweet=self.tweets.stored, render_tweet=self._render_event, delete_message=delete_event,
+            self.redis, self.blocking_redis, self.timelines, self.tweets, tags=tags, cluster=s.redis_cluster,
             batch_size=s.fanout_batch_size, batch_pause=s.fanout_batch_pause, claim_idle=s.fanout_claim_idle,
-            in_flight=self._authors_in_flight,
+            in_flight=self._jobs_in_flight, acks=self.replica_acks,
         )
 
-    async def _render_event(self, tweet_id: int, fields: dict) -> str | None:
-        shown = await self.tweets.render_stored([(tweet_id, fields)])
-        return tweet_event(shown[0]) if shown else None
-
-    def _make_pubsub_client(self) -> Redis:
-        return make_redis(self.settings.redis_url, cluster=self.settings.redis_cluster, blocking=True, retries=0)
+    async def _make_pubsub_client(self) -> Redis:
+        return await open_redis(self.settings.redis_url, cluster=self.settings.redis_cluster, blocking=True,
+                                retries=0)
 
     async def live_catch_up(self, user: str, since: int | None) -> list[LiveEvent]:
         """The tweets that entered ``user``'s home timeline after ``since``, oldest first, as
@@ -114,13 +118,25 @@ class Engine:
         await asyncio.wait_for(self.live_hub.connected.wait(), timeout=10)
 
     def start_fanout_workers(self, count: int) -> list[FanoutWorker]:
-        workers = [self.new_fanout_worker() for _ in range(count)]
+        """``count`` workers over every shard: each shard has a worker here, and the shards
+        share them evenly (more workers than shards: several read the same shard)."""
+        tags = list(self.fanout_queue.tags)
+        if count >= len(tags):
+            assignment = [[tags[number % len(tags)]] for number in range(count)]
+        else:
+            assignment = [tags[number::count] for number in range(count)] if count else []
+        workers = [self.new_fanout_worker(shards) for shards in assignment]
         for number, worker in enumerate(workers):
             self._fanout_workers[worker] = asyncio.create_task(worker.run(), name=f"fanout-worker-{number}")
         return workers
 
-    async def ping(self) -> bool:
-        return bool(await self.redis.ping())
+    async def health_problem(self) -> str | None:
+        """Why this process cannot serve now, or None. Raises RedisDown when Redis does not answer."""
+        if not self.settings.redis_cluster:
+            await self.redis.ping()
+            return None
+        await self.redis.ping(target_nodes=self.redis.PRIMARIES)  # not replicas: one may be down
+        return await cluster_health(self.redis)
 
     async def close(self) -> None:
         for worker in self._fanout_workers:
@@ -140,6 +156,9 @@ class Engine:
             await self.presence.leave()
         with contextlib.suppress(Exception):
             await self.live_hub.release_leases()
+        if self.replica_acks is not None:
+            with contextlib.suppress(Exception):
+                await self.replica_acks.aclose()
         if self.google is not None:
             with contextlib.suppress(Exception):
                 await self.google.aclose()

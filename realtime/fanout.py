@@ -1,153 +1,227 @@
-"""Durable fan-out: jobs in a Redis Stream, run by workers of a consumer group.
+"""Durable fan-out: jobs in sharded Redis Streams, run by workers of a consumer group.
 
-``FanoutQueue.enqueue`` records a job before the HTTP call answers. A ``FanoutWorker``
-reads jobs with ``XREADGROUP``, pushes to (or removes from) every recipient's timelines
-in pipelined batches, records its progress after each batch in the same pipeline, and
-acknowledges the job at the end. A job whose worker died stays pending; after
-``claim_idle`` seconds another worker takes it with ``XAUTOCLAIM`` and resumes from the
-recorded progress. The batch that was in flight is re-run with a whole-list dedupe, so
-every timeline gets the entry exactly once and every live event goes out once.
+A job is the source of truth of a post, a retweet or a delete: ``FanoutQueue.enqueue``
+records it in one atomic step (one Lua call, in the shard's slot) before the HTTP call
+answers, and everything else is derived from it by steps that are safe to redo (see
+``JobSource``). The stream is split into ``shards`` hash-tagged streams (spread over a
+cluster's masters); an author's jobs all go to the shard of the author's name.
+
+A ``FanoutWorker`` reads its shards with ``XREADGROUP``, pushes to (or removes from) every
+recipient's timelines in pipelined batches, records its progress after each batch in the
+same pipeline, and finishes the job (acknowledge, delete, forget) in one Lua call. A job
+whose worker died stays pending; after ``claim_idle`` seconds another worker takes it
+with ``XAUTOCLAIM`` and resumes from the recorded progress. The batch that was in flight
+is re-run with a whole-list dedupe, so every timeline gets the entry exactly once and
+every live event goes out once.
+
+Order per author: each job names the author's previous job not yet done (``after``). A
+worker runs a job only once that one is gone from the stream: it waits for it while it
+runs somewhere, and takes it over (runs it first) once its worker has been silent for
+``claim_idle``. So a worker killed mid-job delays the author's later jobs; it never lets
+them overtake.
+
+A job that fails ``MAX_ATTEMPTS`` times for a reason other than Redis being unavailable
+moves to the shard's dead-letter stream with its error (logged and counted) instead of
+killing worker after worker.
 
 Recipients of a post: the author's followers (home), every existing mentioned user
-(home and mentions), and each hashtag's timeline. The author's own timelines are
-written by the HTTP call itself. A retweet entry goes to the retweeter's followers.
+(home and mentions), and each hashtag's timeline. A retweet entry goes to the
+retweeter's followers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import orjson
 from redis.exceptions import ResponseError
 
-from . import keys
-from .redis_client import Redis, RedisDown, execute_scripted
-from .scripts import SET_IF_GREATER
+from . import keys, metrics
+from .redis_client import Redis, ReplicaAcks, execute_scripted, is_redirect, is_transient, queue_script
+from .scripts import ENQUEUE_JOB, FINISH_JOB
 from .timelines import FULL_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
 
-__all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob", "AuthorsInFlight"]
+__all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob", "Delivery", "JobSource", "JobsInFlight", "MAX_ATTEMPTS"]
 
 log = logging.getLogger("chirp.fanout")
 
 PROGRESS_TTL = 7 * 86400
-#: How long a job waits for the same author's previous job to finish before going ahead
-#: anyway (that job's worker may have died; it is taken over after FANOUT_CLAIM_IDLE).
-ORDER_WAIT = 2.0
+#: Runs of a job that may fail (other than for Redis being away) before it is dead-lettered.
+MAX_ATTEMPTS = 3
+DEAD_LETTER_CAP = 10_000
+
+@dataclasses.dataclass
+class Delivery:
+    """What a job sends to its recipients, once its source has applied it."""
+
+    message: str  # the live event
+    mentions: list[str] = dataclasses.field(default_factory=list)  # lowercase names
+    hashtags: list[str] = dataclasses.field(default_factory=list)
+
+
+class JobSource(Protocol):
+    """The tweets side of a job (realtime.tweets.Tweets): apply it to the tweet and the
+    author's own timelines, idempotently, and say what goes to the recipients (None: nothing,
+    for example a post deleted before it was fanned out)."""
+
+    async def apply(self, job: FanoutJob) -> Delivery | None: ...
 
 
 class FanoutQueue:
-    def __init__(self, redis: Redis) -> None:
+    """Records jobs. On Redis Cluster with ``replica_ack_timeout``, a job is recorded only
+    once a replica of its shard's master has it too (``WAIT 1``, on the connection that
+    wrote it) or the timeout has passed: replication is asynchronous, and a master that dies
+    before it replicates takes its last writes with it."""
+
+    def __init__(self, redis: Redis, shards: int = 1, *, acks: ReplicaAcks | None = None) -> None:
         self._redis = redis
+        self.shards = shards
+        self.tags = keys.fanout_shard_tags(shards)
+        self._enqueue = redis.register_script(ENQUEUE_JOB)
+        self._acks = acks
 
-    async def enqueue(self, kind: str, tweet_id: int, author: str, *, mentions: list[str] | None = None,
-                      hashtags: list[str] | None = None) -> str:
-        # A per-author sequence number lets workers keep one author's jobs in order.
-        seq_key = keys.fanout_author_seq(author)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.incr(seq_key)
-        pipe.expire(seq_key, PROGRESS_TTL)
-        seq, _ = await pipe.execute()
-        job = {"kind": kind, "id": tweet_id, "author": author, "seq": seq}
-        if mentions is not None:
-            job["mentions"] = orjson.dumps(mentions).decode()
-        if hashtags is not None:
-            job["hashtags"] = orjson.dumps(hashtags).decode()
-        return await self._redis.xadd(keys.FANOUT_STREAM, job)
+    def tag_of(self, author: str) -> str:
+        return keys.fanout_tag_of(author, self.shards)
 
-    async def ensure_group(self) -> None:
-        try:
-            await self._redis.xgroup_create(keys.FANOUT_STREAM, keys.FANOUT_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+    async def enqueue(self, kind: str, tweet_id: int, author: str, **fields: str) -> str:
+        """Record a job; answers its stream id. ``fields``: what the job needs to redo its work."""
+        tag = self.tag_of(author)
+        pairs = ["kind", kind, "id", tweet_id, "author", author]
+        for name, value in fields.items():
+            pairs += [name, value]
+        call_keys, args = [keys.fanout_stream(tag), keys.fanout_last_job(tag)], [author, *pairs]
+        if self._acks is not None and self._acks.wanted(call_keys[0]):
+            pipe = self._acks.pipeline(self._acks.master_of(call_keys[0]))
+            await queue_script(pipe, self._enqueue, call_keys, args)
+            try:
+                (entry_id,), replicas = await self._acks.execute(pipe)
+            except ResponseError as exc:
+                if not is_redirect(exc):
+                    raise
+            else:
+                if not replicas:
+                    _no_replica_ack(f"job {entry_id}", self._acks.timeout_ms)
+                return entry_id
+        return await self._enqueue(keys=call_keys, args=args)
+
+    async def ensure_groups(self) -> None:
+        await ensure_groups(self._redis, self.tags)
 
     async def backlog(self) -> tuple[int, int]:
-        """(jobs waiting to be read, jobs read but not yet acknowledged)."""
-        try:
-            groups = await self._redis.xinfo_groups(keys.FANOUT_STREAM)
-        except ResponseError:
-            return 0, 0
-        for group in groups:
-            if group["name"] == keys.FANOUT_GROUP:
-                return int(group.get("lag") or 0), int(group["pending"])
-        return 0, 0
-
+        """(jobs waiting to be read, jobs read but not yet done), over every shard."""
+        waiting = pending = 0
+        for tag in self.tags:
+            try:
+                groups = await self._redis.xinfo_groups(keys.fanout_stream(tag))
+            except ResponseError:
+                continue
+            for group in groups:
+                if group["name"] == keys.FANOUT_GROUP:
+                    waiting += int(group.get("lag") or 0)
+                    pending += int(group["pending"])
+        return waiting, pending
 
     async def backlog_with_age(self) -> tuple[int, int, int | None]:
         """(waiting, pending, Unix ms of the oldest job not yet done, or None when idle).
 
-        Done jobs are deleted from the stream, so its first entry is the oldest undone one.
+        Done jobs are deleted from the streams, so each one's first entry is its oldest undone one.
         """
         waiting, pending = await self.backlog()
-        oldest = await self._redis.xrange(keys.FANOUT_STREAM, count=1)
-        return waiting, pending, int(oldest[0][0].split("-")[0]) if oldest else None
+        oldest = None
+        for tag in self.tags:
+            first = await self._redis.xrange(keys.fanout_stream(tag), count=1)
+            if first:
+                at = int(first[0][0].split("-")[0])
+                oldest = at if oldest is None else min(oldest, at)
+        return waiting, pending, oldest
+
+    async def dead_letters(self) -> int:
+        total = 0
+        for tag in self.tags:
+            total += await self._redis.xlen(keys.fanout_dead_letters(tag))
+        return total
+
+
+async def ensure_groups(redis: Redis, tags) -> None:
+    """Create each shard's stream and consumer group unless they exist (Redis may have restarted empty)."""
+    for tag in tags:
+        try:
+            await redis.xgroup_create(keys.fanout_stream(tag), keys.FANOUT_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+def _no_replica_ack(what: str, timeout_ms: int) -> None:
+    metrics.REPLICA_ACK_TIMEOUTS.inc()
+    log.warning("%s: no replica acknowledged it within %d ms (or its slot moved)", what, timeout_ms)
 
 
 class FanoutJob:
     """One job as read from the stream."""
 
-    def __init__(self, entry_id: str, fields: dict) -> None:
+    def __init__(self, tag: str, entry_id: str, fields: dict) -> None:
+        self.tag = tag
         self.entry_id = entry_id
         self.kind = fields["kind"]
         self.tweet_id = int(fields["id"])
         self.author = fields["author"]
-        self.seq = int(fields.get("seq", 0))
-        self.mentions: list[str] | None = orjson.loads(fields["mentions"]) if "mentions" in fields else None
-        self.hashtags: list[str] | None = orjson.loads(fields["hashtags"]) if "hashtags" in fields else None
+        self.after = fields.get("after", "")
+        self.fields = fields  # the rest is the job source's (realtime.tweets)
+
+    @property
+    def stream(self) -> str:
+        return keys.fanout_stream(self.tag)
+
+    @property
+    def progress_key(self) -> str:
+        return keys.fanout_progress(self.tag, self.entry_id)
 
 
-class AuthorsInFlight:
-    """The jobs each author has running in this process's fan-out workers, by sequence number.
+class JobsInFlight:
+    """The jobs running in this process's workers, so that a job waiting for its author's
+    previous one waits on an event when that one runs here, instead of asking Redis."""
 
-    Several workers of one process take one author's jobs in any order. A job waits for the
-    author's earlier job in Redis (the done mark), but only ORDER_WAIT long, because that
-    job's worker may be dead. An earlier job running *here* is not dead: it is waited for as
-    long as it runs, also while Redis is away, which is when both workers fail and retry.
-    A job that failed stays counted until its retry finishes it, or ``hold`` seconds pass
-    (by then another process may have taken it over).
-    """
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Event] = {}
 
-    def __init__(self, hold: float) -> None:
-        self._hold = hold
-        self._running: dict[str, dict[int, float]] = {}  # author -> seq -> when it began
+    def begin(self, entry_id: str) -> None:
+        self._running.setdefault(entry_id, asyncio.Event())
 
-    def begin(self, author: str, seq: int) -> None:
-        self._running.setdefault(author, {}).setdefault(seq, time.monotonic())
+    def end(self, entry_id: str) -> None:
+        done = self._running.pop(entry_id, None)
+        if done is not None:
+            done.set()
 
-    def end(self, author: str, seq: int) -> None:
-        seqs = self._running.get(author)
-        if seqs is not None:
-            seqs.pop(seq, None)
-            if not seqs:
-                del self._running[author]
+    def get(self, entry_id: str) -> asyncio.Event | None:
+        return self._running.get(entry_id)
 
-    def earlier_running(self, author: str, seq: int) -> bool:
-        now = time.monotonic()
-        return any(other < seq and now - began < self._hold
-                   for other, began in self._running.get(author, {}).items())
+
+class _JobFailed(Exception):
+    """A job raised; it stays pending and is retried (or dead-lettered) by the worker loop."""
 
 
 class FanoutWorker:
-    """Runs fan-out jobs until cancelled. Several may run, in any processes."""
+    """Runs fan-out jobs of some shards until stopped. Several may run, in any processes."""
 
-    def __init__(self, redis: Redis, blocking_redis: Redis, timelines: Timelines, *,
-                 load_tweet: Callable[[int], Awaitable[dict | None]],
-                 render_tweet: Callable[[int, dict], Awaitable[str | None]],
-                 delete_message: Callable[[int], str],
-                 batch_size: int = 1000, batch_pause: float = 0.0, claim_idle: float = 30.0,
-                 in_flight: AuthorsInFlight | None = None) -> None:
+    def __init__(self, redis: Redis, blocking_redis: Redis, timelines: Timelines, source: JobSource, *,
+                 tags: list[str], cluster: bool = False, batch_size: int = 1000, batch_pause: float = 0.0,
+                 claim_idle: float = 30.0, in_flight: JobsInFlight | None = None,
+                 acks: ReplicaAcks | None = None) -> None:
         self._redis = redis
+        self._acks = acks
         self._blocking = blocking_redis
         self._timelines = timelines
-        self._load_tweet = load_tweet
-        self._render_tweet = render_tweet
-        self._delete_message = delete_message
+        self._source = source
+        self.tags = list(tags)
+        self._cluster = cluster
         self.batch_size = batch_size
         self.batch_pause = batch_pause
         self.claim_idle_ms = int(claim_idle * 1000)
@@ -157,9 +231,8 @@ class FanoutWorker:
         self.reconnects = 0
         self._stopping = False
         self._next_claim_check = 0.0
-        self._mark_done = redis.register_script(SET_IF_GREATER)
-        # Shared by the workers of one process (Engine.start_fanout_workers).
-        self._in_flight = in_flight or AuthorsInFlight(hold=claim_idle)
+        self._finish_job = redis.register_script(FINISH_JOB)
+        self._in_flight = in_flight or JobsInFlight()  # shared by the workers of one process
 
     def stop(self) -> None:
         """Finish the job in hand and return from ``run`` within about a second.
@@ -170,36 +243,43 @@ class FanoutWorker:
         self._stopping = True
 
     async def run(self) -> None:
+        """The worker's supervised loop: every failure is logged and counted, and the loop
+        backs off and goes on (a failed job stays pending and is retried first)."""
         backoff = 0.1
         while not self._stopping:
             try:
-                await FanoutQueue(self._redis).ensure_group()
+                await ensure_groups(self._redis, self.tags)
                 await self._resume_own_pending()
                 while not self._stopping:
                     await self._run_once()
                     backoff = 0.1
             except asyncio.CancelledError:
                 raise
-            except RedisDown as exc:
+            except _JobFailed as exc:
+                log.error("fan-out worker %s: %s; retrying in %.1fs", self.consumer, exc, backoff)
+            except Exception as exc:
                 self.reconnects += 1
-                log.warning("fan-out worker %s lost Redis (%s); retrying in %.1fs", self.consumer, exc, backoff)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    log.exception("fan-out worker %s: unexpected Redis error", self.consumer)
+                metrics.LOOP_FAILURES.labels("fanout-worker").inc()
+                if is_transient(exc):
+                    log.warning("fan-out worker %s: Redis unavailable (%s); retrying in %.1fs",
+                                self.consumer, exc, backoff)
+                elif not (isinstance(exc, ResponseError) and "NOGROUP" in str(exc)):
+                    log.exception("fan-out worker %s failed; retrying in %.1fs", self.consumer, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
     async def _resume_own_pending(self) -> None:
-        """Finish the jobs this worker had read when Redis went away, before any newer job,
+        """Finish the jobs this worker had read when it last failed, before any newer job,
         so that an author's jobs still run in order after a blip."""
-        while not self._stopping:
-            answer = await self._redis.xreadgroup(
-                keys.FANOUT_GROUP, self.consumer, {keys.FANOUT_STREAM: "0"}, count=1)
-            entries = answer[0][1] if answer else []
-            if not entries:
-                return
-            for entry_id, fields in entries:
-                await self._run_entry(entry_id, fields, resumed=True)
+        for tag in self.tags:
+            while not self._stopping:
+                answer = await self._redis.xreadgroup(
+                    keys.FANOUT_GROUP, self.consumer, {keys.fanout_stream(tag): "0"}, count=1)
+                entries = answer[0][1] if answer else []
+                if not entries:
+                    break
+                for entry_id, fields in entries:
+                    await self._run_entry(tag, entry_id, fields, resumed=True)
 
     async def _run_once(self) -> None:
         """Resume one abandoned job if there is one, else wait up to 1 s for new jobs.
@@ -210,92 +290,132 @@ class FanoutWorker:
         """
         now = time.monotonic()
         if now >= self._next_claim_check:
-            _, claimed, *_ = await self._redis.xautoclaim(
-                keys.FANOUT_STREAM, keys.FANOUT_GROUP, self.consumer, self.claim_idle_ms, start_id="0-0", count=1)
-            for entry_id, fields in claimed:
-                log.info("fan-out worker %s resumes abandoned job %s", self.consumer, entry_id)
-                await self._run_entry(entry_id, fields, resumed=True)
-            if claimed:
+            claimed_any = False
+            for tag in self.tags:
+                _, claimed, *_ = await self._redis.xautoclaim(
+                    keys.fanout_stream(tag), keys.FANOUT_GROUP, self.consumer, self.claim_idle_ms,
+                    start_id="0-0", count=1)
+                for entry_id, fields in claimed:
+                    log.info("fan-out worker %s resumes abandoned job %s", self.consumer, entry_id)
+                    await self._run_entry(tag, entry_id, fields, resumed=True)
+                    claimed_any = True
+            if claimed_any:
                 return  # there may be more: look again at once
             self._next_claim_check = now + min(1.0, self.claim_idle_ms / 2000)
-        answer = await self._blocking.xreadgroup(
-            keys.FANOUT_GROUP, self.consumer, {keys.FANOUT_STREAM: ">"}, count=1, block=1000)
-        for _, entries in answer or []:
-            for entry_id, fields in entries:
-                await self._run_entry(entry_id, fields, resumed=False)
+        # One blocking read for every shard where a read may span keys (one Redis); on a
+        # cluster a read stays in one slot, so the shards are read in turn.
+        groups = [self.tags] if not self._cluster else [[tag] for tag in self.tags]
+        block = max(10, 1000 // len(groups))
+        for group in groups:
+            answer = await self._blocking.xreadgroup(
+                keys.FANOUT_GROUP, self.consumer, {keys.fanout_stream(tag): ">" for tag in group}, count=1,
+                block=block)
+            for stream, entries in answer or []:
+                tag = _tag_of_stream(stream)
+                for entry_id, fields in entries:
+                    await self._run_entry(tag, entry_id, fields, resumed=False)
 
-    async def _run_entry(self, entry_id: str, fields: dict | None, *, resumed: bool) -> None:
+    async def _run_entry(self, tag: str, entry_id: str, fields: dict | None, *, resumed: bool) -> None:
         try:
-            job = FanoutJob(entry_id, fields) if fields else None
+            job = FanoutJob(tag, entry_id, fields) if fields else None
         except (KeyError, ValueError):
-            log.error("dropping malformed fan-out job %s: %r", entry_id, fields)
-            job = None
-        if job is not None:
-            self._in_flight.begin(job.author, job.seq)
+            log.error("fan-out job %s is malformed: %r", entry_id, fields)
+            await self._finish(tag, entry_id, None, error="malformed job")
+            return
+        if job is None:  # deleted from the stream while pending: nothing left to do
+            await self._finish(tag, entry_id, None)
+            return
+        self._in_flight.begin(entry_id)
+        try:
             await self._wait_for_previous_job_of(job)
+            await self._run_counted(job, resumed=resumed)
+            await self._finish(tag, entry_id, job)
+        finally:
+            self._in_flight.end(entry_id)  # a waiter then looks in Redis: a failed job is still there
+
+    async def _run_counted(self, job: FanoutJob, *, resumed: bool) -> None:
+        """Run the job; a failure that is not Redis being away counts against it, and the
+        last allowed one sends it to the dead letters."""
+        try:
             await self.run_job(job, resumed=resumed)
-        await self._finish(entry_id, job)
-        if job is not None:
-            self._in_flight.end(job.author, job.seq)  # not on failure: the retry still comes first
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            failures = await self._redis.hincrby(job.progress_key, "failures", 1)
+            await self._redis.expire(job.progress_key, PROGRESS_TTL)
+            error = f"{type(exc).__name__}: {exc}"
+            if failures < MAX_ATTEMPTS:
+                log.warning("fan-out job %s (%s by %s) failed (%d of %d): %s", job.entry_id, job.kind, job.author,
+                            failures, MAX_ATTEMPTS, error)
+                raise _JobFailed(f"job {job.entry_id} failed: {error}") from exc
+            log.error("fan-out job %s (%s by %s) failed %d times; moved to the dead letters: %s", job.entry_id,
+                      job.kind, job.author, failures, error, exc_info=exc)
+            metrics.FANOUT_DEAD_LETTERS.inc()
+            await self._finish(job.tag, job.entry_id, job, error=error[:1000])
+            raise _JobFailed(f"job {job.entry_id} dead-lettered") from exc
 
     async def _wait_for_previous_job_of(self, job: FanoutJob) -> None:
-        """Keep each author's tweets and deletes in order for every follower.
+        """Keep each author's tweets and deletes in order for every follower: run a job only
+        once the author's previous job is done, taking that one over if its worker died.
 
-        Jobs are read one at a time (COUNT 1), so a worker only ever waits for a job that
-        entered the stream before its own: there is no cycle to deadlock on.
+        Jobs are read one at a time (COUNT 1) in stream order, so a job only ever waits for
+        one that entered the stream before it: there is no cycle to deadlock on.
         """
-        if job.seq <= 1:
+        if not job.after:
             return
-        deadline = time.monotonic() + ORDER_WAIT
-        while time.monotonic() < deadline or self._in_flight.earlier_running(job.author, job.seq):
-            done = await self._redis.get(keys.fanout_author_done(job.author))
-            if done is not None and int(done) >= job.seq - 1:
-                return
-            await asyncio.sleep(0.005)  # polling another worker's progress, bounded as the loop says
-        log.warning("fan-out job %s (%s #%d) goes ahead of its predecessor after %.1fs",
-                    job.entry_id, job.author, job.seq, ORDER_WAIT)
+        pause, refreshed = 0.002, time.monotonic()
+        while not self._stopping:
+            if not await self._redis.xrange(job.stream, job.after, job.after):
+                return  # done
+            running_here = self._in_flight.get(job.after)
+            if running_here is not None:
+                await running_here.wait()
+                continue
+            abandoned = await self._redis.xpending_range(job.stream, keys.FANOUT_GROUP, min=job.after,
+                                                         max=job.after, count=1, idle=self.claim_idle_ms)
+            if abandoned:
+                claimed = await self._redis.xclaim(job.stream, keys.FANOUT_GROUP, self.consumer, self.claim_idle_ms,
+                                                   [job.after])
+                for entry_id, fields in claimed:
+                    log.info("fan-out job %s takes over its predecessor %s first", job.entry_id, entry_id)
+                    await self._run_entry(job.tag, entry_id, fields, resumed=True)
+                continue
+            # Running in another process: poll its progress, and keep our own claim fresh
+            # meanwhile so that nobody takes this job over while it waits.
+            if time.monotonic() - refreshed > self.claim_idle_ms / 3000:
+                await self._refresh_claim(job)
+                refreshed = time.monotonic()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
-    async def _finish(self, entry_id: str, job: FanoutJob | None) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xack(keys.FANOUT_STREAM, keys.FANOUT_GROUP, entry_id)
-        pipe.xdel(keys.FANOUT_STREAM, entry_id)
-        pipe.delete(keys.fanout_progress(entry_id))
-        if job is not None and job.seq:
-            await self._mark_done(keys=[keys.fanout_author_done(job.author)], args=[job.seq, PROGRESS_TTL],
-                                  client=pipe)
-        # Without SCRIPT EXISTS: on NOSCRIPT the job is acknowledged before its done-mark is
-        # set, and if the re-run is lost the author's next job only waits ORDER_WAIT.
-        await execute_scripted(pipe)
+    async def _refresh_claim(self, job: FanoutJob) -> None:
+        await self._redis.xclaim(job.stream, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
+
+    async def _finish(self, tag: str, entry_id: str, job: FanoutJob | None, *, error: str = "") -> None:
+        await self._finish_job(
+            keys=[keys.fanout_stream(tag), keys.fanout_last_job(tag), keys.fanout_progress(tag, entry_id),
+                  keys.fanout_dead_letters(tag)],
+            args=[keys.FANOUT_GROUP, entry_id, job.author if job else "", error, DEAD_LETTER_CAP])
         self.jobs_done += 1
 
     async def run_job(self, job: FanoutJob, *, resumed: bool) -> None:
-        if job.kind == "post":
-            tweet = await self._load_tweet(job.tweet_id)
-            if tweet is None:
-                return  # deleted before it was fanned out
-            message = await self._render_tweet(job.tweet_id, tweet)
-            if message is None:
-                return
-            if tweet.get("kind") == "tweet":
-                job.mentions = [name.lower() for name in orjson.loads(tweet.get("mentions", "[]"))]
-                job.hashtags = orjson.loads(tweet.get("hashtags", "[]"))
-        elif job.kind == "delete":
-            message = self._delete_message(job.tweet_id)
-        else:
-            log.error("dropping fan-out job %s of unknown kind %r", job.entry_id, job.kind)
-            return
-        await self._deliver(job, message, resumed=resumed)
+        if job.kind not in ("post", "delete"):
+            raise ValueError(f"unknown kind of job {job.kind!r}")
+        delivery = await self._source.apply(job)
+        if delivery is not None:
+            await self._deliver(job, delivery, resumed=resumed)
 
-    async def _deliver(self, job: FanoutJob, message: str, *, resumed: bool) -> None:
-        progress_key = keys.fanout_progress(job.entry_id)
-        progress = await self._redis.hgetall(progress_key) if resumed else {}
+    async def _deliver(self, job: FanoutJob, delivery: Delivery, *, resumed: bool) -> None:
+        progress = await self._redis.hgetall(job.progress_key) if resumed else {}
         # Only the first batch after a takeover can have been half-written before.
         dedupe = FULL_DEDUPE if resumed else RECENT_DEDUPE_WINDOW
-        mentions = job.mentions or []
+        mentions = [name for name in delivery.mentions if name != job.author]
         extras = [key for name in mentions for key in (keys.home_timeline(name), keys.mentions_timeline(name))]
-        extras += [keys.hashtag_timeline(tag) for tag in job.hashtags or []]
+        extras += [keys.hashtag_timeline(tag) for tag in delivery.hashtags]
         if extras and not progress.get("extras"):  # none: no batch, one round trip fewer per job
-            await self._write_batch(job, extras, message, dedupe, {"extras": 1})
+            await self._write_batch(job, extras, delivery.message, dedupe, progress={"extras": 1})
             dedupe = RECENT_DEDUPE_WINDOW
         skip = set(mentions) | {job.author}  # mentioned users already have it
         # The next page is read while the current batch is written: a read on another
@@ -311,7 +431,10 @@ class FanoutWorker:
                 if not last:
                     page = asyncio.ensure_future(self._follower_page(job.author, cursor))
                 targets = [keys.home_timeline(name) for name in names if name not in skip]
-                await self._write_batch(job, targets, message, dedupe, {"cursor": cursor})
+                # No mark after the last batch: the job is finished next, and if it is not, the
+                # re-run of this one batch dedupes the whole list.
+                await self._write_batch(job, targets, delivery.message, dedupe,
+                                        progress=None if last else {"cursor": cursor})
                 dedupe = RECENT_DEDUPE_WINDOW
                 if last:
                     break
@@ -327,23 +450,61 @@ class FanoutWorker:
         low = f"({after}" if after else "-"
         return await self._redis.zrangebylex(keys.followers(author), low, "+", 0, self.batch_size)
 
-    async def _write_batch(self, job: FanoutJob, targets: list[str], message: str, dedupe: int,
-                           progress: dict) -> None:
-        """Write one batch and, in the same pipeline, the progress mark and a fresh claim.
+    async def _write_batch(self, job: FanoutJob, targets: list[str], message: str, dedupe: int, *,
+                           progress: dict | None) -> None:
+        """Write one batch, then the progress mark and a fresh claim.
 
         Home timelines send ``message`` live as they gain (or lose) the entry: one message
-        per server process per batch (see Timelines.queue_push).
+        per server process per batch (see Timelines.queue_push). The mark is written only
+        once the whole batch has landed: a pipeline is no transaction (and on a cluster it
+        is split by node), so a mark in the same pipeline could land without its batch.
         """
-        pipe = self._redis.pipeline(transaction=False)
         if targets:
-            if job.kind == "post":
-                await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, dedupe_window=dedupe)
-            else:
-                await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message)
-        progress_key = keys.fanout_progress(job.entry_id)
-        pipe.hset(progress_key, mapping=progress)
-        pipe.expire(progress_key, PROGRESS_TTL)
-        # Resets the job's idle time, so nobody takes over a long fan-out that is alive.
-        pipe.xclaim(keys.FANOUT_STREAM, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
-        await pipe.execute()  # with SCRIPT EXISTS: see execute_scripted for why not here
+            await self._write_timelines(job, targets, message, dedupe)
         self.entries_written += len(targets)
+        if progress is None:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(job.progress_key, mapping=progress)
+        pipe.expire(job.progress_key, PROGRESS_TTL)
+        # Resets the job's idle time, so nobody takes over a long fan-out that is alive.
+        pipe.xclaim(job.stream, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
+        await pipe.execute()
+
+
+    async def _write_timelines(self, job: FanoutJob, targets: list[str], message: str, dedupe: int) -> None:
+        """Push (or remove) in pipelines, safe to run twice; on a cluster with replica acks,
+        one pipeline per master, each waiting for a replica: a job is finished only once its
+        writes would survive a failover."""
+        if self._acks is not None and self._acks.timeout_ms:
+            by_master: dict[str, list[str]] = {}
+            for key in targets:
+                by_master.setdefault(self._acks.master_of(key), []).append(key)
+            try:
+                await asyncio.gather(*(self._write_acked(master, job, group, message, dedupe)
+                                       for master, group in by_master.items()))
+                return
+            except ResponseError as exc:
+                if not is_redirect(exc):
+                    raise  # a slot moved: write through the cluster client, which follows it
+        pipe = self._redis.pipeline(transaction=False)
+        await self._queue_write(pipe, job, targets, message, dedupe)
+        await execute_scripted(pipe)
+
+    async def _write_acked(self, master: str, job: FanoutJob, targets: list[str], message: str,
+                           dedupe: int) -> None:
+        pipe = self._acks.pipeline(master)
+        await self._queue_write(pipe, job, targets, message, dedupe)
+        _, replicas = await self._acks.execute(pipe)
+        if not replicas and self._acks.wanted(targets[0]):
+            _no_replica_ack(f"job {job.entry_id}'s timelines on {master}", self._acks.timeout_ms)
+
+    async def _queue_write(self, pipe, job: FanoutJob, targets: list[str], message: str, dedupe: int) -> None:
+        if job.kind == "post":
+            await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, dedupe_window=dedupe)
+        else:
+            await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message)
+
+
+def _tag_of_stream(stream: str) -> str:
+    return stream[stream.index("{") + 1: stream.rindex("}")]

@@ -8,12 +8,17 @@ same code runs on Redis Cluster.
 
 from __future__ import annotations
 
+import functools
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
 __all__ = [
     "home_timeline", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_presence",
     "process_channel", "CONTROL_CHANNEL", "HOME_TIMELINE_PREFIX",
     "user", "followers", "following", "usernames", "session", "user_sessions",
-    "tweet", "likes", "retweets", "FANOUT_STREAM", "FANOUT_GROUP", "fanout_progress", "fanout_author_seq",
-    "fanout_author_done", "id_worker", "google_account", "rate_limit", "user_sockets",
+    "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
+    "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
+    "rate_limit", "user_sockets",
 ]
 
 
@@ -46,8 +51,15 @@ def live_presence(user: str) -> str:
 
 def process_channel(process_id: str) -> str:
     """The pub/sub channel of one server process: ``"name name ...\n<event JSON>"`` messages
-    naming the local recipients of one event."""
+    naming the local recipients of one event. On one Redis."""
     return f"live:process:{process_id}"
+
+
+def user_process_channel(user: str, process_id: str) -> str:
+    """On Redis Cluster: the sharded channel of one user's sockets on one process, in the
+    user's slot, so that a timeline script in that slot may SPUBLISH to it. Messages have the
+    same format as on ``process_channel``, naming just this user."""
+    return f"live:{{{user}}}:{process_id}"
 
 
 #: Channel every process hears: control events (sign-out, sockets evicted), same format.
@@ -109,22 +121,45 @@ def retweets(tweet_id: int | str) -> str:
     return f"retweets:{{{tweet_id}}}"
 
 
-FANOUT_STREAM = "fanout:jobs"
 FANOUT_GROUP = "fanout-workers"
 
 
-def fanout_progress(job_id: str) -> str:
-    return f"fanout:progress:{job_id}"
+@functools.cache
+def fanout_shard_tags(shards: int) -> tuple[str, ...]:
+    """The hash tags of the fan-out stream shards: shard i's tag hashes into the i-th of
+    ``shards`` equal ranges of slots, so that the shards spread over a cluster's masters
+    the way ``redis-cli --cluster create`` spreads slots. The same in every process."""
+    tags = []
+    for shard in range(shards):
+        low, high = (shard * REDIS_CLUSTER_HASH_SLOTS // shards, (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // shards)
+        tags.append(next(tag for n in range(1_000_000) if low <= key_slot((tag := f"f{shard}.{n}").encode()) < high))
+    return tuple(tags)
 
 
-def fanout_author_seq(author: str) -> str:
-    """Counter: the sequence number of the author's latest fan-out job."""
-    return f"fanout:seq:{{{author}}}"
+def fanout_tag_of(author: str, shards: int) -> str:
+    """The shard of an author's fan-out jobs: all of them in one, so they keep their order."""
+    return fanout_shard_tags(shards)[key_slot(author.encode()) % shards]
 
 
-def fanout_author_done(author: str) -> str:
-    """The highest sequence number of the author's fan-out jobs that is done."""
-    return f"fanout:done:{{{author}}}"
+def fanout_stream(tag: str) -> str:
+    """Stream: the fan-out jobs of one shard (one author's jobs are all in one shard)."""
+    return f"fanout:jobs:{{{tag}}}"
+
+
+def fanout_last_job(tag: str) -> str:
+    """Hash: author -> stream id of the author's newest job in this shard not yet done. A new
+    job records it as the one it must wait for (realtime.fanout)."""
+    return f"fanout:last:{{{tag}}}"
+
+
+def fanout_progress(tag: str, job_id: str) -> str:
+    """Hash: how far a job has got (a follower cursor, extras done, failures)."""
+    return f"fanout:progress:{{{tag}}}:{job_id}"
+
+
+def fanout_dead_letters(tag: str) -> str:
+    """Stream: jobs of the shard that failed too often, with their error."""
+    return f"fanout:dead:{{{tag}}}"
 
 
 def id_worker(worker_id: int) -> str:

@@ -13,6 +13,15 @@ when the user's first socket attaches here, renewed every ``LEASE / 3``, removed
 renewal once the user has no socket here. A process that dies leaves leases that lapse
 within ``LEASE``; until then writes name its users on a channel nobody reads.
 
+On Redis Cluster a script may only publish to a channel of its own slot, so the hub uses
+sharded pub/sub there: it SSUBSCRIBEs the control channel and, for each user with a
+socket here, that user's channel on this process (``live:{user}:<process>``, in the
+user's slot), before the user's lease is written. Topology changes end in the same path
+as a lost connection (rebuild, resubscribe, rewrite leases, catch everyone up): a
+``sunsubscribe`` we did not ask for (the server drops shard channels of a slot that moved
+away), and a node connection that no longer hears its own probes (TCP-healthy but deaf
+after a failover), checked every ``PROBE_EVERY`` seconds.
+
 No gap, no duplicate:
 - a subscriber is attached (its lease written and confirmed by Redis, after the process
   channel is subscribed) before its timeline is read for replay: a write before the lease
@@ -41,8 +50,8 @@ import orjson
 from . import keys, metrics
 from .redis_client import Redis, RedisDown
 
-__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "CLOSE_OVERLOADED", "CLOSE_UNAUTHORIZED",
-           "CLOSE_REPLACED"]
+__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "TopologyChanged", "CLOSE_OVERLOADED",
+           "CLOSE_UNAUTHORIZED", "CLOSE_REPLACED"]
 
 log = logging.getLogger("chirp.live")
 
@@ -55,7 +64,14 @@ LEASE = 60.0
 #: every socket up, before a lease can lapse unnoticed.
 RENEWAL_OVERDUE = LEASE / 2
 RENEWAL_RETRY = 2.0
+#: Sharded pub/sub: how often each node connection is probed, and how long a probe may take.
+PROBE_EVERY = 10.0
+PROBE_TIMEOUT = 5.0
+
 LEASE_WRITE_CHUNK = 200  # users per pipeline: a renewal of 10,000 leases must not stall the loop
+
+
+_PROBE = "probe:"
 
 
 def new_process_id() -> str:
@@ -95,6 +111,10 @@ class LiveEvent:
     @property
     def is_control(self) -> bool:
         return self.kind in ("session_revoked", "sockets_evicted")
+
+
+class TopologyChanged(Exception):
+    """The sharded subscriptions no longer match the cluster: rebuild them."""
 
 
 class SubscriberState(enum.Enum):
@@ -221,13 +241,19 @@ CatchUp = Callable[[str, int | None], Awaitable[list[LiveEvent]]]
 
 
 class LiveHub:
-    def __init__(self, redis: Redis, make_pubsub_client: Callable[[], Redis], catch_up: CatchUp,
-                 process_id: str | None = None) -> None:
+    def __init__(self, redis: Redis, make_pubsub_client: Callable[[], Awaitable[Redis]], catch_up: CatchUp,
+                 process_id: str | None = None, *, sharded: bool = False) -> None:
         self._redis = redis
         self._make_client = make_pubsub_client
         self._catch_up = catch_up
         self.process_id = process_id or new_process_id()
         self.channel = keys.process_channel(self.process_id)
+        self.sharded = sharded
+        self._leaving: set[str] = set()  # sharded channels we unsubscribe from ourselves
+        self._subscribed: dict[str, asyncio.Future] = {}  # sharded: user -> their channel's confirmation
+        self._probes: dict[str, asyncio.Future] = {}  # nonce -> its echo
+        self._background: set[asyncio.Task] = set()  # tasks we start and must not lose
+        self._nodes_changed = asyncio.Event()  # sharded: a node connection may have been added
         self._subscribers: dict[str, set[LiveSubscriber]] = {}
         self._connections = 0  # kept, not summed: 10,000 sockets closing must not cost 10,000² steps
         self._leased: set[str] = set()  # users whose lease on this process Redis has confirmed
@@ -271,8 +297,23 @@ class LiveHub:
             subs.add(subscriber)
             self._connections += 1
         self._update_gauges()
+        if self.sharded:
+            await asyncio.wait_for(self._subscribe_user(subscriber.user), timeout=5)
         if subscriber.user not in self._leased:
             await asyncio.wait_for(self._write_leases([subscriber.user]), timeout=5)
+
+    def _user_channel(self, user: str) -> str:
+        return keys.user_process_channel(user, self.process_id)
+
+    async def _subscribe_user(self, user: str) -> None:
+        """Sharded: SSUBSCRIBE the user's channel here unless done; return once confirmed."""
+        confirmed = self._subscribed.get(user)
+        if confirmed is None:
+            confirmed = self._unconfirmed[self._user_channel(user)] = asyncio.get_running_loop().create_future()
+            self._subscribed[user] = confirmed
+            await self._pubsub.ssubscribe(self._user_channel(user))
+            self._nodes_changed.set()  # its node may be new: the reader starts a reader for it
+        await asyncio.shield(confirmed)
 
     async def detach(self, subscriber: LiveSubscriber) -> None:
         """Forget ``subscriber``. Its user's lease stays until the next renewal (no Redis call
@@ -358,8 +399,20 @@ class LiveHub:
                 await self._remove_leases(gone)
             finally:
                 self._removal_done.set()
+            await self._unsubscribe_users(gone - self._subscribers.keys())
         await self._write_leases(list(self._subscribers))
         self._renewed_at = time.monotonic()
+
+    async def _unsubscribe_users(self, users: set[str]) -> None:
+        if not self.sharded or self._pubsub is None:
+            return
+        channels = []
+        for user in users:
+            if self._subscribed.pop(user, None) is not None:
+                channels.append(self._user_channel(user))
+        if channels:
+            self._leaving.update(channels)
+            await self._pubsub.sunsubscribe(*channels)
 
     def _update_gauges(self) -> None:
         if self._subscribers:
@@ -372,44 +425,69 @@ class LiveHub:
     # -- the named reconnect loop -----------------------------------------------------
 
     async def run(self) -> None:
-        """Listen forever; on a lost connection reconnect with backoff and catch everyone up."""
+        """Listen forever; on a lost connection or a topology change, rebuild with backoff
+        and catch everyone up."""
         backoff = 0.05
         first = True
         while True:
-            listener = None
+            tasks: list[asyncio.Task] = []
             try:
-                self._client = self._make_client()
+                self._client = await self._make_client()
                 self._pubsub = self._client.pubsub()
-                loop = asyncio.get_running_loop()
-                self._unconfirmed = {channel: loop.create_future() for channel in (keys.CONTROL_CHANNEL, self.channel)}
-                await self._pubsub.subscribe(*self._unconfirmed)
-                listener = asyncio.create_task(self._read_messages(), name="live-pubsub-reader")
-                await asyncio.wait_for(asyncio.gather(*self._unconfirmed.values()), timeout=5)
+                confirmations = await self._subscribe_all()
+                tasks.append(asyncio.create_task(self._read_messages(), name="live-pubsub-reader"))
+                await asyncio.wait_for(asyncio.gather(*confirmations), timeout=10)
                 # Redis may have restarted empty: our users' leases before anyone goes live.
-                await asyncio.wait_for(self._write_leases(list(self._subscribers)), timeout=5)
+                await asyncio.wait_for(self._write_leases(list(self._subscribers)), timeout=10)
                 self._renewed_at = time.monotonic()
                 self.connected.set()
+                if self.sharded:
+                    tasks.append(asyncio.create_task(self._probe_nodes(), name="live-pubsub-probes"))
                 if not first:
                     self.reconnects += 1
                     metrics.PUBSUB_RECONNECTS.inc()
                     log.info("pub/sub reconnected; leases rewritten for %d users", len(self._subscribers))
-                    asyncio.create_task(self._catch_up_everyone(self._connection_number), name="live-catch-up")
+                    self._start(self._catch_up_everyone(self._connection_number), "live-catch-up")
                 first, backoff = False, 0.05
-                await listener
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # raises what ended it
             except asyncio.CancelledError:
                 raise
+            except TopologyChanged as exc:
+                metrics.PUBSUB_RESUBSCRIBES.labels(str(exc).split(":", 1)[0]).inc()
+                log.warning("sharded pub/sub: %s; resubscribing everything", exc)
+                backoff = 0.05
             except (*RedisDown, asyncio.TimeoutError) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting in %.2fs", exc or type(exc).__name__, backoff)
             except Exception:
+                metrics.LOOP_FAILURES.labels("live-hub").inc()
                 log.exception("pub/sub listener failed; reconnecting in %.2fs", backoff)
             finally:
-                if listener is not None:
-                    listener.cancel()
+                for task in tasks:
+                    task.cancel()
                 self._disconnected()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
+    async def _subscribe_all(self) -> list[Awaitable]:
+        """Subscribe: the control channel and our own (one Redis), or the control channel
+        and each local user's channel (sharded). Answers what confirms each, once read."""
+        loop = asyncio.get_running_loop()
+        if not self.sharded:
+            self._unconfirmed = {channel: loop.create_future() for channel in (keys.CONTROL_CHANNEL, self.channel)}
+            await self._pubsub.subscribe(*self._unconfirmed)
+            return list(self._unconfirmed.values())
+        self._unconfirmed = {keys.CONTROL_CHANNEL: loop.create_future()}
+        self._subscribed = {}
+        self._leaving = set()
+        await self._pubsub.ssubscribe(keys.CONTROL_CHANNEL)
+        return [self._unconfirmed[keys.CONTROL_CHANNEL], *(self._subscribe_user(user) for user in list(self._subscribers))]
+
     async def _read_messages(self) -> None:
+        if self.sharded:
+            await self._read_sharded_messages()
+            return
         while True:
             message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
             if message is None:
@@ -417,9 +495,109 @@ class LiveHub:
             if message["type"] == "message":
                 self._dispatch(message["data"])
             elif message["type"] == "subscribe":
-                confirmed = self._unconfirmed.pop(message["channel"], None)
-                if confirmed is not None and not confirmed.done():
-                    confirmed.set_result(True)
+                self._confirm(message["channel"])
+
+    async def _read_sharded_messages(self) -> None:
+        """One reader per node connection, each blocking on its own socket.
+
+        redis-py's ``get_sharded_message()`` without a node polls the node connections in
+        turn, each for the whole timeout, and returns one message per call: measured here,
+        a backlog on one of three nodes drained at one message per two timeouts (100/s at
+        5 ms). Readers started per node (``target_node``) keep the library's bookkeeping of
+        shard channels and read each node as fast as it sends.
+        """
+        pubsub = self._pubsub
+        readers: dict[str, asyncio.Task] = {}
+        try:
+            while True:
+                for name in list(pubsub.node_pubsub_mapping):
+                    if name not in readers or readers[name].done():
+                        readers[name] = asyncio.create_task(self._read_node(pubsub, name), name=f"live-pubsub-{name}")
+                if not readers:
+                    raise TopologyChanged("slot moved: no node connection left")
+                self._nodes_changed.clear()
+                changed = asyncio.ensure_future(self._nodes_changed.wait())
+                try:
+                    done, _ = await asyncio.wait([*readers.values(), changed], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+                for name, reader in list(readers.items()):
+                    if reader in done:
+                        reader.result()  # raises what ended it; a reader that returned has no channels left
+                        del readers[name]
+        finally:
+            for reader in readers.values():
+                reader.cancel()
+
+    async def _read_node(self, pubsub, name: str) -> None:
+        node = pubsub.cluster.get_node(node_name=name)
+        while node is not None and name in pubsub.node_pubsub_mapping:
+            message = await pubsub.get_sharded_message(ignore_subscribe_messages=False, timeout=1.0, target_node=node)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "smessage":
+                data = message["data"]
+                if data.startswith("\n" + _PROBE):
+                    self._probe_heard(data)
+                else:
+                    self._dispatch(data)
+            elif kind == "ssubscribe":
+                self._confirm(message["channel"])
+            elif kind == "sunsubscribe":
+                channel = message["channel"]
+                if channel in self._leaving:
+                    self._leaving.discard(channel)
+                else:
+                    raise TopologyChanged(f"slot moved: the server unsubscribed {channel}")
+
+    def _confirm(self, channel: str) -> None:
+        confirmed = self._unconfirmed.pop(channel, None)
+        if confirmed is not None and not confirmed.done():
+            confirmed.set_result(True)
+
+    # -- probes: a node connection can stay TCP-healthy yet deaf after a failover --------
+
+    async def _probe_nodes(self) -> None:
+        """Every PROBE_EVERY, publish to one of our channels on each node connection and
+        wait for the echo; a connection that does not hear it is deaf: rebuild everything."""
+        while True:
+            await asyncio.sleep(PROBE_EVERY)
+            channels = [next(iter(node.shard_channels)) for node in list(self._pubsub.node_pubsub_mapping.values())
+                        if node.shard_channels]
+            waits = {}
+            for channel in channels:
+                channel = channel.decode() if isinstance(channel, bytes) else channel
+                nonce = secrets.token_hex(6)
+                waits[nonce] = self._probes[nonce] = asyncio.get_running_loop().create_future()
+                await self._redis.spublish(channel, f"\n{_PROBE}{nonce}")
+            try:
+                _, missing = await asyncio.wait(waits.values(), timeout=PROBE_TIMEOUT)
+            finally:
+                for nonce in waits:
+                    self._probes.pop(nonce, None)
+            metrics.PUBSUB_PROBES.labels("heard").inc(len(waits) - len(missing))
+            if missing:
+                metrics.PUBSUB_PROBES.labels("missed").inc(len(missing))
+                raise TopologyChanged(f"deaf: {len(missing)} of {len(waits)} node connections missed their probe")
+
+    def _probe_heard(self, data: str) -> None:
+        heard = self._probes.get(data[1 + len(_PROBE):])
+        if heard is not None and not heard.done():
+            heard.set_result(True)
+
+    def _start(self, coroutine, name: str) -> asyncio.Task:
+        """A background task kept until it ends, its failure logged (never lost unseen)."""
+        task = asyncio.create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._task_ended)
+        return task
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            metrics.LOOP_FAILURES.labels(task.get_name()).inc()
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     def _dispatch(self, data: str) -> None:
         """``data`` is ``"name name ...\n<event JSON>"``: parsed once for all its recipients here."""
@@ -451,7 +629,9 @@ class LiveHub:
         self.connected.clear()
         self._connection_number += 1
         for confirmed in self._unconfirmed.values():
-            confirmed.cancel()
+            if not confirmed.done():
+                confirmed.set_exception(ConnectionError("the live pub/sub connection is down"))
+                confirmed.exception()  # whoever waits on it sees it; nobody else needs to
         self._unconfirmed = {}
         # Sockets still replaying on connect cannot finish without Redis: they reconnect.
         # The others buffer from now on: a message on a channel resubscribed before the
@@ -461,10 +641,14 @@ class LiveHub:
                 subscriber.close(CLOSE_OVERLOADED, "Redis connection lost")
             else:
                 subscriber.begin_buffering()
+        self._subscribed = {}
+        for heard in self._probes.values():
+            heard.cancel()
+        self._probes = {}
         pubsub, client = self._pubsub, self._client
         self._pubsub = self._client = None
         if client is not None:
-            asyncio.create_task(_quietly_close(pubsub, client))
+            self._start(_quietly_close(pubsub, client), "live-pubsub-close")
 
     async def _catch_up_everyone(self, connection_number: int) -> None:
         for subscriber in self.subscribers():
@@ -472,8 +656,9 @@ class LiveHub:
                 continue
             try:
                 events = await self._catch_up(subscriber.user, subscriber.last_id)
-            except RedisDown:
-                subscriber.close(CLOSE_OVERLOADED, "Redis connection lost")
+            except Exception as exc:  # any failure: the client reconnects with since, never buffers forever
+                log.warning("catch-up of a socket of %s failed (%s); closing it 1013", subscriber.user, exc)
+                subscriber.close(CLOSE_OVERLOADED, "could not catch up")
                 continue
             if connection_number != self._connection_number:
                 # The connection dropped meanwhile: going live now would miss what is published

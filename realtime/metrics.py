@@ -11,7 +11,8 @@ from prometheus_client import multiprocess
 
 __all__ = [
     "OPEN_SOCKETS", "EVENTS_DELIVERED", "EVENTS_DROPPED", "SLOW_CLIENT_CLOSES", "REPLAYED_EVENTS",
-    "USERS_ONLINE", "PUBSUB_RECONNECTS", "FANOUT_QUEUE_LENGTH", "FANOUT_PENDING", "FANOUT_LAG", "DELIVERY_LATENCY",
+    "USERS_ONLINE", "PUBSUB_RECONNECTS", "PUBSUB_RESUBSCRIBES", "PUBSUB_PROBES", "LOOP_FAILURES",
+    "FANOUT_DEAD_LETTERS", "REPLICA_ACK_TIMEOUTS", "FANOUT_QUEUE_LENGTH", "FANOUT_PENDING", "FANOUT_LAG", "DELIVERY_LATENCY",
     "render_metrics", "CONTENT_TYPE_LATEST",
 ]
 
@@ -23,6 +24,15 @@ EVENTS_DROPPED = Counter("chirp_events_dropped", "Live events not delivered beca
 SLOW_CLIENT_CLOSES = Counter("chirp_slow_client_closes", "Sockets closed with 1013 because their send queue filled")
 REPLAYED_EVENTS = Counter("chirp_replayed_events", "Tweets sent from the timeline on connect or after a Redis blip")
 PUBSUB_RECONNECTS = Counter("chirp_pubsub_reconnects", "Times the pub/sub connection was re-established")
+PUBSUB_RESUBSCRIBES = Counter("chirp_pubsub_resubscribes",
+                              "Pub/sub rebuilds for a topology change (a slot moved, a failover, a deaf connection)",
+                              ["reason"])
+PUBSUB_PROBES = Counter("chirp_pubsub_probes", "Probes published to our own sharded channels, by outcome", ["outcome"])
+LOOP_FAILURES = Counter("chirp_loop_failures", "Failures of a supervised background loop (each is logged and retried)",
+                        ["loop"])
+REPLICA_ACK_TIMEOUTS = Counter("chirp_replica_ack_timeouts",
+                               "Jobs answered 201 before a replica acknowledged them (REPLICA_ACK_TIMEOUT passed)")
+FANOUT_DEAD_LETTERS = Counter("chirp_fanout_dead_letters", "Fan-out jobs moved to the dead letters after failing")
 FANOUT_QUEUE_LENGTH = Gauge("chirp_fanout_queue_length", "Fan-out jobs recorded and not yet read",
                             multiprocess_mode="mostrecent")
 FANOUT_PENDING = Gauge("chirp_fanout_pending", "Fan-out jobs read and not yet acknowledged",

@@ -7,19 +7,38 @@ breaks blocking reads), so nothing here relies on them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
-from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError, TimeoutError as RedisTimeoutError
+from redis.exceptions import (ConnectionError as RedisConnectionError, NoScriptError, RedisError,
+                              TimeoutError as RedisTimeoutError)
 
-__all__ = ["make_redis", "warm_up", "execute_scripted", "RedisDown", "Redis"]
+__all__ = ["make_redis", "open_redis", "warm_up", "execute_scripted", "RedisDown", "Redis", "cluster_health",
+           "is_cluster", "is_transient", "queue_publish", "queue_script", "ReplicaAcks", "is_redirect"]
 
 Redis = aioredis.Redis | RedisCluster
 
 #: What a caller catches to mean "Redis does not answer".
 RedisDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+#: Error replies that mean "not now" (out of memory, a failover, a slot moving), not "never".
+_TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "MOVED",
+                      "ASK", "NOREPLICAS", "NOSCRIPT")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Redis is away, or refuses writes for now: answer 503 and retry later, never 500, and
+    never count it against a fan-out job."""
+    if isinstance(exc, RedisDown) or type(exc).__name__ == "SlotNotCoveredError":
+        return True
+    if isinstance(exc, RedisError):
+        return type(exc).__name__ in ("ClusterDownError", "TryAgainError", "MasterDownError", "ReadOnlyError",
+                                      "BusyLoadingError", "OutOfMemoryError") \
+            or str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES
+    return False
 
 
 def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_connections: int = 200,
@@ -47,6 +66,97 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
     return aioredis.Redis(connection_pool=pool)
 
 
+async def open_redis(url: str, *, cluster: bool = False, **options) -> Redis:
+    """``make_redis``, ready to use: a cluster client has read the slot map (an uninitialised
+    one fails with a bare ``KeyError: <slot>``, redis-py #4296)."""
+    client = make_redis(url, cluster=cluster, **options)
+    if cluster:
+        await client.initialize()
+    return client
+
+
+async def is_cluster(url: str) -> bool:
+    """Whether ``url`` names a Redis Cluster node (``INFO cluster``; a server that refuses
+    INFO, as some managed ones do, counts as a single Redis: say REDIS_CLUSTER=on there)."""
+    client = make_redis(url, max_connections=1, retries=0)
+    try:
+        return str((await client.info("cluster")).get("cluster_enabled", 0)) == "1"
+    except RedisError:
+        return False
+    finally:
+        await client.aclose()
+
+
+async def cluster_health(client: RedisCluster) -> str | None:
+    """Why the cluster cannot serve every slot now, or None when it can: every master
+    answers ``cluster_state:ok`` and their slots add up to all 16384."""
+    covered = 0
+    for node in client.get_primaries():
+        info = await client.cluster_info(target_nodes=node)
+        if info.get("cluster_state") != "ok":
+            return f"node {node.name} reports cluster_state:{info.get('cluster_state')}"
+        covered = max(covered, int(info.get("cluster_slots_ok", 0)))
+    if covered < 16384:
+        return f"only {covered} of 16384 slots are served"
+    return None
+
+
+class ReplicaAcks:
+    """On Redis Cluster: writes that return only once a replica of their master has them.
+
+    Replication is asynchronous: a master killed just after a write takes it along, and
+    its promoted replica never saw it. ``WAIT 1 <ms>`` after a write, on the connection
+    that made it, closes that window, so the writes go in one plain pipeline per master,
+    each ending with WAIT. A slot that moved since the cluster client's last look answers
+    MOVED or ASK: the caller then writes through the cluster client, which follows the
+    redirect, without the ack (counted in ``chirp_replica_ack_timeouts``)."""
+
+    def __init__(self, cluster: RedisCluster, timeout: float) -> None:
+        self._cluster = cluster
+        self.timeout_ms = int(timeout * 1000)
+        self._clients: dict[str, aioredis.Redis] = {}
+
+    def wanted(self, key: str) -> bool:
+        """Whether a write of ``key`` should wait: acks are on and its master has a replica."""
+        return self.timeout_ms > 0 and self._cluster.get_node_from_key(key, replica=True) is not None
+
+    def master_of(self, key: str) -> str:
+        return self._cluster.get_node_from_key(key).name
+
+    def pipeline(self, master: str):
+        client = self._clients.get(master)
+        if client is None:
+            node = self._cluster.get_node(node_name=master)
+            client = self._clients[master] = aioredis.Redis(
+                host=node.host, port=node.port, decode_responses=True, socket_timeout=2.0,
+                socket_connect_timeout=2.0, max_connections=64)
+        return client.pipeline(transaction=False)
+
+    async def execute(self, pipe) -> tuple[list, int]:
+        """Run ``pipe`` and WAIT; answers its results and how many replicas acknowledged."""
+        pipe.execute_command("WAIT", 1, self.timeout_ms)
+        *results, replicas = await execute_scripted(pipe)
+        return results, replicas
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
+
+
+def is_redirect(exc: BaseException) -> bool:
+    return isinstance(exc, RedisError) and str(exc).startswith(("MOVED", "ASK"))
+
+
+def queue_publish(pipe, channel: str, message: str) -> None:
+    """PUBLISH on one Redis; SPUBLISH (sharded, routed to the channel's slot) on a cluster,
+    where every process SSUBSCRIBEs the channels it hears (realtime.live_hub)."""
+    if type(pipe).__name__ == "ClusterPipeline":
+        pipe.spublish(channel, message)
+    else:
+        pipe.publish(channel, message)
+
+
 async def warm_up(redis: Redis, connections: int) -> None:
     """Open ``connections`` pooled connections now. redis-py opens them on demand, each with
     its own handshake round trips, which made the first second of a burst of posts slower
@@ -54,19 +164,41 @@ async def warm_up(redis: Redis, connections: int) -> None:
     await asyncio.gather(*(redis.execute_command("PING") for _ in range(connections)))
 
 
+def _is_cluster_pipeline(pipe) -> bool:
+    return type(pipe).__name__ == "ClusterPipeline"
+
+
+async def queue_script(pipe, script, keys: Sequence, args: Sequence) -> None:
+    """Queue a call of ``script`` (from ``register_script``) in ``pipe``, either kind.
+
+    redis-py refuses ``evalsha`` in a cluster pipeline (its scripts would need every key in
+    one slot, which ours have), so there the call is queued as a plain ``EVALSHA``, routed
+    by its keys, and remembered, so that ``execute_scripted`` can load the script and run
+    the call again where a node answers NOSCRIPT (a new master after a failover has no
+    scripts: they are not replicated)."""
+    if _is_cluster_pipeline(pipe):
+        pipe.__dict__.setdefault("_chirp_script_calls", []).append((script, list(keys), list(args)))
+        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    else:
+        await script(keys=keys, args=args, client=pipe)
+
+
 async def execute_scripted(pipe) -> list:
     """``pipe.execute()`` without the ``SCRIPT EXISTS`` round trip that redis-py sends
     before every pipeline holding a script. The scripts are loaded after their first use;
-    when Redis has lost them (a restart, ``SCRIPT FLUSH``), they are loaded and the
-    pipeline runs again.
+    when Redis has lost them (a restart, ``SCRIPT FLUSH``, a failover), they are loaded and
+    the calls run again.
 
     Only for pipelines that are safe to run twice and whose other commands may land
-    without the scripts' (timeline pushes and removals; a fan-out job's acknowledgement).
-    Not for one that writes a mark of what the scripts did (the fan-out progress): a
-    pipeline is no transaction, so on NOSCRIPT the mark would be written without the
-    batch, and the batch lost if the process died before the re-run."""
+    without the scripts' (timeline pushes and removals); on a cluster, for pipelines of
+    script calls queued with ``queue_script`` only. Not for one that writes a mark of what
+    the scripts did (the fan-out progress): a pipeline is no transaction, so on NOSCRIPT
+    the mark would be written without the batch, and the batch lost if the process died
+    before the re-run."""
+    if _is_cluster_pipeline(pipe):
+        return await _execute_cluster_scripted(pipe)
     if not isinstance(getattr(pipe, "scripts", None), set):
-        return await pipe.execute()  # a cluster pipeline: redis-py's own way
+        return await pipe.execute()
     scripts, stack = pipe.scripts, list(pipe.command_stack)
     pipe.scripts = set()
     try:
@@ -74,3 +206,22 @@ async def execute_scripted(pipe) -> list:
     except NoScriptError:
         pipe.command_stack, pipe.scripts = stack, scripts  # execute() loads what is missing
         return await pipe.execute()
+
+
+async def _execute_cluster_scripted(pipe) -> list:
+    calls = pipe.__dict__.pop("_chirp_script_calls", [])
+    results = await pipe.execute(raise_on_error=False)
+    missing = [n for n, result in enumerate(results) if isinstance(result, NoScriptError)]
+    if missing:
+        for script in {calls[n][0] for n in missing}:
+            await script.registered_client.script_load(script.script)  # on every master
+        retry = calls[missing[0]][0].registered_client.pipeline(transaction=False)
+        for n in missing:
+            script, keys, args = calls[n]
+            retry.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        for n, result in zip(missing, await retry.execute(raise_on_error=False)):
+            results[n] = result
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results

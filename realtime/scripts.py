@@ -4,7 +4,8 @@ Cluster (callers group keys by slot there), and is safe to run twice.
 
 from __future__ import annotations
 
-__all__ = ["SET_IF_GREATER", "PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE"]
+__all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB",
+           "CREATE_TWEET", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients: ``"ann bob\n<event>"`` on the process's
@@ -14,22 +15,29 @@ __all__ = ["SET_IF_GREATER", "PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGG
 # registered before the write hears it, one registered after reads it from the timeline.
 # (That key is derived, not passed in KEYS, to spare one argument per follower; being in
 # the declared key's slot, it is safe on Redis Cluster.)
+# On Redis Cluster (channel_mid not empty) a script may only SPUBLISH to a channel of its
+# own slot, so each recipient's event goes to the sharded channel
+# channel_prefix .. user .. channel_mid .. process, naming that user alone.
 _LIVE_EVENTS = """
 local home_prefix, presence_before, presence_after, channel_prefix = ARGV[{first}], ARGV[{first} + 1],
   ARGV[{first} + 2], ARGV[{first} + 3]
-local now_ms = ARGV[{first} + 4]
+local now_ms, channel_mid = ARGV[{first} + 4], ARGV[{first} + 5]
 local recipients, processes = {{}}, {{}}
 local function note_recipient(key)
   if message == '' or string.sub(key, 1, #home_prefix) ~= home_prefix then return end
   local owner = string.sub(key, #home_prefix + 1, -2)
   for _, process in ipairs(redis.call('ZRANGEBYSCORE', presence_before .. owner .. presence_after, now_ms, '+inf')) do
-    local names = recipients[process]
-    if not names then
-      names = {{}}
-      recipients[process] = names
-      processes[#processes + 1] = process
+    if channel_mid ~= '' then
+      redis.call('SPUBLISH', channel_prefix .. owner .. channel_mid .. process, owner .. '\\n' .. message)
+    else
+      local names = recipients[process]
+      if not names then
+        names = {{}}
+        recipients[process] = names
+        processes[#processes + 1] = process
+      end
+      names[#names + 1] = owner
     end
-    names[#names + 1] = owner
   end
 end
 local function publish_to_recipients()
@@ -93,11 +101,19 @@ publish_to_recipients()
 return removed
 """
 
+# A tweet that was deleted keeps a tombstone, ``{deleted = 1}``, for a while, so that a
+# fan-out job re-run after the delete cannot bring it back (realtime.tweets).
+_LIVE_TWEET = """
+local function live_tweet(key)
+  return redis.call('EXISTS', key) == 1 and redis.call('HEXISTS', key, 'deleted') == 0
+end
+"""
+
 #: Add or remove a member of a set and keep a counter field of the object's hash in step.
 #: KEYS: object hash, member set. ARGV: 'add' | 'remove', member, counter field.
-#: Returns -1 when the object does not exist, else 1 when something changed, 0 when not.
-TOGGLE_MEMBER = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+#: Returns -1 when the object does not exist (or was deleted), else 1 when something changed, 0 when not.
+TOGGLE_MEMBER = _LIVE_TWEET + """
+if not live_tweet(KEYS[1]) then return -1 end
 local changed
 if ARGV[1] == 'add' then changed = redis.call('SADD', KEYS[2], ARGV[2])
 else changed = redis.call('SREM', KEYS[2], ARGV[2]) end
@@ -107,15 +123,84 @@ end
 return changed
 """
 
+#: The one atomic step of a post, a retweet or a delete: record its fan-out job.
+#: KEYS: the shard's stream, the shard's last-job hash. ARGV: author, then field, value pairs.
+#: The job names the author's previous job not yet done (``after``), which must finish first.
+#: Returns the job's stream id.
+ENQUEUE_JOB = """
+local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+local id = redis.call('XADD', KEYS[1], '*', 'after', previous, unpack(ARGV, 2))
+redis.call('HSET', KEYS[2], ARGV[1], id)
+return id
+"""
+
+#: A job is done (or dead-lettered): acknowledge and delete it, drop its progress, and stop
+#: naming it as its author's last job. KEYS: stream, last-job hash, progress hash, dead
+#: letters. ARGV: group, job id, author, error ('' when done; else the job is copied to the
+#: dead letters with it), dead-letter cap.
+FINISH_JOB = """
+if ARGV[4] ~= '' then
+  local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])[1]
+  if entry then
+    local fields = entry[2]
+    fields[#fields + 1] = 'job'
+    fields[#fields + 1] = ARGV[2]
+    fields[#fields + 1] = 'error'
+    fields[#fields + 1] = ARGV[4]
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', unpack(fields))
+  end
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('DEL', KEYS[3])
+if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[3]) end
+return 1
+"""
+
+#: Store a tweet (or retweet entry) from its job, unless it exists or was deleted.
+#: KEYS: tweet hash. ARGV: field, value pairs. Returns 1 when this call created it.
+CREATE_TWEET = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+#: Delete a tweet: its likes go, its hash becomes a tombstone; the retweeters' hash stays
+#: (with the same lifetime) for the delete job to remove their retweets. KEYS: tweet hash,
+#: likes, retweets. ARGV: tombstone lifetime (ms). Returns 1 when this call deleted it.
+DELETE_TWEET = _LIVE_TWEET + """
+if not live_tweet(KEYS[1]) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'deleted', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[1]) end
+return 1
+"""
+
+#: Count ``retweet_id`` as ``user``'s retweet of the original, once. KEYS: original's hash,
+#: its retweets hash. ARGV: user, retweet id. Returns -1: the original is gone; 1: counted
+#: now; 0: this retweet was counted before (a re-run); 2: the user retweeted it before.
+CLAIM_RETWEET = _LIVE_TWEET + """
+if not live_tweet(KEYS[1]) then return -1 end
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if current == ARGV[2] then return 0 end
+if current then return 2 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'retweets', 1)
+return 1
+"""
+
+#: Undo a user's retweet ``retweet_id`` of the original, once. KEYS: original's hash, its
+#: retweets hash. ARGV: user, retweet id. Returns 1 when this call undid it.
+RELEASE_RETWEET = _LIVE_TWEET + """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+if live_tweet(KEYS[1]) then redis.call('HINCRBY', KEYS[1], 'retweets', -1) end
+return 1
+"""
+
 #: KEYS: lease key. ARGV: owner, ttl_ms. Extends the lease when we still hold it.
 RENEW_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
-"""
-
-#: KEYS: counter. ARGV: value, ttl seconds. Raises the counter to ``value``, never lowers it.
-SET_IF_GREATER = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end
-return 1
 """

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 
 from . import keys
 from .errors import BadRequest, Unprocessable
-from .redis_client import Redis
+from .redis_client import Redis, queue_script
 from .text import normalize_username
 from .timelines import Timelines
 from .tweets import Tweets
@@ -275,7 +275,7 @@ class HashtagIndex:
         """Queue ``(tag, increment, newest tweet id)`` uses in ``pipe`` (bulk loading)."""
         if uses:
             call_keys, args = self._record_call(uses)
-            await self._record(keys=call_keys, args=args, client=pipe)
+            await queue_script(pipe, self._record, call_keys, args)
 
     async def top(self, prefix: str, count: int = MAX_HASHTAGS) -> list[tuple[str, int]]:
         """Up to ``count`` live tags starting with ``prefix``, most used first, with their uses."""

@@ -11,7 +11,7 @@ import orjson
 
 from . import keys
 from .errors import Unauthorized
-from .redis_client import Redis
+from .redis_client import Redis, queue_publish
 
 __all__ = ["Session", "Sessions", "hash_token"]
 
@@ -74,5 +74,5 @@ class Sessions:
         if session.user:
             pipe.zrem(keys.user_sessions(session.user), session.token_hash)
             event = orjson.dumps({"type": "session_revoked", "token_hash": session.token_hash}).decode()
-            pipe.publish(keys.CONTROL_CHANNEL, f"{session.user}\n{event}")
+            queue_publish(pipe, keys.CONTROL_CHANNEL, f"{session.user}\n{event}")
         await pipe.execute()

@@ -2,9 +2,10 @@
 
 Each socket is registered in ``sockets:{user}`` (a sorted set scored by Redis's clock
 at connect time) once it is authenticated. When a registration takes the user over the
-limit, the same Lua call removes the oldest registrations and publishes their ids on the
-control channel, addressed to the user; whichever process holds one of those sockets closes it with 4409
-(see ``LiveHub``). A socket that leaves unregisters itself.
+limit, the same Lua call removes the oldest registrations; their ids are then published on
+the control channel, addressed to the user, and whichever process holds one of those
+sockets closes it with 4409 (see ``LiveHub``). (Published after the call, not in it: on
+Redis Cluster a script may only publish in its own slot.) A socket that leaves unregisters itself.
 
 Caveat: a process that dies without unregistering leaves its entries behind. They
 are dropped when the user next goes over the limit, if their process's presence
@@ -17,17 +18,19 @@ from __future__ import annotations
 import itertools
 import time
 
+import orjson
+
 from . import keys
 from .presence import INDEX as PRESENCE_INDEX
-from .redis_client import Redis
+from .redis_client import Redis, queue_publish
 
 __all__ = ["SocketLimit", "REGISTER_SOCKET", "EVICTED_EVENT"]
 
 EVICTED_EVENT = "sockets_evicted"
 KEY_TTL_MS = 24 * 3600 * 1000
 
-#: KEYS: the user's socket set. ARGV: socket id, limit, key TTL (ms), the control channel, the user.
-#: Returns the ids of the sockets closed to make room (oldest first), published as one event.
+#: KEYS: the user's socket set. ARGV: socket id, limit, key TTL (ms).
+#: Returns the ids of the sockets to close to make room (oldest first).
 REGISTER_SOCKET = """
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[1], tonumber(t[1]) * 1000000 + tonumber(t[2]), ARGV[1])
@@ -36,7 +39,6 @@ local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if over <= 0 then return {} end
 local evicted = redis.call('ZRANGE', KEYS[1], 0, over - 1)
 redis.call('ZREM', KEYS[1], unpack(evicted))
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. cjson.encode({type = '""" + EVICTED_EVENT + """', socket_ids = evicted}))
 return evicted
 """
 
@@ -59,8 +61,13 @@ class SocketLimit:
         key = keys.user_sockets(user)
         if await self._redis.zcard(key) >= self.max_sockets:
             await self._drop_dead_processes(key)
-        return await self._register(keys=[key], args=[socket_id, self.max_sockets, KEY_TTL_MS,
-                                                      keys.CONTROL_CHANNEL, user])
+        evicted = await self._register(keys=[key], args=[socket_id, self.max_sockets, KEY_TTL_MS])
+        if evicted:
+            pipe = self._redis.pipeline(transaction=False)
+            event = orjson.dumps({"type": EVICTED_EVENT, "socket_ids": evicted}).decode()
+            queue_publish(pipe, keys.CONTROL_CHANNEL, f"{user}\n{event}")
+            await pipe.execute()
+        return evicted
 
     async def unregister(self, user: str, socket_id: str) -> None:
         if self.max_sockets > 0:

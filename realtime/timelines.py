@@ -15,7 +15,7 @@ from redis.crc import key_slot
 
 from . import keys
 from .ids import min_id_at
-from .redis_client import Redis, execute_scripted
+from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES
 
 __all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE"]
@@ -27,7 +27,8 @@ FULL_DEDUPE = 0
 
 # The live event arguments of the push and remove scripts (realtime.scripts._LIVE_EVENTS).
 _PRESENCE_BEFORE, _, _PRESENCE_AFTER = keys.live_presence("\0").partition("\0")
-_LIVE_ARGS = [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, keys.process_channel("")]
+_PROCESS_CHANNEL = [keys.process_channel(""), ""]
+_USER_CHANNEL_PREFIX, _, _USER_CHANNEL_MID = keys.user_process_channel("\0", "").partition("\0")
 
 
 class Timelines:
@@ -53,10 +54,10 @@ class Timelines:
             by_slot[key_slot(key.encode())].append(key)
         return list(by_slot.values())
 
-    @staticmethod
-    def _live_args() -> list:
+    def _live_args(self) -> list:
         # Presence leases are wall-clock deadlines set by each server process (LiveHub).
-        return [*_LIVE_ARGS, int(time.time() * 1000)]
+        prefix, mid = (_USER_CHANNEL_PREFIX, _USER_CHANNEL_MID) if self._cluster else _PROCESS_CHANNEL
+        return [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, prefix, int(time.time() * 1000), mid]
 
     async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
                          dedupe_window: int = RECENT_DEDUPE_WINDOW) -> int:
@@ -69,7 +70,7 @@ class Timelines:
                   message, *self._live_args()]
         groups = self._groups(keys)
         for group in groups:
-            await self._push(keys=group, args=common, client=pipe)
+            await queue_script(pipe, self._push, group, common)
         return len(groups)
 
     async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "") -> int:
@@ -77,7 +78,7 @@ class Timelines:
         common = [tweet_id, message, *self._live_args()]
         groups = self._groups(keys)
         for group in groups:
-            await self._remove(keys=group, args=common, client=pipe)
+            await queue_script(pipe, self._remove, group, common)
         return len(groups)
 
     async def push(self, keys: Sequence[str], tweet_id: int, **options) -> int:

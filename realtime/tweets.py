@@ -7,6 +7,7 @@ it is shown as the original tweet plus ``retweeted_by`` and ``retweet_id``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -14,15 +15,17 @@ import orjson
 
 from . import keys
 from .errors import Forbidden, NotFound
-from .fanout import FanoutQueue
+from .fanout import Delivery, FanoutJob, FanoutQueue
 from .ids import IdGenerator
 from .redis_client import Redis
-from .scripts import TOGGLE_MEMBER
+from .scripts import CLAIM_RETWEET, CREATE_TWEET, DELETE_TWEET, RELEASE_RETWEET, TOGGLE_MEMBER
 from .text import clean_content, parse_hashtags, parse_mentions
 from .timelines import Timelines
 from .users import Users
 
 __all__ = ["Tweets", "parse_tweet_id", "tweet_event", "delete_event"]
+
+log = logging.getLogger("chirp.tweets")
 
 MAX_TWEET_ID = (1 << 53) - 1
 
@@ -58,6 +61,10 @@ def _render(tweet_id: int, fields: dict) -> dict:
 
 
 class Tweets:
+    """Every write goes the same way: record the fan-out job (the one atomic step, the
+    source of truth), then apply it here with steps that are safe to redo, which the job's
+    worker redoes whatever happened to this call (``apply``). See README, "What a 201 promises"."""
+
     def __init__(self, redis: Redis, ids: IdGenerator, users: Users, timelines: Timelines,
                  fanout: FanoutQueue, hashtag_index=None) -> None:
         self._redis = redis
@@ -67,33 +74,101 @@ class Tweets:
         self._fanout = fanout
         self._hashtag_index = hashtag_index  # realtime.search.HashtagIndex: counts uses
         self._toggle = redis.register_script(TOGGLE_MEMBER)
+        self._create = redis.register_script(CREATE_TWEET)
+        self._tombstone = redis.register_script(DELETE_TWEET)
+        self._claim_retweet = redis.register_script(CLAIM_RETWEET)
+        self._release_retweet = redis.register_script(RELEASE_RETWEET)
+        #: How long a deleted tweet's tombstone stops a late re-run of its post from bringing it back.
+        self.tombstone_ttl_ms = int(timelines.max_age * 1000)
 
     # -- writing ---------------------------------------------------------------------
 
     async def post(self, author: str, content: object) -> int:
-        """Store the tweet, put it in the author's timelines and record the fan-out job."""
+        """Record the tweet's job, then store it and put it in the author's timelines."""
         text = clean_content(content)
         tweet_id = self._ids.next_id()
         mentioned = await self._users.existing(parse_mentions(text))
         fields = {
             "kind": "tweet", "from": await self._users.require(author), "author": author,
-            "ts": repr(time.time()), "content": text, "likes": 0, "retweets": 0,
+            "ts": repr(time.time()), "content": text, "likes": "0", "retweets": "0",
             "mentions": orjson.dumps(list(mentioned.values())).decode(),
             "hashtags": orjson.dumps(parse_hashtags(text)).decode(),
         }
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(keys.tweet(tweet_id), mapping=fields)
-        pipe.hincrby(keys.user(author), "tweets", 1)
-        await pipe.execute()
-        if self._hashtag_index is not None:
-            await self._hashtag_index.record(parse_hashtags(text), tweet_id)
-        await self._enter_own_timelines(author, tweet_id, tweet_event(_render(tweet_id, fields)))
-        await self._fanout.enqueue("post", tweet_id, author)
+        await self._record_and_apply("post", tweet_id, author, tweet=orjson.dumps(fields).decode())
         return tweet_id
 
-    async def _enter_own_timelines(self, author: str, tweet_id: int, message: str) -> None:
+    async def _record_and_apply(self, kind: str, tweet_id: int, author: str, **job_fields: str) -> None:
+        """Once the job is recorded the write will happen: a failure to apply it now is the
+        worker's to mend, not the caller's to retry (a retry would post twice)."""
+        entry_id = await self._fanout.enqueue(kind, tweet_id, author, **job_fields)
+        try:
+            await self.apply(FanoutJob(self._fanout.tag_of(author), entry_id,
+                                       {"kind": kind, "id": tweet_id, "author": author, **job_fields}))
+        except Exception as exc:
+            log.warning("%s %s is recorded; its worker will finish applying it (%s: %s)", kind, tweet_id,
+                        type(exc).__name__, exc)
+
+    async def apply(self, job: FanoutJob) -> Delivery | None:
+        """The tweet side of a job, safe to run again and again (realtime.fanout.JobSource)."""
+        if job.kind == "post":
+            return await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]))
+        if job.kind == "delete":
+            if "of" in job.fields:
+                return await self._apply_unretweet(job.tweet_id, job.author, int(job.fields["of"]))
+            delivery = await self._apply_delete(job.tweet_id, job.author, job.fields)
+            await self._delete_retweets_of(job.tweet_id)
+            return delivery
+        raise ValueError(f"unknown kind of job {job.kind!r}")
+
+    async def _apply_post(self, tweet_id: int, author: str, fields: dict) -> Delivery | None:
+        stored = await self._redis.hgetall(keys.tweet(tweet_id))
+        if stored.get("deleted"):
+            return None  # deleted before this (re-)run
+        if fields["kind"] == "retweet":
+            original = int(fields["of"])
+            claim = await self._claim_retweet(keys=[keys.tweet(original), keys.retweets(original)],
+                                              args=[author, tweet_id])
+            if claim in (-1, 2):
+                return None  # the original is gone, or the user retweeted it already
+        if not stored and await self._create(keys=[keys.tweet(tweet_id)], args=_flat(fields)):
+            await self._count_new(tweet_id, author, fields)
+        shown = await self.render_stored([(tweet_id, fields)])
+        if not shown:
+            return None
+        message = tweet_event(shown[0])
         await self._timelines.push([keys.user_timeline(author), keys.home_timeline(author)], tweet_id,
                                    message=message)
+        if fields["kind"] != "tweet":
+            return Delivery(message)
+        return Delivery(message, _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")))
+
+    async def _count_new(self, tweet_id: int, author: str, fields: dict) -> None:
+        """The counts a new tweet adds, done by whichever call created it. (A crash just
+        before this leaves a count one short; the tweet itself is never lost.)"""
+        if fields["kind"] == "tweet":
+            await self._redis.hincrby(keys.user(author), "tweets", 1)
+            if self._hashtag_index is not None:
+                await self._hashtag_index.record(orjson.loads(fields.get("hashtags", "[]")), tweet_id)
+
+    async def _apply_delete(self, tweet_id: int, author: str, job_fields: dict) -> Delivery:
+        if await self._tombstone(keys=[keys.tweet(tweet_id), keys.likes(tweet_id), keys.retweets(tweet_id)],
+                                 args=[self.tombstone_ttl_ms]):
+            await self._redis.hincrby(keys.user(author), "tweets", -1)
+        await self._leave_own_timelines(author, tweet_id)
+        return Delivery(delete_event(tweet_id), orjson.loads(job_fields.get("mentions", "[]")),
+                        orjson.loads(job_fields.get("hashtags", "[]")))
+
+    async def _delete_retweets_of(self, tweet_id: int) -> None:
+        """Each retweet of a deleted tweet leaves as a job of its own (in its retweeter's order)."""
+        for retweeter, retweet_id in (await self._redis.hgetall(keys.retweets(tweet_id))).items():
+            await self._fanout.enqueue("delete", int(retweet_id), retweeter, of=str(tweet_id))
+
+    async def _apply_unretweet(self, retweet_id: int, retweeter: str, original: int) -> Delivery:
+        await self._release_retweet(keys=[keys.tweet(original), keys.retweets(original)], args=[retweeter, retweet_id])
+        await self._tombstone(keys=[keys.tweet(retweet_id), keys.likes(retweet_id), keys.retweets(retweet_id)],
+                              args=[self.tombstone_ttl_ms])
+        await self._leave_own_timelines(retweeter, retweet_id)
+        return Delivery(delete_event(retweet_id))
 
     async def _leave_own_timelines(self, author: str, tweet_id: int) -> None:
         await self._timelines.remove([keys.user_timeline(author), keys.home_timeline(author)], tweet_id,
@@ -106,19 +181,8 @@ class Tweets:
         if fields["kind"] == "retweet":
             await self.unretweet(me, tweet_id)
             return
-        retweeters = await self._redis.hgetall(keys.retweets(tweet_id))
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(keys.tweet(tweet_id), keys.likes(tweet_id), keys.retweets(tweet_id))
-        pipe.hincrby(keys.user(me), "tweets", -1)
-        for retweet_id in retweeters.values():
-            pipe.delete(keys.tweet(retweet_id))
-        await pipe.execute()
-        await self._leave_own_timelines(me, tweet_id)
-        await self._fanout.enqueue("delete", tweet_id, me, mentions=list(_lower_names(fields)),
-                                   hashtags=orjson.loads(fields["hashtags"]))
-        for retweeter, retweet_id in retweeters.items():
-            await self._leave_own_timelines(retweeter, int(retweet_id))
-            await self._fanout.enqueue("delete", int(retweet_id), retweeter)
+        await self._record_and_apply("delete", tweet_id, me, mentions=orjson.dumps(_lower_names(fields)).decode(),
+                                     hashtags=fields.get("hashtags", "[]"))
 
     async def like(self, me: str, tweet_id: int, *, liked: bool = True) -> None:
         original = await self._original_id(tweet_id)
@@ -129,37 +193,25 @@ class Tweets:
 
     async def retweet(self, me: str, tweet_id: int) -> None:
         original = await self._original_id(tweet_id)
-        retweet_id = self._ids.next_id()
-        if not await self._redis.hsetnx(keys.retweets(original), me, retweet_id):
+        if await self._redis.hexists(keys.retweets(original), me):
             return  # already retweeted: idempotent
-        fields = {"kind": "retweet", "of": original, "from": await self._users.require(me), "author": me,
+        retweet_id = self._ids.next_id()
+        fields = {"kind": "retweet", "of": str(original), "from": await self._users.require(me), "author": me,
                   "ts": repr(time.time())}
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(keys.tweet(retweet_id), mapping=fields)
-        pipe.hincrby(keys.tweet(original), "retweets", 1)
-        await pipe.execute()
-        shown = await self.render_stored([(retweet_id, fields)])
-        if shown:
-            await self._enter_own_timelines(me, retweet_id, tweet_event(shown[0]))
-        await self._fanout.enqueue("post", retweet_id, me)
+        await self._record_and_apply("post", retweet_id, me, tweet=orjson.dumps(fields).decode())
 
     async def unretweet(self, me: str, tweet_id: int) -> None:
         original = await self._original_id(tweet_id)
         retweet_id = await self._redis.hget(keys.retweets(original), me)
-        if retweet_id is None or not await self._redis.hdel(keys.retweets(original), me):
+        if retweet_id is None:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(keys.tweet(retweet_id))
-        pipe.hincrby(keys.tweet(original), "retweets", -1)
-        await pipe.execute()
-        await self._leave_own_timelines(me, int(retweet_id))
-        await self._fanout.enqueue("delete", int(retweet_id), me)
+        await self._record_and_apply("delete", int(retweet_id), me, of=str(original))
 
     # -- reading ---------------------------------------------------------------------
 
     async def _fields(self, tweet_id: int) -> dict:
         fields = await self._redis.hgetall(keys.tweet(tweet_id))
-        if not fields:
+        if not fields or "deleted" in fields:
             raise NotFound("No such tweet.", code="tweet_not_found")
         return fields
 
@@ -173,10 +225,6 @@ class Tweets:
             raise NotFound("No such tweet.", code="tweet_not_found")
         return shown[0]
 
-    async def stored(self, tweet_id: int) -> dict | None:
-        """The raw stored fields of a tweet or retweet entry, or None."""
-        return await self._redis.hgetall(keys.tweet(tweet_id)) or None
-
     async def hydrate(self, ids: Sequence[int]) -> list[dict]:
         """The tweets behind timeline ids, in the same order; deleted ones are skipped."""
         pipe = self._redis.pipeline(transaction=False)
@@ -186,7 +234,8 @@ class Tweets:
 
     async def render_stored(self, entries: Sequence[tuple[int, dict]]) -> list[dict]:
         """Tweets from (id, stored fields) pairs already read; only retweets' originals are read."""
-        originals = {int(f["of"]) for _, f in entries if f and f.get("kind") == "retweet"}
+        entries = [(tweet_id, fields) for tweet_id, fields in entries if fields and "deleted" not in fields]
+        originals = {int(f["of"]) for _, f in entries if f.get("kind") == "retweet"}
         original_fields: dict[int, dict] = {}
         if originals:
             pipe = self._redis.pipeline(transaction=False)
@@ -199,7 +248,7 @@ class Tweets:
                 continue
             if fields.get("kind") == "retweet":
                 source = original_fields.get(int(fields["of"]))
-                if not source:
+                if not source or "deleted" in source:
                     continue
                 tweet = _render(int(fields["of"]), source)
                 tweet["retweeted_by"] = fields["from"]
@@ -222,6 +271,10 @@ class Tweets:
         last = shown[-1] if shown else None
         next_id = (last.get("retweet_id") or last["id"]) if (more and last) else None
         return {"tweets": shown, "next": next_id}
+
+
+def _flat(fields: dict) -> list[str]:
+    return [str(item) for pair in fields.items() for item in pair]
 
 
 def _lower_names(fields: dict) -> list[str]:

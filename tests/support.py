@@ -46,6 +46,35 @@ def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT, what: 
         time.sleep(0.01)
 
 
+class Backend:
+    """The Redis the service under test uses: one server, or a cluster (``cluster`` set)."""
+
+    def __init__(self, url: str, cluster=None) -> None:
+        self.url = url
+        self.cluster = cluster  # tests.redis_cluster.RedisCluster, to kill or move things
+        self.name = "cluster" if cluster is not None else "redis"
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.cluster is not None
+
+    def client(self):
+        """A sync client that routes by slot where it must."""
+        import redis
+        from redis.cluster import RedisCluster
+
+        kind = RedisCluster if self.is_cluster else redis.Redis
+        return kind.from_url(self.url, decode_responses=True)
+
+    async def async_client(self):
+        from realtime.redis_client import open_redis
+
+        return await open_redis(self.url, cluster=self.is_cluster)
+
+    def __repr__(self) -> str:
+        return f"<{self.name} at {self.url}>"
+
+
 class ServiceProcess:
     """``python -m uvicorn`` running our app factory in a child process on a free port."""
 

@@ -15,7 +15,6 @@ import time
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from starlette.routing import Route
 
 from http_api.app import create_app
@@ -119,10 +118,10 @@ def assert_sound(response: httpx.Response) -> None:
         assert_error(response, response.status_code)
 
 
-def pending_session(redis_url: str) -> str:
+def pending_session(backend) -> str:
     """A token whose session has no username yet, as a new Google account's first session."""
     async def create() -> str:
-        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        client = await backend.async_client()
         try:
             return await Sessions(client).create(None, time.time() + 3600)
         finally:
@@ -146,9 +145,9 @@ def sample_body(schema: dict) -> dict:
 class World:
     """Who and what the filled-in paths point at: another user and that user's tweet."""
 
-    def __init__(self, api: Api, redis_url: str, settings: Settings) -> None:
+    def __init__(self, api: Api, backend, settings: Settings) -> None:
         self.api = api
-        self.redis_url = redis_url
+        self.backend = backend
         self.max_body_bytes = settings.max_body_bytes
         self.other = api.sign_in()
         self.tweet_id = self.other.post_tweet("a tweet for the error tests #errors")
@@ -165,7 +164,7 @@ class World:
     def headers(self, method: str, path: str) -> dict[str, str]:
         """A fresh token fit for the call (a fresh user, so sign-out or a delete harms no other case)."""
         if (method, path) in PENDING_SESSION_OPERATIONS:
-            return {"Authorization": f"Bearer {pending_session(self.redis_url)}"}
+            return {"Authorization": f"Bearer {pending_session(self.backend)}"}
         if _needs_token(method, path):
             return {"Authorization": f"Bearer {self.api.sign_in().token}"}
         return {}
@@ -178,7 +177,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(service, redis_server):
     api = Api(service.url)
-    yield World(api, redis_server.url, Settings.load(environ=service.env))
+    yield World(api, redis_server, Settings.load(environ=service.env))
     api.http.close()
 
 

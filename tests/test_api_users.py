@@ -28,7 +28,7 @@ def counts(api: Api, name: str) -> tuple[int, int, int]:
 
 def new_account(api: Api, redis_server) -> dict[str, str]:
     """Headers of a session without a username, as a Google account's first session."""
-    return {"Authorization": f"Bearer {pending_session(redis_server.url)}"}
+    return {"Authorization": f"Bearer {pending_session(redis_server)}"}
 
 
 # -- sign-in and choosing a name --------------------------------------------------------------

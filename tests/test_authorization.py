@@ -183,7 +183,7 @@ def test_with_another_users_token(alice, op):
 @pytest.mark.parametrize("op", operations(), ids=lambda op: f"{op[0]} {op[1]}")
 def test_with_a_session_that_has_no_username_yet(alice, redis_server, op):
     before = alice.state()
-    answer = call(alice, op, pending_session(redis_server.url))
+    answer = call(alice, op, pending_session(redis_server))
     expected = kind(op)
     if op == ("POST", "/users"):
         assert answer.status_code == 201, answer.text

@@ -19,10 +19,10 @@ def test_the_frame_is_a_realistic_tweet_and_the_batched_message_names_its_recipi
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["frame", "recipients"])
-async def test_the_subscriber_reads_every_message_published(redis_server, batched):
+async def test_the_subscriber_reads_every_message_published(single_redis, batched):
     frame = raw_limits.tweet_frame()
     message = raw_limits.recipients_message(frame) if batched else frame
-    result = await raw_limits.publish_limit(redis_server.url, redis_server.port, redis_server.process.pid,
+    result = await raw_limits.publish_limit(single_redis.url, single_redis.port, single_redis.process.pid,
                                             message, seconds=0.5)
     assert result["published"] > 0
     assert result["received"] == result["published"]

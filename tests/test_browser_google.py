@@ -42,8 +42,8 @@ FAKE_GSI = """
 
 
 @pytest.fixture(scope="module")
-def google_service(redis_server, google, tmp_path_factory):
-    service = ServiceProcess(redis_server.url, google_client_id=CLIENT_ID, google_certs_url=google.server.url)
+def google_service(single_redis, google, tmp_path_factory):
+    service = ServiceProcess(single_redis.url, google_client_id=CLIENT_ID, google_certs_url=google.server.url)
     del service.env["DEV_SIGNIN"]
     service.start(tmp_path_factory.mktemp("browser-google"))
     yield service

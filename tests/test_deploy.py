@@ -41,11 +41,11 @@ def test_procfile_and_railway_json_run_run_py_on_port_with_the_healthz_check():
                 assert word in flags, word
 
 
-def test_the_procfile_command_serves_in_production_mode(redis_server, tmp_path):
+def test_the_procfile_command_serves_in_production_mode(single_redis, tmp_path):
     """As Railway runs it: PORT and REDIS_URL from the environment, Google configured."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DEV_SIGNIN", "LISTEN_HOST", "WEB_CONCURRENCY")}
-    env.update({"PORT": str(port), "REDIS_URL": redis_server.url, "GOOGLE_CLIENT_ID": CLIENT_ID,
+    env.update({"PORT": str(port), "REDIS_URL": single_redis.url, "GOOGLE_CLIENT_ID": CLIENT_ID,
                 # The shared test Redis holds other tests' sign-ins from 127.0.0.1 in the same window.
                 "RATE_LIMIT_SIGNIN": "off",
                 "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")})  # `python` is ours

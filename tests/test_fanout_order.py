@@ -84,26 +84,55 @@ async def test_a_short_follower_page_ends_the_fan_out_without_reading_an_empty_o
         await engine.close()
 
 
-async def test_a_job_waits_past_order_wait_while_its_authors_earlier_job_runs_in_this_process(private_redis,
-                                                                                                monkeypatch):
-    """After a Redis blip both workers retry with backoff; ORDER_WAIT must not let the later
-    job overtake an earlier one that is alive in the same process."""
+async def test_a_job_whose_predecessor_was_abandoned_by_a_killed_worker_takes_it_over_first(private_redis):
+    """A worker killed with an author's job in hand: the author's next job does not overtake
+    it (the contract: in order per author); the next worker runs the abandoned one first."""
+    settings = Settings.load(environ={"REDIS_URL": private_redis.url, "FANOUT_IN_PROCESS": "0",
+                                      "FANOUT_CLAIM_IDLE": "2500ms"})  # past the old 2 s ORDER_WAIT
+    engine = await Engine.open(settings)
+    try:
+        await engine.users.create("orderly")
+        await engine.users.create("reader")
+        await engine.redis.zadd(keys.followers("orderly"), {"reader": 0})
+        first = await engine.tweets.post("orderly", "first")
+        second = await engine.tweets.post("orderly", "second")
+        stream = keys.fanout_stream(engine.fanout_queue.tag_of("orderly"))
+        # A worker that read the first job and died (never acknowledged it).
+        taken = await engine.redis.xreadgroup(keys.FANOUT_GROUP, "killed-worker", {stream: ">"}, count=1)
+        assert taken[0][1][0][1]["id"] == str(first)
+        [worker] = engine.start_fanout_workers(1)
+        home = keys.home_timeline("reader")
+        deadline = time.monotonic() + TIMEOUT
+        while await engine.redis.llen(home) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # polling a timeline another task writes, bounded
+        assert [int(i) for i in await engine.redis.lrange(home, 0, -1)] == [second, first]  # head: newest arrival
+        assert worker.jobs_done == 2 and await engine.redis.xlen(stream) == 0
+    finally:
+        await engine.close()
+
+
+async def test_a_job_waits_while_its_authors_earlier_job_runs_in_this_process(private_redis):
+    """However long the earlier job takes here (a Redis blip, a huge fan-out), it is alive:
+    the later one waits for it and is never run ahead of it."""
     from realtime import fanout
 
-    monkeypatch.setattr(fanout, "ORDER_WAIT", 0.05)
-    engine = await Engine.open(Settings.load(environ={"REDIS_URL": private_redis.url, "FANOUT_IN_PROCESS": "0"}))
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": private_redis.url, "FANOUT_IN_PROCESS": "0",
+                                                      "FANOUT_CLAIM_IDLE": "100ms"}))
     try:
-        worker = engine.new_fanout_worker()
-        in_flight = engine._authors_in_flight
-        in_flight.begin("writer", 1)  # another worker of this process holds writer's job #1
-        waiting = asyncio.create_task(worker._wait_for_previous_job_of(
-            fanout.FanoutJob("2-0", {"kind": "post", "id": "2", "author": "writer", "seq": "2"})))
-        done, _ = await asyncio.wait({waiting}, timeout=0.5)
-        assert not done, "job #2 went ahead of #1, which is still running here"
-        in_flight.end("writer", 1)
-        await asyncio.wait_for(waiting, TIMEOUT)  # #1 gone: ORDER_WAIT is long past, so #2 goes
-        # With no earlier job here (its worker elsewhere may be dead), ORDER_WAIT bounds the wait.
-        await asyncio.wait_for(worker._wait_for_previous_job_of(
-            fanout.FanoutJob("3-0", {"kind": "post", "id": "3", "author": "other", "seq": "5"})), TIMEOUT)
+        tag = engine.fanout_queue.tag_of("writer")
+        earlier = await engine.fanout_queue.enqueue("post", 1, "writer")
+        later = await engine.fanout_queue.enqueue("post", 2, "writer")
+        stream = keys.fanout_stream(tag)
+        await engine.redis.xreadgroup(keys.FANOUT_GROUP, "this-process", {stream: ">"}, count=1)
+        worker = engine.new_fanout_worker([tag])
+        engine._jobs_in_flight.begin(earlier)  # another worker of this process runs it
+        fields = (await engine.redis.xrange(stream, later, later))[0][1]
+        waiting = asyncio.create_task(worker._wait_for_previous_job_of(fanout.FanoutJob(tag, later, fields)))
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)  # five times the claim idle
+        assert not done, "the later job went ahead of the earlier one, which is still running here"
+        await engine.redis.xack(stream, keys.FANOUT_GROUP, earlier)
+        await engine.redis.xdel(stream, earlier)
+        engine._jobs_in_flight.end(earlier)
+        await asyncio.wait_for(waiting, TIMEOUT)
     finally:
         await engine.close()

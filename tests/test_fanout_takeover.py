@@ -72,10 +72,12 @@ async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_e
     tweet_id, followers = await post_to_many_followers(private_redis.url)
     progress = None
 
+    tag = keys.fanout_tag_of("celebrity", Settings.fanout_shards)
+
     def halfway() -> bool:
         nonlocal progress
-        [entry] = client.xrange(keys.FANOUT_STREAM) or [(None, None)]
-        progress = client.hgetall(keys.fanout_progress(entry[0])) if entry and entry[0] else {}
+        [entry] = client.xrange(keys.fanout_stream(tag)) or [(None, None)]
+        progress = client.hgetall(keys.fanout_progress(tag, entry[0])) if entry and entry[0] else {}
         return progress.get("cursor", "") >= "fan02000"
 
     first = start_worker(private_redis.url, tmp_path / "worker-1.log", FANOUT_BATCH_PAUSE="20ms")
@@ -97,7 +99,7 @@ async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_e
 
     second = start_worker(private_redis.url, tmp_path / "worker-2.log")
     try:
-        wait_until(lambda: client.xlen(keys.FANOUT_STREAM) == 0, timeout=4 * TIMEOUT,
+        wait_until(lambda: client.xlen(keys.fanout_stream(tag)) == 0, timeout=4 * TIMEOUT,
                    what="the second worker to take over and finish the job")
     finally:
         second.send_signal(signal.SIGTERM)

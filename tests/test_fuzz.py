@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from .google_support import GoogleStandIn
-from .support import TIMEOUT, Api, ServiceProcess, unique_name
+from .support import TIMEOUT, Api, Backend, ServiceProcess, unique_name
 from .test_api_errors import OPERATIONS, SCHEMA, assert_sound, pending_session
 
 FUZZ = settings(max_examples=25, deadline=None, database=None, derandomize=False,
@@ -35,8 +35,8 @@ FUZZ = settings(max_examples=25, deadline=None, database=None, derandomize=False
 
 
 @pytest.fixture(scope="module")
-def target(redis_server, google, tmp_path_factory):
-    service = ServiceProcess(redis_server.url, google_client_id=google.claims()["aud"],
+def target(single_redis, google, tmp_path_factory):
+    service = ServiceProcess(single_redis.url, google_client_id=google.claims()["aud"],
                              google_certs_url=google.server.url, rate_limits="on",
                              # Limits on (their code runs under the fuzz) but high enough not to hide the routes.
                              rate_limit_posts="100000/1m", rate_limit_signin="100000/1m", rate_limit_likes="100000/1m",
@@ -51,7 +51,7 @@ class World:
         self.api = Api(service.url)
         self.users = [self.api.sign_in() for _ in range(4)]
         self.tweets = [self.users[0].post_tweet(f"fuzz #fuzz @{self.users[1].username}") for _ in range(2)]
-        self.pending = [pending_session(redis_url) for _ in range(3)]
+        self.pending = [pending_session(Backend(redis_url)) for _ in range(3)]
         self._fresh = itertools.count()
 
     def token(self, kind: str) -> str | None:
@@ -62,8 +62,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(target, redis_server):
-    world = World(target, redis_server.url)
+def world(target, single_redis):
+    world = World(target, single_redis.url)
     yield world
     world.api.http.close()
 

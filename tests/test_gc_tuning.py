@@ -24,8 +24,8 @@ asyncio.run(started())
 """
 
 
-def test_the_server_process_raises_the_young_threshold_and_freezes_what_startup_made(redis_server):
-    env = {"REDIS_URL": redis_server.url, "PATH": "/usr/bin:/bin", "FANOUT_IN_PROCESS": "0"}
+def test_the_server_process_raises_the_young_threshold_and_freezes_what_startup_made(single_redis):
+    env = {"REDIS_URL": single_redis.url, "PATH": "/usr/bin:/bin", "FANOUT_IN_PROCESS": "0"}
     answer = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=60)
     assert answer.returncode == 0, answer.stderr

@@ -30,8 +30,8 @@ def google_service(redis_url: str, certs_url: str, log_dir, **settings: str) -> 
 
 
 @pytest.fixture(scope="module")
-def prod_service(redis_server, google, tmp_path_factory):
-    process = google_service(redis_server.url, google.server.url, tmp_path_factory.mktemp("google"))
+def prod_service(single_redis, google, tmp_path_factory):
+    process = google_service(single_redis.url, google.server.url, tmp_path_factory.mktemp("google"))
     yield process
     process.stop()
 
@@ -213,8 +213,8 @@ def test_production_mode_refuses_dev_sign_in_and_says_so_in_the_client_config(ht
     assert http.get("/config").json() == {"dev_signin": False, "google_client_id": CLIENT_ID}
 
 
-def test_dev_sign_in_explicitly_on_works_beside_google(redis_server, google, tmp_path):
-    service = google_service(redis_server.url, google.server.url, tmp_path, dev_signin="on")
+def test_dev_sign_in_explicitly_on_works_beside_google(single_redis, google, tmp_path):
+    service = google_service(single_redis.url, google.server.url, tmp_path, dev_signin="on")
     try:
         with httpx.Client(base_url=service.url, timeout=TIMEOUT) as http:
             assert http.post("/auth/dev", json={"username": unique_name()}).status_code == 200
@@ -230,9 +230,9 @@ def test_without_a_google_client_id_google_sign_in_answers_404(api):
 
 # -- Google's certificates ----------------------------------------------------------------------
 
-def test_certificates_are_fetched_once_for_many_sign_ins_even_at_once(redis_server, tmp_path):
+def test_certificates_are_fetched_once_for_many_sign_ins_even_at_once(single_redis, tmp_path):
     google = GoogleStandIn(max_age=3600)
-    service = google_service(redis_server.url, google.server.url, tmp_path)
+    service = google_service(single_redis.url, google.server.url, tmp_path)
     try:
         tokens = [google.token() for _ in range(24)] + [google.unpublished.sign(google.claims()) for _ in range(4)]
 
@@ -249,10 +249,10 @@ def test_certificates_are_fetched_once_for_many_sign_ins_even_at_once(redis_serv
         google.stop()
 
 
-def test_google_unreachable_is_503_until_its_certificates_can_be_fetched(redis_server, tmp_path):
+def test_google_unreachable_is_503_until_its_certificates_can_be_fetched(single_redis, tmp_path):
     key = SigningKey()
     port = free_port()
-    service = google_service(redis_server.url, f"http://127.0.0.1:{port}/oauth2/v1/certs", tmp_path)
+    service = google_service(single_redis.url, f"http://127.0.0.1:{port}/oauth2/v1/certs", tmp_path)
     server = None
     try:
         with httpx.Client(base_url=service.url, timeout=TIMEOUT) as http:

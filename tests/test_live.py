@@ -168,7 +168,7 @@ async def test_a_session_that_expires_while_connected_closes_4401(api, service, 
     from realtime.text import normalize_username
 
     bob = api.sign_in()
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    client = await redis_server.async_client()
     token = await Sessions(client).create(normalize_username(bob.username), time.time() + 1.0)
     await client.aclose()
     async with LiveClient(service.url, token) as live:

@@ -137,7 +137,7 @@ def test_post_put_and_patch_operations_document_a_json_body_exactly_when_they_re
             if method not in ("post", "put", "patch"):
                 continue
             if (method.upper(), path) in PENDING_SESSION_OPERATIONS:
-                token = pending_session(redis_server.url)
+                token = pending_session(redis_server)
             else:
                 token = api.sign_in().token
             url = re.sub(r"{(\w+)}", lambda m: samples[m.group(1)], path)

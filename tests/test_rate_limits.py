@@ -145,7 +145,7 @@ def test_rate_limits_off_lets_a_benchmark_through(api):
 
 
 async def test_the_window_admits_exactly_the_limit_under_concurrent_calls(redis_server):
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    client = await redis_server.async_client()
     settings = Settings(rate_limit_posts=RateLimit(25, 60.0))
     limiters = [RateLimits(client, settings) for _ in range(3)]  # three processes' worth
     who = unique_name("rl")

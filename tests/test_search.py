@@ -299,7 +299,7 @@ class Clock:
 @pytest.fixture(params=["fakeredis", "redis-server"])
 async def index_redis(request, redis_server):
     client = (fakeredis.FakeAsyncRedis(decode_responses=True) if request.param == "fakeredis"
-              else make_redis(redis_server.url))
+              else await redis_server.async_client())
     yield client
     await client.aclose()
 

@@ -22,9 +22,9 @@ APP_ORIGIN = "https://app.example"
 
 
 @pytest.fixture(scope="module")
-def google_configured(redis_server, tmp_path_factory):
+def google_configured(single_redis, tmp_path_factory):
     """A service with Google sign-in, a CORS origin and a WebSocket origin configured."""
-    service = ServiceProcess(redis_server.url, google_client_id=CLIENT_ID, cors_origins=APP_ORIGIN,
+    service = ServiceProcess(single_redis.url, google_client_id=CLIENT_ID, cors_origins=APP_ORIGIN,
                              allowed_origins=APP_ORIGIN)
     yield service.start(tmp_path_factory.mktemp("security"))
     service.stop()

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from realtime import metrics
 from realtime.presence import cluster_stats
-from realtime.redis_client import RedisDown
+from realtime.redis_client import RedisDown, is_transient
 
 from ..errors import error_response
 from ..responses import Json
@@ -17,7 +17,7 @@ from ..responses import Json
 
 async def healthz(request: Request) -> Json:
     """
-    summary: 200 when this process can reach Redis, else 503
+    summary: 200 when this process can reach Redis (on a cluster, every slot served), else 503 with the reason
     tags: [operations]
     responses:
       200:
@@ -26,9 +26,14 @@ async def healthz(request: Request) -> Json:
       503: {$ref: '#/components/responses/Error'}
     """
     try:
-        await request.app.state.engine.ping()
-    except RedisDown:
-        return error_response(503, "redis_unavailable", "Redis does not answer.", {"Retry-After": "1"})
+        problem = await request.app.state.engine.health_problem()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return error_response(503, "redis_unavailable", f"Redis does not answer ({type(exc).__name__}).",
+                              {"Retry-After": "1"})
+    if problem:
+        return error_response(503, "redis_cluster_degraded", f"Redis Cluster: {problem}.", {"Retry-After": "1"})
     return Json({"status": "ok"})
 
 

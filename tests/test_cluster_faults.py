@@ -1,0 +1,305 @@
+"""Chirp on a real Redis Cluster while it breaks: a master killed under load (its replica
+promoted), slots moved under load, two separate service instances with one killed.
+
+Each test starts its own cluster (it kills or moves things) and its own service
+processes, posts from several authors while it happens, and keeps a ledger of every
+answer: every tweet that got 201 must be in every recipient's timeline exactly once and
+reach every live socket exactly once, in order per author; any other answer must be 503
+with Retry-After, never 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+
+import httpx
+import pytest
+import websockets
+
+from realtime import keys
+from realtime.config import Settings
+from realtime.text import normalize_username
+
+from .redis_cluster import RedisCluster
+from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, wait_until
+
+pytestmark = pytest.mark.slow
+
+AFTER = 40  # acknowledged posts wanted after the fault, as before it
+POST_LIMIT = 600  # the posting loop is bounded in count...
+POST_SECONDS = 40.0  # ...and in time
+
+
+def cluster_client(cluster: RedisCluster):
+    from redis.cluster import RedisCluster as ClusterClient
+
+    return ClusterClient.from_url(cluster.url, decode_responses=True)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = RedisCluster(tmp_path / "cluster").start()
+    yield cluster
+    cluster.stop()
+
+
+class Ledger:
+    """Every POST /tweets and its answer."""
+
+    def __init__(self) -> None:
+        self.acked: dict[str, list[str]] = {}  # author -> ids that got 201, in posting order
+        self.statuses: Counter[int] = Counter()
+        self.bad: list[str] = []  # answers that break the contract
+        self.acked_at: dict[str, float] = {}
+
+    @property
+    def count(self) -> int:
+        return sum(len(ids) for ids in self.acked.values())
+
+    def all_ids(self) -> set[str]:
+        return {tweet_id for ids in self.acked.values() for tweet_id in ids}
+
+
+async def post_until(base_url: str, authors: list[User], ledger: Ledger, done: asyncio.Event) -> None:
+    """Post round robin from ``authors`` until ``done`` (or the bounds), recording each answer."""
+    deadline = time.monotonic() + POST_SECONDS
+    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
+        for n in range(POST_LIMIT):
+            if done.is_set() or time.monotonic() > deadline:
+                return
+            author = authors[n % len(authors)]
+            try:
+                answer = await http.post("/tweets", json={"content": f"tweet {n}"}, headers=author.headers)
+            except httpx.HTTPError as exc:
+                ledger.bad.append(f"POST {n}: no answer ({type(exc).__name__})")
+                continue
+            ledger.statuses[answer.status_code] += 1
+            if answer.status_code == 201:
+                tweet_id = answer.headers["location"].rsplit("/", 1)[1]
+                ledger.acked.setdefault(author.username, []).append(tweet_id)
+                ledger.acked_at[tweet_id] = time.monotonic()
+            elif answer.status_code != 503 or "retry-after" not in answer.headers:
+                ledger.bad.append(f"POST {n}: {answer.status_code} {answer.text[:200]}")
+            else:
+                await asyncio.sleep(0.05)
+
+
+class LiveLedger:
+    """One follower's live socket: every tweet frame it got, reconnecting with ``since``
+    when the server closes it (1013 is allowed: the client catches up)."""
+
+    def __init__(self, base_url: str, user: User) -> None:
+        self.base_url, self.user = base_url, user
+        self.frames: list[dict] = []
+        self.arrived_at: dict[str, float] = {}
+        self.reconnects = 0
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> LiveLedger:
+        self._client = await LiveClient(self.base_url, self.user.token).connect()
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                frame = await self._client.next_frame(timeout=3600)
+            except websockets.ConnectionClosed:
+                self.reconnects += 1
+                since = self.frames[-1]["tweet"]["id"] if self.frames else None
+                self._client = LiveClient(self.base_url, self.user.token, since=since)
+                for attempt in range(100):
+                    try:
+                        await self._client.connect()
+                        break
+                    except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
+                        await asyncio.sleep(0.1)
+                for replayed in self._client.replayed:
+                    self._note(replayed)
+                continue
+            self._note(frame)
+
+    def _note(self, frame: dict) -> None:
+        if frame.get("type") == "tweet":
+            self.frames.append(frame)
+            self.arrived_at.setdefault(frame["tweet"]["id"], time.monotonic())
+
+    def ids(self) -> list[str]:
+        return [frame["tweet"]["id"] for frame in self.frames]
+
+    async def wait_for(self, wanted: set[str], timeout: float = 3 * TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not wanted <= set(self.ids()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # polling our own reader task's list, bounded
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._client.socket.close()
+
+
+def assert_nothing_lost_or_doubled(ledger: Ledger, live: LiveLedger, cluster_client, follower: User) -> None:
+    assert not ledger.bad, ledger.bad[:10]
+    assert set(ledger.statuses) <= {201, 503}, ledger.statuses
+    acked = ledger.all_ids()
+    home = cluster_client.lrange(keys.home_timeline(normalize_username(follower.username)), 0, -1)
+    counts = Counter(home)
+    assert [tweet_id for tweet_id in acked if counts[tweet_id] != 1] == [], "acknowledged tweets lost or doubled"
+    got = Counter(live.ids())
+    assert [tweet_id for tweet_id in acked if got[tweet_id] == 0] == [], "acknowledged tweets never delivered live"
+    assert [tweet_id for tweet_id, n in got.items() if n > 1] == [], "tweets delivered twice"
+    for author, ids in ledger.acked.items():  # per author, in posting order
+        arrived = [tweet_id for tweet_id in live.ids() if tweet_id in set(ids)]
+        assert arrived == ids, f"{author}'s tweets arrived out of order"
+
+
+def wait_fanout_idle(client, timeout: float = 4 * TIMEOUT) -> None:
+    tags = keys.fanout_shard_tags(Settings.fanout_shards)
+    wait_until(lambda: all(client.xlen(keys.fanout_stream(tag)) == 0 for tag in tags), timeout=timeout,
+               what="every fan-out job to be done")
+
+
+def world(service: ServiceProcess, authors: int = 3) -> tuple[Api, list[User], User]:
+    api = Api(service.url)
+    writers = [api.sign_in() for _ in range(authors)]
+    follower = api.sign_in()
+    for writer in writers:
+        follower.follow(writer)
+    return api, writers, follower
+
+
+async def run_fault_under_load(service: ServiceProcess, fault, authors: list[User], follower: User):
+    """Post, wait for AFTER acks, cause ``fault()``, post AFTER acks more; answer the ledgers
+    and when the fault happened."""
+    ledger, done = Ledger(), asyncio.Event()
+    live = await LiveLedger(service.url, follower).start()
+    poster = asyncio.create_task(post_until(service.url, authors, ledger, done))
+    try:
+        while ledger.count < AFTER and not poster.done():
+            await asyncio.sleep(0.02)  # polling the poster task's ledger, bounded by its limits
+        at = time.monotonic()
+        await asyncio.to_thread(fault)
+        before = ledger.count
+        while ledger.count < before + AFTER and not poster.done():
+            await asyncio.sleep(0.02)
+    finally:
+        done.set()
+        await poster
+    await live.wait_for(ledger.all_ids())
+    await live.stop()
+    return ledger, live, at
+
+
+async def test_a_master_killed_under_live_load_loses_no_acknowledged_tweet_and_doubles_none(cluster, tmp_path):
+    service = ServiceProcess(cluster.url, log_level="info").start(tmp_path)
+    try:
+        api, authors, follower = world(service)
+        victim = cluster.node_for_key(keys.home_timeline(normalize_username(follower.username)))
+        health: list[int] = []
+
+        def kill_and_watch_health() -> None:
+            cluster.kill(victim)
+            health.append(api.http.get("/healthz").status_code)
+
+        ledger, live, killed_at = await run_fault_under_load(service, kill_and_watch_health, authors, follower)
+        promoted = cluster.wait_failover(victim)
+        wait_until(lambda: api.http.get("/healthz").status_code == 200, timeout=3 * TIMEOUT,
+                   what="/healthz to answer 200 once the failover has completed")
+        with cluster_client(cluster) as client:
+            wait_fanout_idle(client)
+            assert_nothing_lost_or_doubled(ledger, live, client, follower)
+        after = [tweet_id for tweet_id, at in ledger.acked_at.items() if at > killed_at]
+        resumed = min(live.arrived_at[tweet_id] for tweet_id in after) - killed_at
+        print(f"\nfailover of master {victim} to {promoted}: live delivery resumed {resumed:.2f}s after the kill; "
+              f"answers {dict(ledger.statuses)}; socket reconnects {live.reconnects}; /healthz just after: {health}")
+        assert "unhandled error" not in service.log()
+    finally:
+        service.stop()
+
+
+async def test_slots_moved_under_live_load_lose_nothing_and_delivery_goes_on(cluster, tmp_path):
+    service = ServiceProcess(cluster.url).start(tmp_path)
+    try:
+        api, authors, follower = world(service)
+        lower = normalize_username(follower.username)
+        shard = keys.fanout_stream(keys.fanout_tag_of(normalize_username(authors[0].username),
+                                                      Settings.fanout_shards))
+        with cluster_client(cluster) as client:
+            slots = {client.keyslot(keys.home_timeline(lower)), client.keyslot(shard)}
+
+        def move_slots() -> None:
+            for slot in slots:
+                owner = cluster.node_for_key(cluster.key_in_slot(slot))
+                target = next(port for port in cluster.masters() if port != owner)
+                cluster.migrate_slot(slot, target)
+
+        ledger, live, moved_at = await run_fault_under_load(service, move_slots, authors, follower)
+        with cluster_client(cluster) as client:
+            wait_fanout_idle(client)
+            assert_nothing_lost_or_doubled(ledger, live, client, follower)
+        assert any(at > moved_at for tweet_id, at in live.arrived_at.items()), "live delivery stopped"
+        assert "unhandled error" not in service.log()
+    finally:
+        service.stop()
+
+
+async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_others_job(cluster, tmp_path):
+    """Two separate run.py-like instances (not --workers): a user with a socket on each gets
+    every tweet once on each; /stats counts both; one is killed with a big fan-out job in
+    hand, and the other takes the job over and finishes it."""
+    slow = {"fanout_batch_size": "100", "fanout_batch_pause": "20ms"}
+    first = ServiceProcess(cluster.url, **slow).start(tmp_path)
+    second = ServiceProcess(cluster.url, **slow).start(tmp_path)
+    try:
+        api, (author,), follower = world(first, authors=1)
+        on_first = await LiveClient(first.url, follower.token).connect()
+        on_second = await LiveClient(second.url, follower.token).connect()
+        def both_counted() -> bool:
+            stats = [Api(s.url).http.get("/stats").json() for s in (first, second)]
+            return all(s["connections"] == 2 and len(s["processes"]) == 2 for s in stats)
+
+        wait_until(both_counted, what="/stats on each instance to count both instances' sockets")
+        ids = [author.post_tweet(f"to both {n}") for n in range(5)]
+        for client in (on_first, on_second):
+            assert [await client.next_tweet_id() for _ in ids] == ids
+        await on_first.socket.close()
+
+        fans = [f"fan{n:05d}" for n in range(3000)]
+        author_key = normalize_username(author.username)
+        with cluster_client(cluster) as client:
+            client.zadd(keys.followers(author_key), {name: 0 for name in fans})
+            big = author.post_tweet("to three thousand")
+            tag = keys.fanout_tag_of(author_key, Settings.fanout_shards)
+            stream = keys.fanout_stream(tag)
+
+            def holder() -> str | None:
+                pending = client.xpending_range(stream, keys.FANOUT_GROUP, "-", "+", 1)
+                return pending[0]["consumer"] if pending else None
+
+            consumer = wait_until(holder, what="a worker to take the big job")
+            victim, survivor = ((first, second) if f"-{first.process.pid}-" in consumer else (second, first))
+            if victim is second:
+                await on_second.socket.close()
+            victim.process.send_signal(signal.SIGKILL)
+            victim.process.wait()
+            wait_fanout_idle(client)
+            home_counts = [len(positions) for positions in
+                           _lpos_all(client, [keys.home_timeline(name) for name in fans], big)]
+            assert home_counts == [1] * len(fans)
+        assert "resumes abandoned job" in survivor.log() or "takes over" in survivor.log()
+        assert Api(survivor.url).http.get("/healthz").status_code == 200
+        wait_until(lambda: len(Api(survivor.url).http.get("/stats").json()["processes"]) == 1,
+                   what="/stats to forget the killed instance")
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _lpos_all(client, timeline_keys: list[str], tweet_id: str) -> list[list[int]]:
+    pipe = client.pipeline(transaction=False)
+    for key in timeline_keys:
+        pipe.lpos(key, tweet_id, count=0)
+    return pipe.execute()
