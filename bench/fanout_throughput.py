@@ -138,18 +138,15 @@ async def prefill_timelines(redis, names: list[str], entries: int, max_length: i
 async def next_job(engine: Engine, worker: FanoutWorker) -> FanoutJob:
     """Post a tweet and read its job from the stream as a worker would."""
     await engine.tweets.post(AUTHOR, "hello to all of you")
-    answer = await engine.redis.xreadgroup(keys.FANOUT_GROUP, worker.consumer, {keys.FANOUT_STREAM: ">"},
+    tag = engine.fanout_queue.tag_of(AUTHOR)
+    answer = await engine.redis.xreadgroup(keys.FANOUT_GROUP, worker.consumer, {keys.fanout_stream(tag): ">"},
                                            count=1)
     [(_, [(entry_id, fields)])] = answer
-    return FanoutJob(entry_id, fields)
+    return FanoutJob(tag, entry_id, fields)
 
 
-async def finish_job(engine: Engine, job: FanoutJob) -> None:
-    pipe = engine.redis.pipeline(transaction=False)
-    pipe.xack(keys.FANOUT_STREAM, keys.FANOUT_GROUP, job.entry_id)
-    pipe.xdel(keys.FANOUT_STREAM, job.entry_id)
-    pipe.delete(keys.fanout_progress(job.entry_id))
-    await pipe.execute()
+async def finish_job(engine: Engine, job: FanoutJob, worker: FanoutWorker) -> None:
+    await worker.finish(job)
 
 
 async def redis_cpu(redis) -> float:
@@ -176,7 +173,7 @@ async def timed_fanout(url: str, batch_size: int, names: list[str], args, runs_b
     settings = Settings.load(environ={"REDIS_URL": url, "FANOUT_BATCH_SIZE": str(batch_size)})
     engine = await Engine.open(settings)
     try:
-        worker = engine.new_fanout_worker()
+        worker = engine.new_fanout_worker([engine.fanout_queue.tag_of(AUTHOR)])
         job = await next_job(engine, worker)
         progress = Progress(f"batch {batch_size}: entries written", len(names))
 
@@ -201,7 +198,7 @@ async def timed_fanout(url: str, batch_size: int, names: list[str], args, runs_b
         cpu_self = time.process_time() - cpu_self
         cpu_redis = await redis_cpu(engine.redis) - cpu_redis
         progress.done(worker.entries_written)
-        await finish_job(engine, job)
+        await finish_job(engine, job, worker)
         await check_delivery(engine.redis, names, job.tweet_id,
                              min(args.prefill + runs_before + 1, settings.timeline_max_length))
         entries = max(worker.entries_written, 1)

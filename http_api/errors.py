@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Match, Route
@@ -65,6 +66,15 @@ async def redis_down(request: Request, exc: Exception) -> Json:
     return error_response(503, unavailable.code, unavailable.message, {"Retry-After": "1"})
 
 
+async def redis_error(request: Request, exc: RedisError) -> Json:
+    """Every redis-py error is answered here (a class handler: the connection stays usable;
+    Starlette's catch-all would answer and then re-raise, which drops keep-alive clients)."""
+    if is_transient(exc):
+        return await redis_down(request, exc)
+    log.error("Redis error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
 async def unexpected(request: Request, exc: Exception) -> Json:
     if is_transient(exc):  # also out of memory, read-only replicas, a cluster mid-failover
         return await redis_down(request, exc)
@@ -75,6 +85,7 @@ async def unexpected(request: Request, exc: Exception) -> Json:
 EXCEPTION_HANDLERS = {
     ChirpError: chirp_error,
     HTTPException: http_exception,
+    RedisError: redis_error,
     **{kind: redis_down for kind in RedisDown},
     Exception: unexpected,
 }

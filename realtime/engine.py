@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 
-from . import keys
+from . import keys, metrics
 from .config import Settings
 from .fanout import FanoutQueue, FanoutWorker, JobsInFlight
 from .google_auth import GoogleCerts, GoogleVerifier
@@ -82,8 +82,15 @@ class Engine:
         engine = cls(settings, redis, blocking, lease)
         await engine.fanout_queue.ensure_groups()
         await warm_up(redis, WARM_CONNECTIONS)
-        engine._tasks.append(asyncio.create_task(lease.keep(), name="id-lease"))
+        engine._start(lease.keep(), "id-lease")
         return engine
+
+    def _start(self, coroutine, name: str) -> None:
+        """A background loop of the engine's. Each catches, logs and counts its own failures;
+        one that ends anyway is a bug, said loudly."""
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(_loop_ended)
+        self._tasks.append(task)
 
     def new_fanout_worker(self, tags: list[str]) -> FanoutWorker:
         s = self.settings
@@ -94,8 +101,9 @@ class Engine:
         )
 
     async def _make_pubsub_client(self) -> Redis:
+        known = [(node.host, node.port) for node in self.redis.get_nodes()] if self.settings.redis_cluster else []
         return await open_redis(self.settings.redis_url, cluster=self.settings.redis_cluster, blocking=True,
-                                retries=0)
+                                retries=0, known_nodes=known)
 
     async def live_catch_up(self, user: str, since: int | None) -> list[LiveEvent]:
         """The tweets that entered ``user``'s home timeline after ``since``, oldest first, as
@@ -111,10 +119,10 @@ class Engine:
 
     async def start_live(self) -> None:
         """Start the pub/sub listener and the presence heartbeat; return once listening."""
-        self._tasks.append(asyncio.create_task(self.live_hub.run(), name="live-hub"))
-        self._tasks.append(asyncio.create_task(self.presence.run(), name="presence"))
-        self._tasks.append(asyncio.create_task(self.live_hub.expire_sessions(), name="live-session-expiry"))
-        self._tasks.append(asyncio.create_task(self.live_hub.keep_leases(), name="live-leases"))
+        self._start(self.live_hub.run(), "live-hub")
+        self._start(self.presence.run(), "presence")
+        self._start(self.live_hub.expire_sessions(), "live-session-expiry")
+        self._start(self.live_hub.keep_leases(), "live-leases")
         await asyncio.wait_for(self.live_hub.connected.wait(), timeout=10)
 
     def start_fanout_workers(self, count: int) -> list[FanoutWorker]:
@@ -127,7 +135,8 @@ class Engine:
             assignment = [tags[number::count] for number in range(count)] if count else []
         workers = [self.new_fanout_worker(shards) for shards in assignment]
         for number, worker in enumerate(workers):
-            self._fanout_workers[worker] = asyncio.create_task(worker.run(), name=f"fanout-worker-{number}")
+            task = self._fanout_workers[worker] = asyncio.create_task(worker.run(), name=f"fanout-worker-{number}")
+            task.add_done_callback(_loop_ended)
         return workers
 
     async def health_problem(self) -> str | None:
@@ -165,3 +174,12 @@ class Engine:
         for client in (self.redis, self.blocking_redis):
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+
+def _loop_ended(task: asyncio.Task) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        metrics.LOOP_FAILURES.labels(task.get_name()).inc()
+        log.critical("background loop %s ended: %s", task.get_name(), exc, exc_info=exc)

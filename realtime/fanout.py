@@ -56,6 +56,9 @@ PROGRESS_TTL = 7 * 86400
 #: Runs of a job that may fail (other than for Redis being away) before it is dead-lettered.
 MAX_ATTEMPTS = 3
 DEAD_LETTER_CAP = 10_000
+#: The longest pause between retries while Redis is away: a cluster failover takes a few
+#: seconds, and work should resume within a second of it.
+MAX_BACKOFF = 1.0
 
 @dataclasses.dataclass
 class Delivery:
@@ -245,11 +248,14 @@ class FanoutWorker:
     async def run(self) -> None:
         """The worker's supervised loop: every failure is logged and counted, and the loop
         backs off and goes on (a failed job stays pending and is retried first)."""
-        backoff = 0.1
+        backoff, outage = 0.1, 0
         while not self._stopping:
             try:
                 await ensure_groups(self._redis, self.tags)
                 await self._resume_own_pending()
+                if outage:
+                    log.info("fan-out worker %s: Redis is back after %d failed attempts", self.consumer, outage)
+                    outage = 0
                 while not self._stopping:
                     await self._run_once()
                     backoff = 0.1
@@ -261,12 +267,14 @@ class FanoutWorker:
                 self.reconnects += 1
                 metrics.LOOP_FAILURES.labels("fanout-worker").inc()
                 if is_transient(exc):
-                    log.warning("fan-out worker %s: Redis unavailable (%s); retrying in %.1fs",
-                                self.consumer, exc, backoff)
+                    outage += 1
+                    if outage & (outage - 1) == 0:  # the 1st, 2nd, 4th, 8th... attempt: a line, not a flood
+                        log.warning("fan-out worker %s: Redis unavailable (%s); retrying every %.1fs at most",
+                                    self.consumer, exc, MAX_BACKOFF)
                 elif not (isinstance(exc, ResponseError) and "NOGROUP" in str(exc)):
                     log.exception("fan-out worker %s failed; retrying in %.1fs", self.consumer, backoff)
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, MAX_BACKOFF)
 
     async def _resume_own_pending(self) -> None:
         """Finish the jobs this worker had read when it last failed, before any newer job,
@@ -392,6 +400,10 @@ class FanoutWorker:
 
     async def _refresh_claim(self, job: FanoutJob) -> None:
         await self._redis.xclaim(job.stream, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
+
+    async def finish(self, job: FanoutJob) -> None:
+        """Acknowledge and forget ``job`` (done)."""
+        await self._finish(job.tag, job.entry_id, job)
 
     async def _finish(self, tag: str, entry_id: str, job: FanoutJob | None, *, error: str = "") -> None:
         await self._finish_job(

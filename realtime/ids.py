@@ -11,8 +11,10 @@ millisecond rather than repeating an id.
 
 from __future__ import annotations
 
-import time
 import threading
+import time
+
+from .errors import Unavailable
 
 __all__ = ["EPOCH_MS", "WORKER_BITS", "IdGenerator", "id_to_ms", "min_id_at", "MAX_WORKERS"]
 
@@ -41,6 +43,8 @@ class IdGenerator:
         self._last_ms = 0
         self._sequence = 0
         self._lock = threading.Lock()
+        #: time.monotonic() past which the worker id may be someone else's (IdLease sets it)
+        self.valid_until = float("inf")
 
     @property
     def worker_id(self) -> int:
@@ -53,6 +57,9 @@ class IdGenerator:
         self._worker_id = value
 
     def next_id(self) -> int:
+        if time.monotonic() >= self.valid_until:
+            raise Unavailable("Tweet ids are paused: this process could not renew its id lease.",
+                              code="redis_unavailable")
         with self._lock:
             # Never go back in time, even if the wall clock does.
             now_ms = max(int(self._clock() * 1000), self._last_ms)

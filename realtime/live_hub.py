@@ -69,6 +69,8 @@ PROBE_EVERY = 10.0
 PROBE_TIMEOUT = 5.0
 
 LEASE_WRITE_CHUNK = 200  # users per pipeline: a renewal of 10,000 leases must not stall the loop
+#: How often every live socket's session is looked up again (sign-outs missed, lost sessions).
+SESSION_RECHECK = 30.0
 
 
 _PROBE = "probe:"
@@ -468,7 +470,7 @@ class LiveHub:
                     task.cancel()
                 self._disconnected()
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            backoff = min(backoff * 2, 1.0)  # a failover takes seconds: live again within one of its end
 
     async def _subscribe_all(self) -> list[Awaitable]:
         """Subscribe: the control channel and our own (one Redis), or the control channel
@@ -651,6 +653,11 @@ class LiveHub:
             self._start(_quietly_close(pubsub, client), "live-pubsub-close")
 
     async def _catch_up_everyone(self, connection_number: int) -> None:
+        # A sign-out published while we were away never reached us: look before catching up.
+        try:
+            await self.recheck_sessions()
+        except Exception as exc:
+            log.warning("could not re-check live sessions after reconnecting: %s: %s", type(exc).__name__, exc)
         for subscriber in self.subscribers():
             if subscriber.state is not SubscriberState.BUFFERING:
                 continue
@@ -669,13 +676,42 @@ class LiveHub:
 
     async def expire_sessions(self) -> None:
         """Close sockets whose session has expired, once a second (one loop for all sockets
-        rather than a timer each)."""
+        rather than a timer each), and every SESSION_RECHECK those whose session is gone from
+        Redis (a sign-out whose event this process missed)."""
+        rechecked = time.monotonic()
         while True:
             now = time.time()
             for subscriber in self.subscribers():
                 if subscriber.expires_at <= now:
                     subscriber.close(CLOSE_UNAUTHORIZED, "session expired")
+            if time.monotonic() - rechecked >= SESSION_RECHECK:
+                rechecked = time.monotonic()
+                try:
+                    await self.recheck_sessions()
+                except Exception as exc:  # Redis away: the next round, or the reconnect, checks again
+                    metrics.LOOP_FAILURES.labels("live-session-recheck").inc()
+                    log.warning("could not re-check live sessions: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(1.0)
+
+    async def recheck_sessions(self) -> int:
+        """Close with 4401 every socket whose session no longer exists in Redis: signed out
+        while the sign-out event could not reach us (a pub/sub reconnect), or lost with an
+        empty Redis restart. Answers how many were closed."""
+        subscribers = [sub for sub in self.subscribers() if sub.state is not SubscriberState.CLOSED]
+        token_hashes = sorted({sub.token_hash for sub in subscribers})
+        gone: set[str] = set()
+        for start in range(0, len(token_hashes), LEASE_WRITE_CHUNK):
+            chunk = token_hashes[start:start + LEASE_WRITE_CHUNK]
+            pipe = self._redis.pipeline(transaction=False)
+            for token_hash in chunk:
+                pipe.exists(keys.session(token_hash))
+            gone.update(token_hash for token_hash, exists in zip(chunk, await pipe.execute()) if not exists)
+        closed = 0
+        for sub in subscribers:
+            if sub.token_hash in gone:
+                sub.close(CLOSE_UNAUTHORIZED, "signed out")
+                closed += 1
+        return closed
 
     def close_all(self, code: int, reason: str = "") -> None:
         for subscriber in self.subscribers():

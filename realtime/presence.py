@@ -8,8 +8,9 @@ import asyncio
 import logging
 import time
 
+from . import metrics
 from .live_hub import LiveHub
-from .redis_client import Redis, RedisDown
+from .redis_client import Redis
 
 __all__ = ["Presence", "cluster_stats"]
 
@@ -37,11 +38,21 @@ class Presence:
         self._published: set[str] = set()  # users in our Redis set as of the last beat
 
     async def run(self) -> None:
+        """Beat forever; a failed beat (Redis away, READONLY, OOM...) is logged, counted and
+        tried again a second later: a process whose beats fail drops out of /stats."""
+        failures = 0
         while True:
             try:
                 await self.beat()
-            except RedisDown as exc:
-                log.debug("presence heartbeat skipped: %s", exc)
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                metrics.LOOP_FAILURES.labels("presence").inc()
+                if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th... failure in a row
+                    log.warning("presence heartbeat failed %d time(s) in a row: %s: %s", failures,
+                                type(exc).__name__, exc)
             await asyncio.sleep(BEAT_EVERY)
 
     async def beat(self) -> None:

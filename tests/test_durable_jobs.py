@@ -1,0 +1,99 @@
+"""The job is the source of truth of every write: a job that keeps failing is
+dead-lettered instead of killing worker after worker; a re-run after a delete never brings
+the tweet back; a retweet racing a delete never recreates the original; a post whose request
+died after recording its job still reaches everyone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+
+from realtime import keys
+from realtime.config import Settings
+from realtime.engine import Engine
+
+from .conftest import start_redis
+from .support import TIMEOUT
+
+
+@pytest.fixture
+async def engine(tmp_path):
+    server = start_redis(tmp_path / "redis")
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": server.url, "FANOUT_IN_PROCESS": "0",
+                                                      "FANOUT_CLAIM_IDLE": "1s"}))
+    await engine.users.create("writer")
+    await engine.users.create("reader")
+    await engine.redis.zadd(keys.followers("writer"), {"reader": 0})
+    yield engine
+    await engine.close()
+    server.stop()
+
+
+async def until(predicate, what: str):
+    deadline = time.monotonic() + TIMEOUT
+    while not (value := await predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)  # polling Redis state that a worker task changes, bounded
+    return value
+
+
+async def home(engine: Engine) -> list[int]:
+    return [int(i) for i in await engine.redis.lrange(keys.home_timeline("reader"), 0, -1)]
+
+
+async def test_a_poison_job_goes_to_the_dead_letters_and_the_authors_next_job_runs(engine):
+    await engine.fanout_queue.enqueue("post", 12345, "writer", tweet="{this is not json")
+    good = await engine.tweets.post("writer", "after the poison")
+    workers = engine.start_fanout_workers(1)
+    tag = engine.fanout_queue.tag_of("writer")
+    await until(lambda: _empty(engine, tag), "both jobs to be done")
+    [(_, dead)] = await engine.redis.xrange(keys.fanout_dead_letters(tag))
+    assert dead["id"] == "12345" and "JSONDecodeError" in dead["error"]
+    assert await home(engine) == [good]
+    assert not engine._fanout_workers[workers[0]].done(), "the worker died"
+
+
+async def _empty(engine: Engine, tag: str) -> bool:
+    return await engine.redis.xlen(keys.fanout_stream(tag)) == 0
+
+
+async def test_a_post_whose_request_died_after_its_job_was_recorded_still_reaches_everyone(engine):
+    """As if the process was killed right after the job's one atomic step: nothing else was
+    written, and the worker does it all."""
+    fields = {"kind": "tweet", "from": "writer", "author": "writer", "ts": repr(time.time()),
+              "content": "only the job exists", "likes": "0", "retweets": "0", "mentions": "[]",
+              "hashtags": '["orphan"]'}
+    tweet_id = engine.id_lease.generator.next_id()
+    await engine.fanout_queue.enqueue("post", tweet_id, "writer", tweet=orjson.dumps(fields).decode())
+    assert not await engine.redis.exists(keys.tweet(tweet_id))
+    engine.start_fanout_workers(1)
+    assert await until(lambda: home(engine), "the reader's home timeline") == [tweet_id]
+    assert (await engine.tweets.get(tweet_id))["content"] == "only the job exists"
+    assert [int(i) for i in await engine.redis.lrange(keys.user_timeline("writer"), 0, -1)] == [tweet_id]
+    assert [int(i) for i in await engine.redis.lrange(keys.hashtag_timeline("orphan"), 0, -1)] == [tweet_id]
+    assert (await engine.users.profile("writer"))["tweets"] == 1
+
+
+async def test_a_post_job_re_run_after_the_delete_does_not_bring_the_tweet_back(engine):
+    tweet_id = await engine.tweets.post("writer", "soon gone")
+    tag = engine.fanout_queue.tag_of("writer")
+    [(_, [(entry_id, fields)])] = await engine.redis.xreadgroup(
+        keys.FANOUT_GROUP, "test", {keys.fanout_stream(tag): ">"}, count=1)
+    await engine.tweets.delete("writer", tweet_id)
+    from realtime.fanout import FanoutJob
+
+    assert await engine.tweets.apply(FanoutJob(tag, entry_id, fields)) is None  # the late re-run
+    assert await engine.redis.hgetall(keys.tweet(tweet_id)) == {"deleted": "1"}
+    assert tweet_id not in [int(i) for i in await engine.redis.lrange(keys.user_timeline("writer"), 0, -1)]
+
+
+async def test_a_retweet_racing_a_delete_does_not_recreate_the_original(engine):
+    original = await engine.tweets.post("writer", "to be retweeted")
+    await engine.tweets.delete("writer", original)
+    retweet = {"kind": "retweet", "of": str(original), "from": "reader", "author": "reader", "ts": repr(time.time())}
+    # The retweet's request had checked the original before the delete; its job runs after.
+    assert await engine.tweets._apply_post(engine.id_lease.generator.next_id(), "reader", retweet) is None
+    assert await engine.redis.hgetall(keys.tweet(original)) == {"deleted": "1"}
