@@ -41,6 +41,7 @@ PHASES: list[tuple[str, str]] = [
     ("steady_load", "steady load, rising R"),
     ("live_shapes", "live shapes (celebrity, storm)"),
     ("idle_sockets", "idle sockets"),
+    ("cluster", "Redis Cluster (fan-out per node, master kill)"),
 ]
 
 

