@@ -57,8 +57,11 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
         log.warning("RATE LIMITS ARE OFF (RATE_LIMITS=off)")
     log.info("Live sockets per user: %s", settings.max_sockets_per_user or "no limit")
     log.info("WebSockets: uvicorn's %s, ping every %.0f s", settings.ws_impl, settings.ws_ping_interval)
-    log.info("Workers: %d server process(es), %d fan-out worker(s) in each",
-             settings.workers, settings.fanout_in_process)
+    log.info("Workers: %d server process(es), %d fan-out worker(s) in each, over %d stream shards",
+             settings.workers, settings.fanout_in_process, settings.fanout_shards)
+    cluster = {None: "auto (asked of the server)", True: "on", False: "off"}[settings.redis_cluster]
+    log.info("Redis Cluster: %s; a 201 waits up to %.0f ms for a replica there", cluster,
+             settings.replica_ack_timeout * 1000)
     log.info("Timelines: entries kept %.0f s (%.1f days), at most %d per timeline",
              settings.timeline_max_age, settings.timeline_max_age / 86400, settings.timeline_max_length)
 
