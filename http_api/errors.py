@@ -75,6 +75,15 @@ async def redis_error(request: Request, exc: RedisError) -> Json:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
+async def maybe_redis(request: Request, exc: Exception) -> Json:
+    """AttributeError and RuntimeError: raised inside redis-py's connection code they are a
+    lost connection (realtime.redis_client.is_transient); else a bug, logged, answered 500."""
+    if is_transient(exc):
+        return await redis_down(request, exc)
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
 async def unexpected(request: Request, exc: Exception) -> Json:
     if is_transient(exc):  # also out of memory, read-only replicas, a cluster mid-failover
         return await redis_down(request, exc)
@@ -86,6 +95,8 @@ EXCEPTION_HANDLERS = {
     ChirpError: chirp_error,
     HTTPException: http_exception,
     RedisError: redis_error,
+    AttributeError: maybe_redis,
+    RuntimeError: maybe_redis,
     **{kind: redis_down for kind in RedisDown},
     Exception: unexpected,
 }

@@ -35,6 +35,8 @@ def is_transient(exc: BaseException) -> bool:
     never count it against a fan-out job."""
     if isinstance(exc, RedisDown) or type(exc).__name__ == "SlotNotCoveredError" or is_redirect(exc):
         return True
+    if not isinstance(exc, RedisError) and _raised_in_a_redis_connection(exc):
+        return True
     if isinstance(exc, RedisError):
         return type(exc).__name__ in ("ClusterDownError", "TryAgainError", "MasterDownError", "ReadOnlyError",
                                       "BusyLoadingError", "OutOfMemoryError") \
@@ -163,6 +165,19 @@ class ReplicaAcks:
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
+
+
+def _raised_in_a_redis_connection(exc: BaseException) -> bool:
+    """redis-py 8.1 can fail on a socket that a dying node closed under it with a bare
+    AttributeError ('NoneType' object has no attribute 'writelines') or RuntimeError
+    (unable to perform operation on a closed transport), seen here in a master kill: a
+    connection failure all the same, told apart by being raised inside its connection code."""
+    traceback = exc.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_globals.get("__name__", "").startswith(("redis.asyncio.connection", "redis._parsers")):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def is_redirect(exc: BaseException) -> bool:
