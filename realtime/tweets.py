@@ -103,20 +103,24 @@ class Tweets:
         entry_id = await self._fanout.enqueue(kind, tweet_id, author, **job_fields)
         try:
             await self.apply(FanoutJob(self._fanout.tag_of(author), entry_id,
-                                       {"kind": kind, "id": tweet_id, "author": author, **job_fields}))
+                                       {"kind": kind, "id": tweet_id, "author": author, **job_fields}),
+                             in_request=True)
         except Exception as exc:
             log.warning("%s %s is recorded; its worker will finish applying it (%s: %s)", kind, tweet_id,
                         type(exc).__name__, exc)
 
-    async def apply(self, job: FanoutJob) -> Delivery | None:
-        """The tweet side of a job, safe to run again and again (realtime.fanout.JobSource)."""
+    async def apply(self, job: FanoutJob, *, in_request: bool = False) -> Delivery | None:
+        """The tweet side of a job, safe to run again and again (realtime.fanout.JobSource).
+        ``in_request``: the call that recorded the job, which leaves the work that grows with
+        the tweet's retweets to the job's worker."""
         if job.kind == "post":
             return await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]))
         if job.kind == "delete":
             if "of" in job.fields:
                 return await self._apply_unretweet(job.tweet_id, job.author, int(job.fields["of"]))
             delivery = await self._apply_delete(job.tweet_id, job.author, job.fields)
-            await self._delete_retweets_of(job.tweet_id)
+            if not in_request:
+                await self._delete_retweets_of(job.tweet_id)
             return delivery
         raise ValueError(f"unknown kind of job {job.kind!r}")
 

@@ -97,3 +97,29 @@ async def test_a_retweet_racing_a_delete_does_not_recreate_the_original(engine):
     # The retweet's request had checked the original before the delete; its job runs after.
     assert await engine.tweets._apply_post(engine.id_lease.generator.next_id(), "reader", retweet) is None
     assert await engine.redis.hgetall(keys.tweet(original)) == {"deleted": "1"}
+
+
+async def test_deleting_a_much_retweeted_tweet_leaves_the_retweets_to_the_job(engine):
+    """The request does a bounded amount of work however many retweets there are; the job
+    removes each retweet (as a job of its retweeter's), and meanwhile none is shown."""
+    original = await engine.tweets.post("writer", "retweet me")
+    retweeters = [f"fan{n:02d}" for n in range(20)]
+    for name in retweeters:
+        await engine.users.create(name)
+        await engine.tweets.retweet(name, original)
+    await engine.tweets.delete("writer", original)
+    assert await engine.redis.hlen(keys.retweets(original)) == 20  # untouched by the request
+    assert await engine.tweets.page(keys.user_timeline("fan00"), count=20, before=None) == {"tweets": [],
+                                                                                           "next": None}
+    engine.start_fanout_workers(2)
+    for name in retweeters:
+        await until(lambda name=name: _timeline_empty(engine, name), f"{name}'s retweet to leave their timeline")
+    assert await until(lambda: _gone(engine, original), "the retweets hash to empty")
+
+
+async def _timeline_empty(engine: Engine, name: str) -> bool:
+    return await engine.redis.llen(keys.user_timeline(name)) == 0
+
+
+async def _gone(engine: Engine, tweet_id: int) -> bool:
+    return await engine.redis.hlen(keys.retweets(tweet_id)) == 0
