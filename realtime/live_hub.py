@@ -512,7 +512,9 @@ class LiveHub:
         readers: dict[str, asyncio.Task] = {}
         try:
             while True:
-                for name in list(pubsub.node_pubsub_mapping):
+                for name, node_pubsub in list(pubsub.node_pubsub_mapping.items()):
+                    if node_pubsub.connection is None:
+                        continue  # its first SSUBSCRIBE is still on its way: that call wakes us when sent
                     if name not in readers or readers[name].done():
                         readers[name] = asyncio.create_task(self._read_node(pubsub, name), name=f"live-pubsub-{name}")
                 if not readers:
@@ -533,8 +535,14 @@ class LiveHub:
 
     async def _read_node(self, pubsub, name: str) -> None:
         node = pubsub.cluster.get_node(node_name=name)
-        while node is not None and name in pubsub.node_pubsub_mapping:
-            message = await pubsub.get_sharded_message(ignore_subscribe_messages=False, timeout=1.0, target_node=node)
+        while node is not None and getattr(pubsub.node_pubsub_mapping.get(name), "connection", None) is not None:
+            try:
+                message = await pubsub.get_sharded_message(ignore_subscribe_messages=False, timeout=1.0,
+                                                           target_node=node)
+            except RuntimeError:
+                if name not in pubsub.node_pubsub_mapping:
+                    return  # redis-py closed it under us: its last channel left ("connection not set")
+                raise
             if message is None:
                 continue
             kind = message["type"]

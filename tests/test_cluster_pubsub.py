@@ -62,3 +62,22 @@ async def test_a_deaf_node_connection_is_found_by_its_probe_and_rebuilt(redis_se
         await hub.detach(sub)
     finally:
         await engine.close()
+
+
+@pytest.mark.parametrize("redis_server", ["cluster"], indirect=True)
+async def test_many_sockets_attaching_at_once_are_all_subscribed_without_a_rebuild(redis_server):
+    """Concurrent first SSUBSCRIBEs to new nodes: a node connection still being opened is not
+    read before it exists (it once made the hub rebuild, and every attaching socket 1013)."""
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": redis_server.url, "FANOUT_IN_PROCESS": "0"}))
+    try:
+        await engine.start_live()
+        hub = engine.live_hub
+        before = hub.reconnects
+        subs = [LiveSubscriber(f"burst{n:03d}", "burst-token", queue_size=8) for n in range(150)]
+        await asyncio.gather(*(hub.attach(sub) for sub in subs))
+        assert hub.reconnects == before and hub.connected.is_set()
+        assert len(hub._subscribed) == len(subs)
+        for sub in subs:
+            await hub.detach(sub)
+    finally:
+        await engine.close()
