@@ -40,7 +40,6 @@ import socket
 import time
 from typing import Protocol
 
-import orjson
 from redis.exceptions import ResponseError
 
 from . import keys, metrics

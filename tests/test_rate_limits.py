@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from realtime import keys
 from realtime.config import RateLimit, Settings, SettingsError

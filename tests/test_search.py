@@ -16,7 +16,6 @@ import pytest
 import redis
 
 from realtime.ids import min_id_at
-from realtime.redis_client import make_redis
 from realtime.search import HashtagIndex, parse_query
 from realtime.timelines import Timelines
 
