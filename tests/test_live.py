@@ -162,7 +162,6 @@ async def test_signing_out_closes_that_sessions_sockets_with_4401_and_not_the_ot
 
 
 async def test_a_session_that_expires_while_connected_closes_4401(api, service, redis_server):
-
     from realtime.sessions import Sessions
     from realtime.text import normalize_username
 
