@@ -66,6 +66,9 @@ class Delivery:
     message: str  # the live event
     mentions: list[str] = dataclasses.field(default_factory=list)  # lowercase names
     hashtags: list[str] = dataclasses.field(default_factory=list)
+    #: The author's own timelines, written again with the job's first batch (no round trip of
+    #: their own): the request that recorded the job may have died before writing them.
+    own: list[str] = dataclasses.field(default_factory=list)
 
 
 class JobSource(Protocol):
@@ -426,9 +429,10 @@ class FanoutWorker:
         mentions = [name for name in delivery.mentions if name != job.author]
         extras = [key for name in mentions for key in (keys.home_timeline(name), keys.mentions_timeline(name))]
         extras += [keys.hashtag_timeline(tag) for tag in delivery.hashtags]
+        own = list(delivery.own)  # joins the first batch written
         if extras and not progress.get("extras"):  # none: no batch, one round trip fewer per job
-            await self._write_batch(job, extras, delivery.message, dedupe, progress={"extras": 1})
-            dedupe = RECENT_DEDUPE_WINDOW
+            await self._write_batch(job, own + extras, delivery.message, dedupe, progress={"extras": 1})
+            dedupe, own = RECENT_DEDUPE_WINDOW, []
         skip = set(mentions) | {job.author}  # mentioned users already have it
         # The next page is read while the current batch is written: a read on another
         # connection, so the writes and their progress marks keep their order.
@@ -437,12 +441,15 @@ class FanoutWorker:
             while True:
                 names = await page
                 if not names:
+                    if own:
+                        await self._write_batch(job, own, delivery.message, dedupe, progress=None)
                     break
                 cursor = names[-1]
                 last = len(names) < self.batch_size  # a short page is the end: no read of an empty one
                 if not last:
                     page = asyncio.ensure_future(self._follower_page(job.author, cursor))
-                targets = [keys.home_timeline(name) for name in names if name not in skip]
+                targets = own + [keys.home_timeline(name) for name in names if name not in skip]
+                own = []
                 # No mark after the last batch: the job is finished next, and if it is not, the
                 # re-run of this one batch dedupes the whole list.
                 await self._write_batch(job, targets, delivery.message, dedupe,

@@ -158,9 +158,13 @@ return 1
 """
 
 #: Store a tweet (or retweet entry) from its job, unless it exists or was deleted.
-#: KEYS: tweet hash. ARGV: field, value pairs. Returns 1 when this call created it.
+#: KEYS: tweet hash. ARGV: field, value pairs. Returns 1 when this call created it, 0 when
+#: it exists, -1 when it was deleted (a tombstone).
 CREATE_TWEET = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then return -1 end
+  return 0
+end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """

@@ -111,40 +111,46 @@ class Tweets:
 
     async def apply(self, job: FanoutJob, *, in_request: bool = False) -> Delivery | None:
         """The tweet side of a job, safe to run again and again (realtime.fanout.JobSource).
-        ``in_request``: the call that recorded the job, which leaves the work that grows with
-        the tweet's retweets to the job's worker."""
+        ``in_request``: the call that recorded the job, which writes the author's own timelines
+        now (a read right after the 201 sees the tweet) and leaves the work that grows with the
+        tweet's retweets to the job's worker; the worker writes them with its first batch."""
         if job.kind == "post":
-            return await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]))
-        if job.kind == "delete":
-            if "of" in job.fields:
-                return await self._apply_unretweet(job.tweet_id, job.author, int(job.fields["of"]))
+            delivery = await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]))
+        elif job.kind == "delete" and "of" in job.fields:
+            delivery = await self._apply_unretweet(job.tweet_id, job.author, int(job.fields["of"]))
+        elif job.kind == "delete":
             delivery = await self._apply_delete(job.tweet_id, job.author, job.fields)
             if not in_request:
                 await self._delete_retweets_of(job.tweet_id)
-            return delivery
-        raise ValueError(f"unknown kind of job {job.kind!r}")
+        else:
+            raise ValueError(f"unknown kind of job {job.kind!r}")
+        if delivery is not None and in_request:
+            write = self._timelines.push if job.kind == "post" else self._timelines.remove
+            await write(delivery.own, job.tweet_id, message=delivery.message)
+        return delivery
 
     async def _apply_post(self, tweet_id: int, author: str, fields: dict) -> Delivery | None:
-        stored = await self._redis.hgetall(keys.tweet(tweet_id))
-        if stored.get("deleted"):
-            return None  # deleted before this (re-)run
         if fields["kind"] == "retweet":
+            if (await self._redis.hgetall(keys.tweet(tweet_id))).get("deleted"):
+                return None  # un-retweeted before this (re-)run: not to be counted again
             original = int(fields["of"])
             claim = await self._claim_retweet(keys=[keys.tweet(original), keys.retweets(original)],
                                               args=[author, tweet_id])
             if claim in (-1, 2):
                 return None  # the original is gone, or the user retweeted it already
-        if not stored and await self._create(keys=[keys.tweet(tweet_id)], args=_flat(fields)):
+        created = await self._create(keys=[keys.tweet(tweet_id)], args=_flat(fields))
+        if created == -1:
+            return None  # deleted before this (re-)run
+        if created == 1:
             await self._count_new(tweet_id, author, fields)
         shown = await self.render_stored([(tweet_id, fields)])
         if not shown:
             return None
-        message = tweet_event(shown[0])
-        await self._timelines.push([keys.user_timeline(author), keys.home_timeline(author)], tweet_id,
-                                   message=message)
+        own = [keys.user_timeline(author), keys.home_timeline(author)]
         if fields["kind"] != "tweet":
-            return Delivery(message)
-        return Delivery(message, _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")))
+            return Delivery(tweet_event(shown[0]), own=own)
+        return Delivery(tweet_event(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
+                        own=own)
 
     async def _count_new(self, tweet_id: int, author: str, fields: dict) -> None:
         """The counts a new tweet adds, done by whichever call created it. (A crash just
@@ -158,9 +164,9 @@ class Tweets:
         if await self._tombstone(keys=[keys.tweet(tweet_id), keys.likes(tweet_id), keys.retweets(tweet_id)],
                                  args=[self.tombstone_ttl_ms]):
             await self._redis.hincrby(keys.user(author), "tweets", -1)
-        await self._leave_own_timelines(author, tweet_id)
         return Delivery(delete_event(tweet_id), orjson.loads(job_fields.get("mentions", "[]")),
-                        orjson.loads(job_fields.get("hashtags", "[]")))
+                        orjson.loads(job_fields.get("hashtags", "[]")),
+                        own=[keys.user_timeline(author), keys.home_timeline(author)])
 
     async def _delete_retweets_of(self, tweet_id: int) -> None:
         """Each retweet of a deleted tweet leaves as a job of its own (in its retweeter's order)."""
@@ -171,12 +177,7 @@ class Tweets:
         await self._release_retweet(keys=[keys.tweet(original), keys.retweets(original)], args=[retweeter, retweet_id])
         await self._tombstone(keys=[keys.tweet(retweet_id), keys.likes(retweet_id), keys.retweets(retweet_id)],
                               args=[self.tombstone_ttl_ms])
-        await self._leave_own_timelines(retweeter, retweet_id)
-        return Delivery(delete_event(retweet_id))
-
-    async def _leave_own_timelines(self, author: str, tweet_id: int) -> None:
-        await self._timelines.remove([keys.user_timeline(author), keys.home_timeline(author)], tweet_id,
-                                     message=delete_event(tweet_id))
+        return Delivery(delete_event(retweet_id), own=[keys.user_timeline(retweeter), keys.home_timeline(retweeter)])
 
     async def delete(self, me: str, tweet_id: int) -> None:
         fields = await self._fields(tweet_id)
