@@ -56,7 +56,7 @@ from realtime.text import normalize_username
 from . import steady_load
 from .common import Progress, command_line, finish_cli, machine
 from .fanout_throughput import (AUTHOR, DAY, SETUP_CHUNK, TEMPLATE_KEY, check_delivery, create_followers,
-                                finish_job, follower_names, next_job, prefill_timelines, within)
+                                finish_job, follower_names, open_fanout, prefill_timelines, show_progress, within)
 from .steady_load import Backend
 
 # The same harness as the tests (tests/test_cluster_faults.py): a real local cluster of our
@@ -241,20 +241,10 @@ async def set_up(url: str, names: list[str], args, *, cluster: bool) -> dict:
 async def timed_run(backend: str, url: str, environ: dict, names: list[str], args, runs_before: int,
                     masters: list[int], replicas: list[int]) -> dict:
     """``fanout_throughput.timed_fanout`` with the CPU of every node, each asked on its own."""
-    settings = Settings.load(environ={"REDIS_URL": url, "FANOUT_BATCH_SIZE": str(BATCH_SIZE), **environ})
-    engine = await Engine.open(settings)
+    engine, worker, job = await open_fanout(url, {"FANOUT_BATCH_SIZE": str(BATCH_SIZE), **environ})
     nodes = node_clients([*masters, *replicas])
     try:
-        worker = engine.new_fanout_worker([engine.fanout_queue.tag_of(AUTHOR)])
-        job = await next_job(engine, worker)
-        progress = Progress(f"{backend}: entries written", len(names))
-
-        async def show_progress() -> None:
-            while True:
-                await asyncio.sleep(0.25)
-                progress.update(worker.entries_written)
-
-        shower = asyncio.create_task(show_progress())
+        progress, shower = show_progress(worker, f"{backend}: entries written", len(names))
         cpu_before, python_before, waits_before = node_cpu(nodes), time.process_time(), wait_calls(nodes)
         started = time.perf_counter()
         try:
@@ -267,7 +257,7 @@ async def timed_run(backend: str, url: str, environ: dict, names: list[str], arg
         progress.done(worker.entries_written)
         await finish_job(engine, job, worker)
         await check_delivery(engine.redis, names, job.tweet_id,
-                             min(args.prefill + runs_before + 1, settings.timeline_max_length))
+                             min(args.prefill + runs_before + 1, engine.settings.timeline_max_length))
         entries = max(worker.entries_written, 1)
         masters_cpu = sum(cpu[port] for port in masters)
         return {"backend": backend, "entries": worker.entries_written, "seconds": elapsed,

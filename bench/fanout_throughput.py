@@ -168,21 +168,30 @@ async def check_delivery(redis, names: list[str], tweet_id: int, expected_length
             raise SystemExit(f"fan-out check failed for {name}: head {head}, length {length}, at {positions}")
 
 
+async def open_fanout(url: str, environ: dict) -> tuple[Engine, FanoutWorker, FanoutJob]:
+    """An engine on ``url``, a worker of the author's shard, and the job of a new tweet."""
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": url, **environ}))
+    worker = engine.new_fanout_worker([engine.fanout_queue.tag_of(AUTHOR)])
+    return engine, worker, await next_job(engine, worker)
+
+
+def show_progress(worker: FanoutWorker, label: str, total: int) -> tuple[Progress, asyncio.Task]:
+    """A progress bar of the entries ``worker`` writes, updated four times a second."""
+    progress = Progress(label, total)
+
+    async def update() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            progress.update(worker.entries_written)
+
+    return progress, asyncio.create_task(update())
+
+
 async def timed_fanout(url: str, batch_size: int, names: list[str], args, runs_before: int,
                        profiler=None) -> dict:
-    settings = Settings.load(environ={"REDIS_URL": url, "FANOUT_BATCH_SIZE": str(batch_size)})
-    engine = await Engine.open(settings)
+    engine, worker, job = await open_fanout(url, {"FANOUT_BATCH_SIZE": str(batch_size)})
     try:
-        worker = engine.new_fanout_worker([engine.fanout_queue.tag_of(AUTHOR)])
-        job = await next_job(engine, worker)
-        progress = Progress(f"batch {batch_size}: entries written", len(names))
-
-        async def show_progress() -> None:
-            while True:
-                await asyncio.sleep(0.25)
-                progress.update(worker.entries_written)
-
-        shower = asyncio.create_task(show_progress())
+        progress, shower = show_progress(worker, f"batch {batch_size}: entries written", len(names))
         cpu_redis, cpu_self = await redis_cpu(engine.redis), time.process_time()
         if profiler:
             profiler.enable()
@@ -200,7 +209,7 @@ async def timed_fanout(url: str, batch_size: int, names: list[str], args, runs_b
         progress.done(worker.entries_written)
         await finish_job(engine, job, worker)
         await check_delivery(engine.redis, names, job.tweet_id,
-                             min(args.prefill + runs_before + 1, settings.timeline_max_length))
+                             min(args.prefill + runs_before + 1, engine.settings.timeline_max_length))
         entries = max(worker.entries_written, 1)
         return {"batch_size": batch_size, "entries": worker.entries_written, "seconds": elapsed,
                 "rate": worker.entries_written / elapsed, "python_cpu": cpu_self / elapsed,

@@ -116,7 +116,7 @@ class LiveEvent:
 
 
 class TopologyChanged(Exception):
-    """The sharded subscriptions no longer match the cluster: rebuild them."""
+    """The subscriptions no longer match the cluster (or the leases lapsed): rebuild them."""
 
 
 class SubscriberState(enum.Enum):
@@ -256,6 +256,7 @@ class LiveHub:
         self._probes: dict[str, asyncio.Future] = {}  # nonce -> its echo
         self._background: set[asyncio.Task] = set()  # tasks we start and must not lose
         self._nodes_changed = asyncio.Event()  # sharded: a node connection may have been added
+        self._rebuild_requested = asyncio.Event()  # set by the lease renewal when it is overdue
         self._subscribers: dict[str, set[LiveSubscriber]] = {}
         self._connections = 0  # kept, not summed: 10,000 sockets closing must not cost 10,000² steps
         self._leased: set[str] = set()  # users whose lease on this process Redis has confirmed
@@ -373,13 +374,10 @@ class LiveHub:
                 await asyncio.sleep(RENEWAL_RETRY)
 
     async def _drop_connection(self) -> None:
-        """Make the reader fail, so that ``run`` goes through its reconnect path."""
-        pubsub = self._pubsub
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()
-            except Exception:  # it is being dropped either way
-                pass
+        """Make ``run`` go through its reconnect path. Signalled, not done by closing the
+        pub/sub under the reader: closing a cluster pub/sub waits for locks that a stuck node
+        connection may hold, which is when this is needed most."""
+        self._rebuild_requested.set()
 
     async def release_leases(self) -> None:
         """On shutdown: this process no longer takes anyone's events."""
@@ -451,14 +449,17 @@ class LiveHub:
                     log.info("pub/sub reconnected; leases rewritten for %d users", len(self._subscribers))
                     self._start(self._catch_up_everyone(self._connection_number), "live-catch-up")
                 first, backoff = False, 0.05
+                self._rebuild_requested.clear()
+                tasks.append(asyncio.create_task(self._rebuild_requested.wait(), name="live-rebuild-request"))
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     task.result()  # raises what ended it
+                raise TopologyChanged("renewals overdue: rewriting every lease")
             except asyncio.CancelledError:
                 raise
             except TopologyChanged as exc:
                 metrics.PUBSUB_RESUBSCRIBES.labels(str(exc).split(":", 1)[0]).inc()
-                log.warning("sharded pub/sub: %s; resubscribing everything", exc)
+                log.warning("pub/sub rebuilt (%s); resubscribing everything", exc)
                 backoff = 0.05
             except (*RedisDown, asyncio.TimeoutError) as exc:
                 log.warning("pub/sub connection lost (%s); reconnecting in %.2fs", exc or type(exc).__name__, backoff)

@@ -26,6 +26,8 @@ Redis = aioredis.Redis | RedisCluster
 RedisDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 #: Error replies that mean "not now" (out of memory, a failover, a slot moving), not "never".
+#: Redis 6 wraps one raised inside a script: "Error running script (...): @user_script:3:
+#: @user_script: 3: -OOM command not allowed ...", hence the "-OOM " looked for inside too.
 _TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "MOVED",
                       "ASK", "NOREPLICAS", "NOSCRIPT")
 
@@ -40,7 +42,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, RedisError):
         return type(exc).__name__ in ("ClusterDownError", "TryAgainError", "MasterDownError", "ReadOnlyError",
                                       "BusyLoadingError", "OutOfMemoryError") \
-            or str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES
+            or str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES \
+            or any(f"-{reply} " in str(exc) for reply in _TRANSIENT_REPLIES)
     return False
 
 

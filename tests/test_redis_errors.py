@@ -19,6 +19,8 @@ from realtime.redis_client import is_redirect, is_transient
     MovedError("15845 127.0.0.1:15772"),
     ResponseError("CLUSTERDOWN The cluster is down"),
     ResponseError("NOSCRIPT No matching script."),
+    ResponseError("Error running script (call to f_071cc0): @user_script:3: @user_script: 3: -OOM command not "
+                  "allowed when used memory > 'maxmemory'."),  # Redis 6.2, inside a script
 ])
 def test_these_mean_not_now(error):
     assert is_transient(error)
