@@ -7,8 +7,8 @@ answers, and everything else is derived from it by steps that are safe to redo (
 cluster's masters); an author's jobs all go to the shard of the author's name.
 
 A ``FanoutWorker`` reads its shards with ``XREADGROUP``, pushes to (or removes from) every
-recipient's timelines in pipelined batches, records its progress after each batch in the
-same pipeline, and finishes the job (acknowledge, delete, forget) in one Lua call. A job
+recipient's timelines in pipelined batches, records its progress once each batch has
+landed, and finishes the job (acknowledge, delete, forget) in one Lua call. A job
 whose worker died stays pending; after ``claim_idle`` seconds another worker takes it
 with ``XAUTOCLAIM`` and resumes from the recorded progress. The batch that was in flight
 is re-run with a whole-list dedupe, so every timeline gets the entry exactly once and
@@ -58,6 +58,7 @@ DEAD_LETTER_CAP = 10_000
 #: The longest pause between retries while Redis is away: a cluster failover takes a few
 #: seconds, and work should resume within a second of it.
 MAX_BACKOFF = 1.0
+
 
 @dataclasses.dataclass
 class Delivery:
@@ -148,12 +149,6 @@ class FanoutQueue:
                 oldest = at if oldest is None else min(oldest, at)
         return waiting, pending, oldest
 
-    async def dead_letters(self) -> int:
-        total = 0
-        for tag in self.tags:
-            total += await self._redis.xlen(keys.fanout_dead_letters(tag))
-        return total
-
 
 async def ensure_groups(redis: Redis, tags) -> None:
     """Create each shard's stream and consumer group unless they exist (Redis may have restarted empty)."""
@@ -167,7 +162,7 @@ async def ensure_groups(redis: Redis, tags) -> None:
 
 def _no_replica_ack(what: str, timeout_ms: int) -> None:
     metrics.REPLICA_ACK_TIMEOUTS.inc()
-    log.warning("%s: no replica acknowledged it within %d ms (or its slot moved)", what, timeout_ms)
+    log.warning("%s: no replica acknowledged it within %d ms", what, timeout_ms)
 
 
 class FanoutJob:
@@ -416,8 +411,6 @@ class FanoutWorker:
         self.jobs_done += 1
 
     async def run_job(self, job: FanoutJob, *, resumed: bool) -> None:
-        if job.kind not in ("post", "delete"):
-            raise ValueError(f"unknown kind of job {job.kind!r}")
         delivery = await self._source.apply(job)
         if delivery is not None:
             await self._deliver(job, delivery, resumed=resumed)
@@ -490,12 +483,11 @@ class FanoutWorker:
         pipe.xclaim(job.stream, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
         await pipe.execute()
 
-
     async def _write_timelines(self, job: FanoutJob, targets: list[str], message: str, dedupe: int) -> None:
         """Push (or remove) in pipelines, safe to run twice; on a cluster with replica acks,
         one pipeline per master, each waiting for a replica: a job is finished only once its
         writes would survive a failover."""
-        if self._acks is not None and self._acks.timeout_ms:
+        if self._acks is not None:
             by_master: dict[str, list[str]] = {}
             for key in targets:
                 by_master.setdefault(self._acks.master_of(key), []).append(key)
@@ -505,7 +497,8 @@ class FanoutWorker:
                 return
             except ResponseError as exc:
                 if not is_redirect(exc):
-                    raise  # a slot moved: write through the cluster client, which follows it
+                    raise
+                # A slot moved: write through the cluster client, which follows the redirect.
         pipe = self._redis.pipeline(transaction=False)
         await self._queue_write(pipe, job, targets, message, dedupe)
         await execute_scripted(pipe)

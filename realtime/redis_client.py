@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
-from redis.exceptions import (AskError, ConnectionError as RedisConnectionError, MovedError, NoScriptError, RedisError,
-                              TimeoutError as RedisTimeoutError)
+from redis.exceptions import (AskError, BusyLoadingError, ClusterDownError, ConnectionError as RedisConnectionError,
+                              MasterDownError, MovedError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
+                              SlotNotCoveredError, TimeoutError as RedisTimeoutError, TryAgainError)
 
 __all__ = ["make_redis", "open_redis", "warm_up", "execute_scripted", "RedisDown", "Redis", "cluster_health",
            "is_cluster", "is_transient", "queue_publish", "queue_script", "ReplicaAcks", "is_redirect"]
@@ -30,21 +31,20 @@ RedisDown = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 #: @user_script: 3: -OOM command not allowed ...", hence the "-OOM " looked for inside too.
 _TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "MOVED",
                       "ASK", "NOREPLICAS", "NOSCRIPT")
+#: The classes redis-py parses some of those replies into (and a slot no node serves).
+_TRANSIENT_ERRORS = (ClusterDownError, TryAgainError, MasterDownError, ReadOnlyError, BusyLoadingError,
+                     OutOfMemoryError, SlotNotCoveredError)
 
 
 def is_transient(exc: BaseException) -> bool:
     """Redis is away, or refuses writes for now: answer 503 and retry later, never 500, and
     never count it against a fan-out job."""
-    if isinstance(exc, RedisDown) or type(exc).__name__ == "SlotNotCoveredError" or is_redirect(exc):
+    if isinstance(exc, (*RedisDown, *_TRANSIENT_ERRORS)) or is_redirect(exc):
         return True
-    if not isinstance(exc, RedisError) and _raised_in_a_redis_connection(exc):
-        return True
-    if isinstance(exc, RedisError):
-        return type(exc).__name__ in ("ClusterDownError", "TryAgainError", "MasterDownError", "ReadOnlyError",
-                                      "BusyLoadingError", "OutOfMemoryError") \
-            or str(exc).split(" ", 1)[0].upper() in _TRANSIENT_REPLIES \
-            or any(f"-{reply} " in str(exc) for reply in _TRANSIENT_REPLIES)
-    return False
+    if not isinstance(exc, RedisError):
+        return _raised_in_a_redis_connection(exc)
+    text = str(exc)
+    return text.split(" ", 1)[0].upper() in _TRANSIENT_REPLIES or any(f"-{reply} " in text for reply in _TRANSIENT_REPLIES)
 
 
 def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_connections: int = 200,
@@ -238,8 +238,6 @@ async def execute_scripted(pipe) -> list:
     before the re-run."""
     if _is_cluster_pipeline(pipe):
         return await _execute_cluster_scripted(pipe)
-    if not isinstance(getattr(pipe, "scripts", None), set):
-        return await pipe.execute()
     scripts, stack = pipe.scripts, list(pipe.command_stack)
     pipe.scripts = set()
     try:

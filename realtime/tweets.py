@@ -146,7 +146,7 @@ class Tweets:
         shown = await self.render_stored([(tweet_id, fields)])
         if not shown:
             return None
-        own = [keys.user_timeline(author), keys.home_timeline(author)]
+        own = _own_timelines(author)
         if fields["kind"] != "tweet":
             return Delivery(tweet_event(shown[0]), own=own)
         return Delivery(tweet_event(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
@@ -161,12 +161,15 @@ class Tweets:
                 await self._hashtag_index.record(orjson.loads(fields.get("hashtags", "[]")), tweet_id)
 
     async def _apply_delete(self, tweet_id: int, author: str, job_fields: dict) -> Delivery:
-        if await self._tombstone(keys=[keys.tweet(tweet_id), keys.likes(tweet_id), keys.retweets(tweet_id)],
-                                 args=[self.tombstone_ttl_ms]):
+        if await self._bury(tweet_id):
             await self._redis.hincrby(keys.user(author), "tweets", -1)
         return Delivery(delete_event(tweet_id), orjson.loads(job_fields.get("mentions", "[]")),
-                        orjson.loads(job_fields.get("hashtags", "[]")),
-                        own=[keys.user_timeline(author), keys.home_timeline(author)])
+                        orjson.loads(job_fields.get("hashtags", "[]")), own=_own_timelines(author))
+
+    async def _bury(self, tweet_id: int) -> bool:
+        """Replace the tweet by its tombstone; True when this call deleted it."""
+        return bool(await self._tombstone(keys=[keys.tweet(tweet_id), keys.likes(tweet_id), keys.retweets(tweet_id)],
+                                          args=[self.tombstone_ttl_ms]))
 
     async def _delete_retweets_of(self, tweet_id: int) -> None:
         """Each retweet of a deleted tweet leaves as a job of its own (in its retweeter's order)."""
@@ -175,9 +178,8 @@ class Tweets:
 
     async def _apply_unretweet(self, retweet_id: int, retweeter: str, original: int) -> Delivery:
         await self._release_retweet(keys=[keys.tweet(original), keys.retweets(original)], args=[retweeter, retweet_id])
-        await self._tombstone(keys=[keys.tweet(retweet_id), keys.likes(retweet_id), keys.retweets(retweet_id)],
-                              args=[self.tombstone_ttl_ms])
-        return Delivery(delete_event(retweet_id), own=[keys.user_timeline(retweeter), keys.home_timeline(retweeter)])
+        await self._bury(retweet_id)
+        return Delivery(delete_event(retweet_id), own=_own_timelines(retweeter))
 
     async def delete(self, me: str, tweet_id: int) -> None:
         fields = await self._fields(tweet_id)
@@ -276,6 +278,10 @@ class Tweets:
         last = shown[-1] if shown else None
         next_id = (last.get("retweet_id") or last["id"]) if (more and last) else None
         return {"tweets": shown, "next": next_id}
+
+
+def _own_timelines(author: str) -> list[str]:
+    return [keys.user_timeline(author), keys.home_timeline(author)]
 
 
 def _flat(fields: dict) -> list[str]:
