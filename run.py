@@ -55,7 +55,14 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
                  settings.rate_limit_signin)
     else:
         log.warning("RATE LIMITS ARE OFF (RATE_LIMITS=off)")
-    log.info("Live sockets per user: %s", settings.max_sockets_per_user or "no limit")
+    log.info("Live sockets per user: %s; unauthenticated per address: %d per process",
+             settings.max_sockets_per_user or "no limit", settings.max_unauthenticated_sockets)
+    log.info("HTTP limits: headers %d bytes, %d of them, within %.0f s; body %d bytes within %.0f s; "
+             "send buffer %s", settings.max_header_bytes, settings.max_headers, settings.header_timeout,
+             settings.max_body_bytes, settings.body_timeout,
+             f"{settings.socket_send_buffer} bytes" if settings.socket_send_buffer else "kernel autotuning")
+    log.info("X-Forwarded-For believed from: %s; client address header: %s",
+             settings.trusted_proxies or "nobody", settings.client_ip_header or "none")
     log.info("WebSockets: uvicorn's %s, ping every %.0f s", settings.ws_impl, settings.ws_ping_interval)
     log.info("Workers: %d server process(es), %d fan-out worker(s) in each, over %d stream shards",
              settings.workers, settings.fanout_in_process, settings.fanout_shards)
@@ -64,6 +71,21 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
              settings.replica_ack_timeout * 1000)
     log.info("Timelines: entries kept %.0f s (%.1f days), at most %d per timeline",
              settings.timeline_max_age, settings.timeline_max_age / 86400, settings.timeline_max_length)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_config(level: str) -> dict:
+    """One format and level for our loggers and uvicorn's, in every worker process (uvicorn
+    applies it in each; without it a worker's INFO lines were lost and warnings bare)."""
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {"uvicorn": {"level": level.upper()}},
+    }
 
 
 def serve(settings: Settings) -> None:
@@ -77,15 +99,19 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="chirp-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    from http_api.http_protocol import LimitedHttpProtocol
+
     log.info("Listening on http://%s:%d", settings.host, settings.port)
     try:
         uvicorn.run(
             "http_api.app:create_app_from_env", factory=True,
             host=settings.host, port=settings.port, workers=settings.workers,
-            log_level=settings.log_level, ws=settings.ws_impl, ws_per_message_deflate=False,
-            ws_max_size=settings.ws_max_size,
+            http=LimitedHttpProtocol,  # header size, count and time limits, body time limit
+            log_level=settings.log_level, log_config=log_config(settings.log_level),
+            ws=settings.ws_impl, ws_per_message_deflate=False, ws_max_size=settings.ws_max_size,
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
-            proxy_headers=True, timeout_graceful_shutdown=10,
+            proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies or None,
+            timeout_graceful_shutdown=10,
         )
     finally:
         if metrics_dir:
@@ -117,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"run.py: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
 
     embedded = None
     redis_kind = "REDIS_URL"

@@ -98,6 +98,7 @@ def create_app(settings: Settings, *, tune_gc: bool = False) -> Starlette:
     ]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings
+    app.state.pending_sockets = live.PendingSockets(settings.max_unauthenticated_sockets)
     return app
 
 

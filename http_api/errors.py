@@ -4,6 +4,7 @@
 - Starlette's ``HTTPException`` (unknown route 404, wrong method 405): same shape.
 - Redis not answering, or refusing writes for now (OOM, READONLY, a failover): 503
   ``redis_unavailable`` with ``Retry-After``.
+- The client leaving mid-body: counted, never a traceback.
 - Anything else: 500 ``internal_error`` with no detail; the traceback goes to the log only.
 """
 
@@ -13,9 +14,11 @@ import logging
 
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from realtime import metrics
 from realtime.errors import ChirpError, RateLimited, Unavailable
 from realtime.redis_client import RedisDown, is_transient
 
@@ -84,6 +87,14 @@ async def maybe_redis(request: Request, exc: Exception) -> Json:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
+async def client_left(request: Request, exc: ClientDisconnect) -> Response:
+    """The client went away before its body arrived (or a body timeout cut it off): nobody
+    reads the answer, and it is no error of ours."""
+    metrics.REQUESTS_ABANDONED.inc()
+    log.debug("client left during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def unexpected(request: Request, exc: Exception) -> Json:
     if is_transient(exc):  # also out of memory, read-only replicas, a cluster mid-failover
         return await redis_down(request, exc)
@@ -93,6 +104,7 @@ async def unexpected(request: Request, exc: Exception) -> Json:
 
 EXCEPTION_HANDLERS = {
     ChirpError: chirp_error,
+    ClientDisconnect: client_left,
     HTTPException: http_exception,
     RedisError: redis_error,
     AttributeError: maybe_redis,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
-from realtime.errors import BadRequest, Forbidden, Unprocessable
+from realtime.errors import BadRequest, Forbidden, Unprocessable, UnsupportedMediaType
 from realtime.sessions import Session
 from realtime.text import check_username
 
 __all__ = ["read_json", "count_param", "before_param", "bearer_token", "current_session", "signed_in_user",
-           "optional_str", "new_username", "RESERVED_USERNAMES"]
+           "optional_str", "new_username", "client_address", "RESERVED_USERNAMES"]
 
 DEFAULT_COUNT = 20
 MAX_COUNT = 100
@@ -20,7 +20,12 @@ RESERVED_USERNAMES = frozenset({"me"})
 
 
 async def read_json(request: Request) -> dict:
-    """The body as a JSON object, else 400 (``BodyLimit`` has already refused oversized ones)."""
+    """The body as a JSON object, else 400; 415 when it is declared as something else, such
+    as the ``text/plain`` a cross-site form may send without a CORS preflight (``BodyLimit``
+    has already refused oversized ones)."""
+    declared = request.headers.get("content-type")
+    if declared is not None and not _is_json(declared):
+        raise UnsupportedMediaType(f"The body must be application/json, not {declared[:60]}.")
     body = await request.body()
     try:
         data = orjson.loads(body) if body else None
@@ -29,6 +34,23 @@ async def read_json(request: Request) -> dict:
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", code="wrong_type")
     return data
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def client_address(connection: HTTPConnection) -> str:
+    """Who is calling, for per-address limits: the header the proxy in front sets when one is
+    configured (``CLIENT_IP_HEADER``), else the connection's address (which uvicorn takes from
+    X-Forwarded-For only when the connection comes from one of ``TRUSTED_PROXIES``)."""
+    header = connection.app.state.settings.client_ip_header
+    if header:
+        value = connection.headers.get(header, "").split(",")[0].strip()
+        if value:
+            return value[:64]
+    return connection.client.host if connection.client else "unknown"
 
 
 def optional_str(data: dict, field: str) -> str | None:

@@ -8,6 +8,7 @@ setting, what was given and what is accepted.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -145,6 +146,17 @@ def _origins(text: str) -> str:
     return ",".join(origins)
 
 
+def _addresses(text: str) -> str:
+    """Comma-separated IP addresses or networks, as uvicorn's ``forwarded_allow_ips`` takes them."""
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network such as 10.0.0.0/8") from None
+    return ",".join(entries)
+
+
 def _header_name(text: str) -> str:
     text = text.strip()
     if text and not re.fullmatch(r"[A-Za-z0-9-]+", text):
@@ -187,6 +199,17 @@ SETTINGS: tuple[Option, ...] = (
     Option("session_ttl", "SESSION_TTL", _positive_duration, "30d", "lifetime of a dev sign-in session"),
     Option("max_body_bytes", "MAX_BODY_BYTES", _positive_int, "65536",
            "largest request body accepted (413 above)"),
+    Option("max_header_bytes", "MAX_HEADER_BYTES", _positive_int, "16384",
+           "largest request line plus headers accepted (431 above)"),
+    Option("max_headers", "MAX_HEADERS", _positive_int, "100", "most headers a request may carry (431 above)"),
+    Option("header_timeout", "HEADER_TIMEOUT", _positive_duration, "10s",
+           "time a connection has to send a request's headers, from its first byte (else 408 and closed)"),
+    Option("body_timeout", "BODY_TIMEOUT", _positive_duration, "10s",
+           "time a request has to send its whole body after its headers (else 408 and closed)"),
+    Option("socket_send_buffer", "SOCKET_SEND_BUFFER", _non_negative_int, "131072",
+           "kernel send buffer per connection, in bytes (0: the kernel's autotuning, up to 4 MB per stalled client)"),
+    Option("trusted_proxies", "TRUSTED_PROXIES", _addresses, "",
+           "comma-separated proxy addresses or networks whose X-Forwarded-For is believed; empty: none"),
     Option("fanout_in_process", "FANOUT_IN_PROCESS", _non_negative_int, "8",
            "fan-out workers run inside each server process, each one job at a time (0: only `run.py worker`)"),
     Option("fanout_shards", "FANOUT_SHARDS", _positive_int, "8",
@@ -201,6 +224,8 @@ SETTINGS: tuple[Option, ...] = (
            "a fan-out job untouched this long is taken over by another worker"),
     Option("live_send_queue", "LIVE_SEND_QUEUE", _positive_int, "256",
            "frames waiting per socket; a client that lets it fill is closed with 1013"),
+    Option("max_unauthenticated_sockets", "MAX_UNAUTHENTICATED_SOCKETS", _positive_int, "50",
+           "live sockets one client address may hold open before they authenticate, per server process"),
     Option("live_auth_timeout", "LIVE_AUTH_TIMEOUT", _positive_duration, "10s",
            "time a new socket has to send its auth frame (else 4408)"),
     Option("ws_ping_interval", "WS_PING_INTERVAL", _positive_duration, "20s",
@@ -248,6 +273,12 @@ class Settings:
     timeline_max_length: int = 800
     session_ttl: float = 30 * 86400.0
     max_body_bytes: int = 65536
+    max_header_bytes: int = 16384
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    socket_send_buffer: int = 131072
+    trusted_proxies: str = ""
     fanout_in_process: int = 8
     fanout_shards: int = 8
     replica_ack_timeout: float = 0.25
@@ -255,6 +286,7 @@ class Settings:
     fanout_batch_pause: float = 0.0
     fanout_claim_idle: float = 30.0
     live_send_queue: int = 256
+    max_unauthenticated_sockets: int = 50
     live_auth_timeout: float = 10.0
     ws_ping_interval: float = 20.0
     ws_max_size: int = 65536

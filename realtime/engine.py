@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 
 from . import keys
 from .config import Settings
@@ -84,6 +85,8 @@ class Engine:
         await engine.fanout_queue.ensure_groups()
         await warm_up(redis, WARM_CONNECTIONS)
         engine._start(lease.keep(), "id-lease")
+        log.info("Process %s (pid %d) holds id worker %d", engine.presence.process_id, os.getpid(),
+                 lease.generator.worker_id)
         return engine
 
     def _start(self, coroutine, name: str) -> None:

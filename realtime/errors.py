@@ -7,6 +7,7 @@
     ├── NotFound               404     not_found
     ├── Conflict               409     conflict            username taken
     ├── PayloadTooLarge        413     payload_too_large
+    ├── UnsupportedMediaType   415     unsupported_media_type  a body that is not JSON
     ├── Unprocessable          422     invalid             well-formed but invalid
     ├── RateLimited            429     rate_limited
     └── Unavailable            503     unavailable         Redis does not answer
@@ -25,6 +26,7 @@ __all__ = [
     "NotFound",
     "Conflict",
     "PayloadTooLarge",
+    "UnsupportedMediaType",
     "Unprocessable",
     "RateLimited",
     "Unavailable",
@@ -79,6 +81,12 @@ class PayloadTooLarge(ChirpError):
     status = 413
     code = "payload_too_large"
     message = "The request body is too large."
+
+
+class UnsupportedMediaType(ChirpError):
+    status = 415
+    code = "unsupported_media_type"
+    message = "The body must be application/json."
 
 
 class Unprocessable(ChirpError):

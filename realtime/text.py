@@ -45,13 +45,24 @@ def clean_content(content: object) -> str:
     if not isinstance(content, str):
         raise BadRequest("content must be a string.", code="wrong_type")
     text = unicodedata.normalize("NFC", content).strip()
-    if not text:
-        raise Unprocessable("A tweet cannot be empty.", code="empty_tweet")
+    if not any(map(_visible, text)):
+        raise Unprocessable("A tweet cannot be empty (nor only invisible characters).", code="empty_tweet")
     if len(text) > MAX_TWEET_LENGTH:
         raise Unprocessable(
             f"A tweet is at most {MAX_TWEET_LENGTH} characters; this one has {len(text)}.", code="tweet_too_long"
         )
     return text
+
+
+#: Letters and symbols that draw nothing: the Hangul fillers, the blank Braille pattern,
+#: the Khmer inherent vowels. (Spaces, controls, format characters such as zero-width space,
+#: joiners and the BOM, and lone combining marks are caught by their category.)
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
+def _visible(char: str) -> bool:
+    return char not in _BLANK and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
 
 
 def clean_profile_field(value: object, field: str, limit: int) -> str:

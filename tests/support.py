@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 
-from realtime.config import Settings
 
 from realtime.embedded_redis import free_port, stop_child
 
@@ -76,7 +75,8 @@ class Backend:
 
 
 class ServiceProcess:
-    """``python -m uvicorn`` running our app factory in a child process on a free port."""
+    """``python run.py`` (the service as deployed: its uvicorn options, its HTTP limits) in a
+    child process on a free port."""
 
     def __init__(self, redis_url: str, **settings: str) -> None:
         self.port = free_port()
@@ -96,10 +96,7 @@ class ServiceProcess:
         self.log_path = log_dir / f"service-{self.port}.log"
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "http_api.app:create_app_from_env",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-             "--no-access-log", "--ws-per-message-deflate", "false",
-             "--ws", self.env.get("WS_IMPL", Settings.ws_impl)],  # as run.py does
+            [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_until(self._ready, what=f"the service on port {self.port} to answer /healthz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -44,7 +45,13 @@ def test_run_py_with_two_workers_serves_from_both_processes(tmp_path):
         api.http.close()
     finally:
         service.stop()
-    assert "Workers: 2 server process(es)" in service.log()
+    log = service.log()
+    assert "Workers: 2 server process(es)" in log
+    # Each worker process logs at INFO in the service's one format (they printed bare warnings and no INFO before)
+    holders = re.findall(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO chirp.engine: Process \S+ \(pid (\d+)\) holds id worker", log,
+                         re.MULTILINE)
+    assert len(set(holders)) == 2, log
+    assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO uvicorn.error: Application startup complete", log, re.MULTILINE), log
 
 
 def test_a_bad_setting_stops_start_up_with_a_message_naming_it(tmp_path):

@@ -13,20 +13,8 @@ from starlette.requests import Request
 from realtime.errors import BadRequest, NotFound
 from realtime.text import normalize_username
 
-from ..requests import current_session, new_username, read_json
+from ..requests import client_address, current_session, new_username, read_json
 from ..responses import Json, no_content
-
-
-def client_address(request: Request) -> str:
-    """Who is calling, for per-address limits: the header the proxy in front sets when one is
-    configured (``CLIENT_IP_HEADER``), else the connection's address (which uvicorn already
-    takes from X-Forwarded-For when the proxy is in ``FORWARDED_ALLOW_IPS``)."""
-    header = request.app.state.settings.client_ip_header
-    if header:
-        value = request.headers.get(header, "").split(",")[0].strip()
-        if value:
-            return value[:64]
-    return request.client.host if request.client else "unknown"
 
 
 async def google_signin(request: Request) -> Json:

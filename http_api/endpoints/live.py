@@ -11,9 +11,9 @@ beyond ``MAX_SOCKETS_PER_USER``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
-from urllib.parse import urlsplit
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -22,6 +22,9 @@ from realtime import metrics
 from realtime.errors import Unauthorized
 from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber
 from realtime.redis_client import is_transient
+
+from ..errors import error_response
+from ..requests import client_address
 
 CLOSE_MALFORMED = 4400
 CLOSE_AUTH_TIMEOUT = 4408
@@ -35,13 +38,44 @@ class LiveClose(Exception):
 
 
 def origin_allowed(websocket: WebSocket, allowed: str) -> bool:
-    """Browsers always send Origin; other clients (no Origin) cannot be tricked into connecting."""
+    """Browsers always send Origin; other clients (no Origin) cannot be tricked into connecting.
+
+    With no ``ALLOWED_ORIGINS``: the page's host must be the one the socket asks for, and its
+    scheme https, or http only on a connection not known to be secure (wss, or a proxy's
+    ``X-Forwarded-Proto: https``), so a plain-http page cannot reach an https service. Browsers
+    send the origin lowercase: any other spelling is not one of theirs."""
     origin = websocket.headers.get("origin")
     if origin is None:
         return True
     if allowed.strip():
         return origin.rstrip("/") in {o.strip().rstrip("/") for o in allowed.split(",")}
-    return urlsplit(origin).netloc.lower() == websocket.headers.get("host", "").lower()
+    scheme, sep, host = origin.partition("://")
+    if not sep or host != websocket.headers.get("host", "").lower():
+        return False
+    forwarded_proto = websocket.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    secure = websocket.url.scheme == "wss" or forwarded_proto == "https"
+    return scheme == "https" or (scheme == "http" and not secure)
+
+
+class PendingSockets:
+    """Sockets of one client address not yet authenticated, in this process: each may wait
+    ``LIVE_AUTH_TIMEOUT`` for its auth frame, so without a cap one address could hold
+    thousands open for nothing."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: collections.Counter[str] = collections.Counter()
+
+    def admit(self, address: str) -> bool:
+        if self._counts[address] >= self.limit:
+            return False
+        self._counts[address] += 1
+        return True
+
+    def done(self, address: str) -> None:
+        self._counts[address] -= 1
+        if self._counts[address] <= 0:
+            del self._counts[address]
 
 
 async def live(websocket: WebSocket) -> None:
@@ -49,11 +83,18 @@ async def live(websocket: WebSocket) -> None:
     if not origin_allowed(websocket, settings.allowed_origins):
         await websocket.close(CLOSE_POLICY)  # before accept: the handshake answers 403
         return
-    await websocket.accept()
+    pending, address = websocket.app.state.pending_sockets, client_address(websocket)
+    if not pending.admit(address):
+        await _deny(websocket, pending.limit)
+        return
     subscriber: LiveSubscriber | None = None
     registered = False
     try:
-        session, since = await _authenticate(websocket, engine, settings.live_auth_timeout)
+        try:
+            await websocket.accept()
+            session, since = await _authenticate(websocket, engine, settings.live_auth_timeout)
+        finally:
+            pending.done(address)
         subscriber = LiveSubscriber(session.user, session.token_hash, queue_size=settings.live_send_queue,
                                     expires_at=session.expires_at, socket_id=engine.socket_limit.new_socket_id())
         subscriber.last_id = since  # a Redis blip before anything is sent catches up from here
@@ -91,6 +132,17 @@ async def live(websocket: WebSocket) -> None:
             except Exception as exc:  # its entry lapses with the key, or goes with the next eviction
                 if not is_transient(exc):
                     raise
+
+
+async def _deny(websocket: WebSocket, limit: int) -> None:
+    """429 to the handshake where the server can say so (uvicorn's websockets protocols), else 1008."""
+    metrics.HTTP_REFUSED.labels("too_many_sockets").inc()
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(
+            429, "too_many_sockets", f"At most {limit} sockets per address may wait to authenticate.",
+            {"Retry-After": "1"}))
+    else:
+        await websocket.close(CLOSE_POLICY)
 
 
 async def _send_replay(websocket: WebSocket, subscriber: LiveSubscriber, replay: list, username: str) -> None:
