@@ -186,6 +186,7 @@ class Service:
     def command(self) -> list[str]:
         return [sys.executable, "run.py", "--redis-url", self.redis_url, "--host", "127.0.0.1",
                 "--port", str(self.port), "--dev-signin", "on", "--rate-limits", "off", "--log-level", "warning",
+                "--max-unauthenticated-sockets", "100000",  # storms connect thousands from one address
                 "--workers", str(self.workers)]
 
     async def start(self, timeout: float = 60.0) -> Service:

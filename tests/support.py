@@ -86,7 +86,7 @@ class ServiceProcess:
         # and more than people do; tests/test_rate_limits.py turns them on.
         env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on", "LOG_LEVEL": "warning",
                     "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s", "RATE_LIMITS": "off",
-                    "MAX_SOCKETS_PER_USER": "0"})
+                    "MAX_SOCKETS_PER_USER": "0", "MAX_UNAUTHENTICATED_SOCKETS": "100000"})
         env.update({key.upper(): str(value) for key, value in settings.items()})
         self.env = env
         self.process: subprocess.Popen | None = None
