@@ -42,6 +42,7 @@ PHASES: list[tuple[str, str]] = [
     ("live_shapes", "live shapes (celebrity, storm)"),
     ("idle_sockets", "idle sockets"),
     ("cluster", "Redis Cluster (fan-out per node, master kill)"),
+    ("soak", "soak (mixed load, Redis restarts, kills, stalled clients)"),
 ]
 
 
