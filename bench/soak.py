@@ -888,10 +888,10 @@ def problems_of(figures: dict, writes: Writes, faults: Faults, logs: dict[str, l
                       ("live_doubled", "deliveries duplicated on a follower's sockets"),
                       ("list_doubled", "entries duplicated in a home timeline list"),
                       ("out_of_order", "tweets delivered or stored out of order per author"),
-                      ("deleted_shown", "deleted tweets still in a home timeline")):
-        # Not here: "delete_missed". A replay (reconnect with since, or the hub's catch-up after a
-        # Redis blip) sends no delete events yet, which API.md promises: a known gap, reported in
-        # the figures until the replay carries deletes, not a failure of every run that hits it.
+                      ("deleted_shown", "deleted tweets still in a home timeline"),
+                      ("delete_missed", "deletes never sent to a follower that had the tweet")):
+        # Not here: "deletes_repeated". A client that reconnects with since is sent every delete
+        # made after since arrived (docs/API.md), including one it had already heard live.
         if figures[key]:
             problems.append(f"{NAME}: {figures[key]:,} {what}")
     others = {call_status: n for call_status, n in writes.statuses.items()

@@ -23,7 +23,7 @@ from .sessions import Sessions
 from .socket_limit import SocketLimit
 from .supervision import supervise
 from .timelines import Timelines
-from .tweets import Tweets, tweet_event
+from .tweets import Tweets, delete_event, tweet_event
 from .users import Users
 
 __all__ = ["Engine"]
@@ -108,16 +108,18 @@ class Engine:
                                 retries=0, known_nodes=known)
 
     async def live_catch_up(self, user: str, since: int | None) -> list[LiveEvent]:
-        """The tweets that entered ``user``'s home timeline after ``since``, oldest first, as
-        events; those rendered in the last seconds come from the replay cache."""
-        ids = await self.timelines.newer_than(keys.home_timeline(user), since)
+        """What entered ``user``'s home timeline after ``since``, oldest first, then what was
+        deleted from it after ``since`` arrived, as events; tweets rendered in the last seconds
+        come from the replay cache."""
+        ids, deleted = await self.timelines.changes_after(user, since)
         events = {entry_id: event for entry_id in ids if (event := self.replay_cache.get(entry_id))}
         missing = [entry_id for entry_id in ids if entry_id not in events]
         for tweet in await self.tweets.hydrate(missing) if missing else []:
             event = LiveEvent.of_tweet(tweet_event(tweet), tweet)
             self.replay_cache.put(event)
             events[event.entry_id] = event
-        return [events[entry_id] for entry_id in ids if entry_id in events]
+        return [events[entry_id] for entry_id in ids if entry_id in events] + [
+            LiveEvent(delete_event(entry_id)) for entry_id in deleted]
 
     async def start_live(self) -> None:
         """Start the pub/sub listener and the presence heartbeat; return once listening."""

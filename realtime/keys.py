@@ -13,9 +13,9 @@ import functools
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 __all__ = [
-    "home_timeline", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_presence",
+    "home_timeline", "home_deletes", "user_timeline", "mentions_timeline", "hashtag_timeline", "live_presence",
     "process_channel", "CONTROL_CHANNEL", "HOME_TIMELINE_PREFIX",
-    "user", "followers", "following", "usernames", "session", "user_sessions",
+    "user", "counted_tweets", "followers", "following", "usernames", "session", "user_sessions",
     "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
     "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
     "rate_limit", "user_sockets",
@@ -29,6 +29,12 @@ HOME_TIMELINE_PREFIX = "tl:home:{"
 
 def home_timeline(user: str) -> str:
     return f"{HOME_TIMELINE_PREFIX}{user}}}"
+
+
+def home_deletes(user: str) -> str:
+    """List, newest first: the entries that left ``user``'s home timeline, as ``id:head:ms``
+    (realtime.scripts.REMOVE_FROM_TIMELINES), for replaying deletes to a reconnecting socket."""
+    return f"tl:gone:{{{user}}}"
 
 
 def user_timeline(user: str) -> str:
@@ -69,6 +75,11 @@ CONTROL_CHANNEL = "live:control"
 def user(name: str) -> str:
     """Hash: username (as chosen), display_name, bio, created_at, tweets."""
     return f"user:{{{name}}}"
+
+
+def counted_tweets(name: str) -> str:
+    """Sorted set: the posts and deletes last added to ``name``'s tweet count (COUNT_TWEET)."""
+    return f"counted:{{{name}}}"
 
 
 def followers(name: str) -> str:

@@ -85,13 +85,14 @@ def new_process_id() -> str:
 class LiveEvent:
     """A published message, parsed once per process, whatever the number of sockets."""
 
-    __slots__ = ("frame", "kind", "entry_id", "posted_at", "token_hash", "socket_ids")
+    __slots__ = ("frame", "kind", "entry_id", "deleted_id", "posted_at", "token_hash", "socket_ids")
 
     def __init__(self, frame: str) -> None:
         self.frame = frame
         data = orjson.loads(frame)
         self.kind: str = data.get("type", "")
         self.entry_id: int | None = None
+        self.deleted_id: int | None = int(data["id"]) if self.kind == "delete" else None
         self.posted_at: float | None = None
         self.token_hash: str | None = data.get("token_hash")
         self.socket_ids: list[str] | tuple = data.get("socket_ids") or ()  # sockets_evicted (realtime.socket_limit)
@@ -108,8 +109,15 @@ class LiveEvent:
         event = cls.__new__(cls)
         event.frame, event.kind, event.token_hash, event.socket_ids = frame, "tweet", None, ()
         event.entry_id = int(tweet.get("retweet_id") or tweet["id"])
-        event.posted_at = tweet.get("timestamp")
+        event.posted_at, event.deleted_id = tweet.get("timestamp"), None
         return event
+
+    @property
+    def dedupe_key(self) -> int | None:
+        """What a catch-up must not send twice: a tweet's entry, or a delete (negated)."""
+        if self.entry_id is not None:
+            return self.entry_id
+        return -self.deleted_id if self.deleted_id is not None else None
 
     @property
     def is_control(self) -> bool:
@@ -134,11 +142,12 @@ class LiveSubscriber:
     called when there is something to write or the subscriber closes, so that the
     socket's writer task needs to exist only while there is work. The set of ids sent
     exists only while catching up, the one time a duplicate can arise (an event both
-    read from the timeline and received live).
+    read from the timeline and received live). Deletes sent since the last tweet are
+    kept (usually none): a catch-up from that tweet finds them again.
     """
 
     __slots__ = ("user", "token_hash", "socket_id", "expires_at", "max_queue", "state", "last_id", "close_code",
-                 "close_reason", "on_wake", "_frames", "_buffer", "_seen")
+                 "close_reason", "on_wake", "_frames", "_buffer", "_seen", "_deletes_sent")
 
     def __init__(self, user: str, token_hash: str, *, queue_size: int, expires_at: float = float("inf"),
                  socket_id: str | None = None) -> None:
@@ -156,6 +165,7 @@ class LiveSubscriber:
         self._frames: collections.deque[LiveEvent] | None = None
         self._buffer: list[LiveEvent] | None = []
         self._seen: set[int] | None = set()
+        self._deletes_sent: set[int] | None = None
 
     @property
     def queued(self) -> int:
@@ -182,13 +192,21 @@ class LiveSubscriber:
     def begin_buffering(self) -> None:
         if self.state is SubscriberState.LIVE:
             self.state = SubscriberState.BUFFERING
-            self._buffer, self._seen = [], set()
+            self._buffer, self._seen = [], {-deleted for deleted in self._deletes_sent or ()}
 
-    def mark_sent(self, entry_id: int) -> None:
-        """Record an entry written outside the queue (the replay on connect)."""
+    def mark_sent(self, event: LiveEvent) -> None:
+        """Record an event written outside the queue (the replay on connect)."""
         if self._seen is not None:  # None once closed (signed out, evicted...) mid-replay
-            self._seen.add(entry_id)
-        self.last_id = entry_id
+            self._seen.add(event.dedupe_key)
+        self._note_sent(event)
+
+    def _note_sent(self, event: LiveEvent) -> None:
+        if event.entry_id is not None:
+            self.last_id, self._deletes_sent = event.entry_id, None
+        elif event.deleted_id is not None:
+            if self._deletes_sent is None:
+                self._deletes_sent = set()
+            self._deletes_sent.add(event.deleted_id)
 
     def catch_up(self, events: list[LiveEvent]) -> int:
         """Queue ``events`` (oldest first), then what was buffered meanwhile, skipping
@@ -209,11 +227,11 @@ class LiveSubscriber:
     def _enqueue(self, event: LiveEvent, dedupe: bool = False) -> int:
         if self.state is SubscriberState.CLOSED:
             return 0
-        entry_id = event.entry_id
-        if dedupe and entry_id is not None and self._seen is not None:
-            if entry_id in self._seen:
+        key = event.dedupe_key
+        if dedupe and key is not None and self._seen is not None:
+            if key in self._seen:
                 return 0
-            self._seen.add(entry_id)
+            self._seen.add(key)
         if self._frames is None:
             self._frames = collections.deque()
         elif len(self._frames) >= self.max_queue:
@@ -222,8 +240,7 @@ class LiveSubscriber:
             self.close(CLOSE_OVERLOADED, "client too slow")
             return 0
         self._frames.append(event)
-        if entry_id is not None:
-            self.last_id = entry_id
+        self._note_sent(event)
         self._wake()
         return 1
 
@@ -231,7 +248,7 @@ class LiveSubscriber:
         if self.state is not SubscriberState.CLOSED:
             self.state = SubscriberState.CLOSED
             self.close_code, self.close_reason = code, reason
-            self._buffer = self._seen = self._frames = None
+            self._buffer = self._seen = self._frames = self._deletes_sent = None
             self._wake()
 
     def _wake(self) -> None:
@@ -239,7 +256,7 @@ class LiveSubscriber:
             self.on_wake()
 
 
-#: Reads the entries of ``user``'s home timeline that arrived after ``since``, as events.
+#: What ``user``'s home timeline gained and lost after entry ``since``, as events.
 CatchUp = Callable[[str, int | None], Awaitable[list[LiveEvent]]]
 
 

@@ -5,7 +5,7 @@ Cluster (callers group keys by slot there), and is safe to run twice.
 from __future__ import annotations
 
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB",
-           "CREATE_TWEET", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET"]
+           "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients: ``"ann bob\n<event>"`` on the process's
@@ -86,14 +86,26 @@ return added
 """
 
 #: KEYS: timelines. ARGV: id, message (sent live for each home timeline it really left),
-#: then the live event arguments (see _LIVE_EVENTS). Returns how many lists lost it.
+#: deletes prefix, deletes length, ttl_ms, now (ms), then the live event arguments (see _LIVE_EVENTS).
+#: A home timeline that really loses the entry records it in its owner's list of deletes
+#: (deletes prefix .. user .. '}', the home key's slot), as ``id:head:ms``: the entry that
+#: was newest after it left, and when. A socket that reconnects with ``since`` is sent the
+#: deletes recorded after ``since`` arrived (realtime.timelines.Timelines.changes_after).
+#: Returns how many lists lost it.
 REMOVE_FROM_TIMELINES = """
-local message = ARGV[2]
-""" + _LIVE_EVENTS.format(first=3) + """
+local id, message = ARGV[1], ARGV[2]
+local deletes_prefix, deletes_length, ttl_ms, deleted_at = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+""" + _LIVE_EVENTS.format(first=7) + """
 local removed = 0
 for _, key in ipairs(KEYS) do
-  if redis.call('LREM', key, 0, ARGV[1]) > 0 then
+  if redis.call('LREM', key, 0, id) > 0 then
     removed = removed + 1
+    if string.sub(key, 1, #home_prefix) == home_prefix then
+      local deletes = deletes_prefix .. string.sub(key, #home_prefix + 1)
+      redis.call('LPUSH', deletes, id .. ':' .. (redis.call('LINDEX', key, 0) or '0') .. ':' .. deleted_at)
+      redis.call('LTRIM', deletes, 0, deletes_length - 1)
+      redis.call('PEXPIRE', deletes, ttl_ms)
+    end
     note_recipient(key)
   end
 end
@@ -159,13 +171,33 @@ return 1
 
 #: Store a tweet (or retweet entry) from its job, unless it exists or was deleted.
 #: KEYS: tweet hash. ARGV: field, value pairs. Returns 1 when this call created it, 0 when
-#: it exists, -1 when it was deleted (a tombstone).
+#: it exists and its counts were added (its ``counted`` field), 2 when it exists and they
+#: may not have been (the call that created it died first), -1 when it was deleted (a tombstone).
 CREATE_TWEET = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then return -1 end
-  return 0
+  if redis.call('HEXISTS', KEYS[1], 'counted') == 1 then return 0 end
+  return 2
 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+#: Add ``increment`` to a user's tweet count once per member (``+<id>`` a post, ``-<id>`` its
+#: delete), however often a job re-runs. KEYS: user hash, the user's counted set. ARGV:
+#: member, its score (the tweet id), increment, members kept, ttl_ms. Returns 1 when counted.
+COUNT_TWEET = """
+if redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1]) == 0 then return 0 end
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, extra - 1) end
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'tweets', ARGV[3])
+return 1
+"""
+
+#: The tweet's counts were added (see CREATE_TWEET). KEYS: tweet hash. Never creates it.
+MARK_COUNTED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'counted', 1) end
 return 1
 """
 

@@ -8,6 +8,7 @@
   ``{tags}:uses``  sorted set, tag -> times used (the ranking)
   ``{tags}:last``  sorted set, tag -> id of its newest tweet (an id carries its time)
   ``{tags}:names`` sorted set, every tag not known to be dead, score 0 (lexicographic)
+  ``{tags}:recorded`` sorted set, the last ``RECORDED_KEPT`` tweets whose uses were counted
   ``{tags}:top:P`` sorted set, the ``KEEP`` most used live tags starting with P, scored by
                    uses; only for a *crowded* prefix P, one that more than ``KEEP`` tags share
 
@@ -55,6 +56,11 @@ from .users import Users
 
 __all__ = ["SearchQuery", "parse_query", "HashtagIndex", "Search", "MAX_INPUT", "MAX_USERS", "MAX_HASHTAGS",
            "DEFAULT_TWEETS"]
+
+#: How many tweets the index remembers having counted: a re-run of a tweet's counting must
+#: come within this many hashtag tweets of the first (it comes within the fan-out's claim
+#: time) to be recognised; past that, a crash between counting and marking counts one use twice.
+RECORDED_KEPT = 10_000
 
 #: The longest hashtag ``realtime.text.parse_hashtags`` keeps; a longer input matches nothing.
 MAX_INPUT = 100
@@ -168,13 +174,22 @@ local function crowded(prefix, keep)
 end
 """
 
-#: KEYS: uses, names, last, then for each tag the top-set key of each of its prefixes,
-#: shortest first. ARGV: keep, rebuild_limit, min_id, then per tag: tag, increment,
-#: tweet id. Returns nothing.
+#: KEYS: uses, names, last, recorded, then for each tag the top-set key of each of its
+#: prefixes, shortest first. ARGV: keep, rebuild_limit, min_id, the tweet whose uses these
+#: are ('' for none: bulk loading), how many such tweets ``recorded`` remembers, then per
+#: tag: tag, increment, tweet id. A tweet ``recorded`` holds was counted before (a re-run
+#: after a crash between counting and marking the tweet counted): nothing is done.
+#: Returns 1 when it counted, 0 when not.
 RECORD_USES = _LUA_COMMON + r"""
 local keep, limit, min_id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local next_key = 4
-for a = 4, #ARGV, 3 do
+local tweet = ARGV[4]
+if tweet ~= '' then
+  if redis.call('ZADD', KEYS[4], 'NX', tweet, tweet) == 0 then return 0 end
+  local extra = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[5])
+  if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[4], 0, extra - 1) end
+end
+local next_key = 5
+for a = 6, #ARGV, 3 do
   local tag, increment, id = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local uses = tonumber(redis.call('ZINCRBY', uses_key, increment, tag))
   redis.call('ZADD', names_key, 0, tag)
@@ -191,7 +206,7 @@ for a = 4, #ARGV, 3 do
     end
   end
 end
-return 0
+return 1
 """
 
 #: KEYS: uses, names, last, the prefix's top-set key. ARGV: prefix, want, keep,
@@ -245,6 +260,7 @@ class HashtagIndex:
         self.uses_key = self._base + "uses"
         self.names_key = self._base + "names"
         self.last_key = self._base + "last"
+        self.recorded_key = self._base + "recorded"
         self.keep = keep
         self.rebuild_limit = rebuild_limit
         self._record = redis.register_script(RECORD_USES)
@@ -257,24 +273,27 @@ class HashtagIndex:
     def top_key(self, prefix: str) -> str:
         return f"{self._base}top:{prefix}"
 
-    def _record_call(self, uses: Sequence[tuple[str, int, int]]) -> tuple[list[str], list]:
-        call_keys = [self.uses_key, self.names_key, self.last_key]
-        args: list = [self.keep, self.rebuild_limit, self.oldest_allowed_id()]
+    def _record_call(self, uses: Sequence[tuple[str, int, int]], tweet_id: int | str = "") -> tuple[list[str], list]:
+        call_keys = [self.uses_key, self.names_key, self.last_key, self.recorded_key]
+        args: list = [self.keep, self.rebuild_limit, self.oldest_allowed_id(), tweet_id, RECORDED_KEPT]
         for tag, increment, tweet_id in uses:
             call_keys += [self.top_key(tag[:length]) for length in range(1, len(tag) + 1)]
             args += [tag, increment, tweet_id]
         return call_keys, args
 
     async def record(self, tags: Sequence[str], tweet_id: int) -> None:
-        """One use of each of ``tags`` (lowercase, without '#') by the tweet ``tweet_id``: one call."""
+        """One use of each of ``tags`` (lowercase, without '#') at the time of ``tweet_id``: one
+        call. (A tweet's own uses go through ``queue_record`` with its id, counted once.)"""
         if tags:
             call_keys, args = self._record_call([(tag, 1, tweet_id) for tag in tags])
             await self._record(keys=call_keys, args=args)
 
-    async def queue_record(self, pipe, uses: Sequence[tuple[str, int, int]]) -> None:
-        """Queue ``(tag, increment, newest tweet id)`` uses in ``pipe`` (bulk loading)."""
+    async def queue_record(self, pipe, uses: Sequence[tuple[str, int, int]], *, tweet_id: int | str = "") -> None:
+        """Queue ``(tag, increment, newest tweet id)`` uses in ``pipe``: those of the tweet
+        ``tweet_id``, counted once however often they are queued (among the last RECORDED_KEPT
+        tweets), or with no ``tweet_id`` any uses (bulk loading)."""
         if uses:
-            call_keys, args = self._record_call(uses)
+            call_keys, args = self._record_call(uses, tweet_id)
             await queue_script(pipe, self._record, call_keys, args)
 
     async def top(self, prefix: str, count: int = MAX_HASHTAGS) -> list[tuple[str, int]]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from redis.crc import key_slot
 
 from . import keys
-from .ids import min_id_at
+from .ids import id_to_ms, min_id_at
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES
 
@@ -29,6 +29,11 @@ FULL_DEDUPE = 0
 _PRESENCE_BEFORE, _, _PRESENCE_AFTER = keys.live_presence("\0").partition("\0")
 _PROCESS_CHANNEL = [keys.process_channel(""), ""]
 _USER_CHANNEL_PREFIX, _, _USER_CHANNEL_MID = keys.user_process_channel("\0", "").partition("\0")
+_DELETES_PREFIX = keys.home_deletes("\0").partition("\0")[0]
+#: A delete whose place in the timeline is lost (its neighbours left too) is replayed when it
+#: happened after ``since`` was posted, less this: the delete's time is the worker's clock,
+#: the id's the posting process's. A delete replayed needlessly is harmless to a client.
+DELETE_REPLAY_SLACK_MS = 10_000
 
 
 class Timelines:
@@ -75,7 +80,8 @@ class Timelines:
 
     async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "") -> int:
         """Queue removals of ``tweet_id`` from ``keys``; live events as for ``queue_push``."""
-        common = [tweet_id, message, *self._live_args()]
+        common = [tweet_id, message, _DELETES_PREFIX, self.max_length, int(self.max_age * 1000),
+                  int(self._clock() * 1000), *self._live_args()]
         groups = self._groups(keys)
         for group in groups:
             await queue_script(pipe, self._remove, group, common)
@@ -99,19 +105,34 @@ class Timelines:
         raw = await self._redis.lrange(key, 0, self.max_length - 1)
         return sorted({i for i in map(int, raw) if floor <= i < ceiling}, reverse=True)
 
-    async def newer_than(self, key: str, since: int | None) -> list[int]:
-        """The entries that arrived after ``since``, oldest first (for replay).
+    async def changes_after(self, user: str, since: int | None) -> tuple[list[int], list[int]]:
+        """What a socket of ``user`` that last saw entry ``since`` missed in the home timeline:
+        the entries that arrived after it and the ids deleted after it arrived, each oldest
+        first. ``since`` None: the whole timeline, and no deletes (the client holds nothing).
 
-        Found by position: the list is in arrival order, so a late arrival with a smaller
-        id than ``since`` is still found. Falls back to comparing ids when ``since`` has
-        left the list.
+        Entries are found by position: the list is in arrival order, so a late arrival with a
+        smaller id than ``since`` is still found (by id when ``since`` has left the list).
+        A delete is after ``since`` when the entry that was newest as it happened is
+        ``since`` or later; by its time when either has left the list.
         """
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.lrange(keys.home_deletes(user), 0, -1)
+        pipe.lrange(keys.home_timeline(user), 0, self.max_length - 1)
+        deletes, raw = await pipe.execute()
+        raw = [int(i) for i in raw]
         floor = self.oldest_allowed_id()
-        raw = [int(i) for i in await self._redis.lrange(key, 0, self.max_length - 1)]
         if since is None:
-            head = raw
-        elif since in raw:
-            head = raw[: raw.index(since)]
-        else:
-            head = [i for i in raw if i > since]
-        return [i for i in reversed(head) if i >= floor]
+            return [i for i in reversed(raw) if i >= floor], []
+        position = {entry: index for index, entry in enumerate(raw)}
+        head = raw[: position[since]] if since in position else [i for i in raw if i > since]
+        since_at, since_ms = position.get(since), id_to_ms(since) - DELETE_REPLAY_SLACK_MS
+        deleted: dict[int, None] = {}
+        for record in reversed(deletes):
+            entry, newest, at_ms = (int(part) for part in record.split(":"))
+            if since_at is not None and (newest in position or newest == 0):
+                after = newest != 0 and position[newest] <= since_at  # 0: it emptied the list, before since
+            else:
+                after = at_ms >= since_ms
+            if after:
+                deleted[entry] = None
+        return [i for i in reversed(head) if i >= floor], list(deleted)

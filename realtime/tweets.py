@@ -17,8 +17,9 @@ from . import keys
 from .errors import Forbidden, NotFound
 from .fanout import Delivery, FanoutJob, FanoutQueue
 from .ids import IdGenerator
-from .redis_client import Redis
-from .scripts import CLAIM_RETWEET, CREATE_TWEET, DELETE_TWEET, RELEASE_RETWEET, TOGGLE_MEMBER
+from .redis_client import Redis, execute_scripted, queue_script
+from .scripts import (CLAIM_RETWEET, COUNT_TWEET, CREATE_TWEET, DELETE_TWEET, MARK_COUNTED, RELEASE_RETWEET,
+                      TOGGLE_MEMBER)
 from .text import clean_content, parse_hashtags, parse_mentions
 from .timelines import Timelines
 from .users import Users
@@ -60,6 +61,12 @@ def _render(tweet_id: int, fields: dict) -> dict:
     }
 
 
+#: What the tweet count remembers of the posts and deletes it took, per author: a re-run
+#: comes within the fan-out's claim time (or once Redis is back), far fewer posts than this at
+#: the default rate limits. Past either, a crash between a count and its mark counts twice.
+COUNTED_KEPT, COUNTED_TTL_MS = 32, 86_400_000
+
+
 class Tweets:
     """Every write goes the same way: record the fan-out job (the one atomic step, the
     source of truth), then apply it here with steps that are safe to redo, which the job's
@@ -75,6 +82,8 @@ class Tweets:
         self._hashtag_index = hashtag_index  # realtime.search.HashtagIndex: counts uses
         self._toggle = redis.register_script(TOGGLE_MEMBER)
         self._create = redis.register_script(CREATE_TWEET)
+        self._count = redis.register_script(COUNT_TWEET)
+        self._mark_counted = redis.register_script(MARK_COUNTED)
         self._tombstone = redis.register_script(DELETE_TWEET)
         self._claim_retweet = redis.register_script(CLAIM_RETWEET)
         self._release_retweet = redis.register_script(RELEASE_RETWEET)
@@ -111,9 +120,10 @@ class Tweets:
 
     async def apply(self, job: FanoutJob, *, in_request: bool = False) -> Delivery | None:
         """The tweet side of a job, safe to run again and again (realtime.fanout.JobSource).
-        ``in_request``: the call that recorded the job, which writes the author's own timelines
-        now (a read right after the 201 sees the tweet) and leaves the work that grows with the
-        tweet's retweets to the job's worker; the worker writes them with its first batch."""
+        ``in_request``: the call that recorded the job, which writes the author's own and the
+        hashtags' timelines now (a read right after the 201 sees the tweet) and leaves the work
+        that grows with the tweet's retweets to the job's worker; the worker writes them again
+        with its first batch."""
         if job.kind == "post":
             delivery = await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]))
         elif job.kind == "delete" and "of" in job.fields:
@@ -125,8 +135,10 @@ class Tweets:
         else:
             raise ValueError(f"unknown kind of job {job.kind!r}")
         if delivery is not None and in_request:
+            # The hashtags' timelines too: a search for the tag right after the 201 finds it.
             write = self._timelines.push if job.kind == "post" else self._timelines.remove
-            await write(delivery.own, job.tweet_id, message=delivery.message)
+            await write(delivery.own + [keys.hashtag_timeline(tag) for tag in delivery.hashtags], job.tweet_id,
+                        message=delivery.message)
         return delivery
 
     async def _apply_post(self, tweet_id: int, author: str, fields: dict) -> Delivery | None:
@@ -138,10 +150,11 @@ class Tweets:
                                               args=[author, tweet_id])
             if claim in (-1, 2):
                 return None  # the original is gone, or the user retweeted it already
-        created = await self._create(keys=[keys.tweet(tweet_id)], args=_flat(fields))
+        stored = fields if fields["kind"] == "tweet" else {**fields, "counted": "1"}  # a retweet counts nothing
+        created = await self._create(keys=[keys.tweet(tweet_id)], args=_flat(stored))
         if created == -1:
             return None  # deleted before this (re-)run
-        if created == 1:
+        if created in (1, 2):  # 2: created by a call that died before marking it counted
             await self._count_new(tweet_id, author, fields)
         shown = await self.render_stored([(tweet_id, fields)])
         if not shown:
@@ -153,16 +166,27 @@ class Tweets:
                         own=own)
 
     async def _count_new(self, tweet_id: int, author: str, fields: dict) -> None:
-        """The counts a new tweet adds, done by whichever call created it. (A crash just
-        before this leaves a count one short; the tweet itself is never lost.)"""
-        if fields["kind"] == "tweet":
-            await self._redis.hincrby(keys.user(author), "tweets", 1)
-            if self._hashtag_index is not None:
-                await self._hashtag_index.record(orjson.loads(fields.get("hashtags", "[]")), tweet_id)
+        """The author's tweet count and the hashtags' uses, then the mark that they are done.
+        Each count remembers the tweets it took, so a re-run after a crash before the mark
+        adds nothing twice."""
+        pipe = self._redis.pipeline(transaction=False)
+        await self._queue_count(pipe, author, tweet_id, +1)
+        if self._hashtag_index is not None:
+            tags = orjson.loads(fields.get("hashtags", "[]"))
+            await self._hashtag_index.queue_record(pipe, [(tag, 1, tweet_id) for tag in tags], tweet_id=tweet_id)
+        await execute_scripted(pipe)
+        await self._mark_counted(keys=[keys.tweet(tweet_id)])
+
+    async def _queue_count(self, pipe, author: str, tweet_id: int, increment: int) -> None:
+        member = f"{'+' if increment > 0 else '-'}{tweet_id}"
+        await queue_script(pipe, self._count, [keys.user(author), keys.counted_tweets(author)],
+                           [member, tweet_id, increment, COUNTED_KEPT, COUNTED_TTL_MS])
 
     async def _apply_delete(self, tweet_id: int, author: str, job_fields: dict) -> Delivery:
-        if await self._bury(tweet_id):
-            await self._redis.hincrby(keys.user(author), "tweets", -1)
+        await self._bury(tweet_id)
+        pipe = self._redis.pipeline(transaction=False)
+        await self._queue_count(pipe, author, tweet_id, -1)  # once, whichever run gets here first
+        await execute_scripted(pipe)
         return Delivery(delete_event(tweet_id), orjson.loads(job_fields.get("mentions", "[]")),
                         orjson.loads(job_fields.get("hashtags", "[]")), own=_own_timelines(author))
 

@@ -69,6 +69,38 @@ async def test_reconnecting_with_since_replays_exactly_what_was_missed_oldest_fi
         assert await again.next_tweet_id() == later
 
 
+async def test_a_delete_made_while_offline_is_replayed_after_reconnecting_with_since(api, service, fanout_idle):
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    async with LiveClient(service.url, bob.token) as live:
+        held = [alice.post_tweet(f"held {n}") for n in range(3)]
+        assert [await live.next_tweet_id() for _ in held] == held
+    assert alice.request("DELETE", f"/tweets/{held[0]}").status_code == 204
+    assert alice.request("DELETE", f"/tweets/{held[2]}").status_code == 204  # `since` itself
+    missed = alice.post_tweet("missed")
+    fanout_idle()
+    async with LiveClient(service.url, bob.token, since=held[2]) as again:
+        assert again.replayed == [
+            {"type": "tweet", "tweet": again.replayed[0]["tweet"]},
+            {"type": "delete", "id": held[0]}, {"type": "delete", "id": held[2]}]
+        assert again.replayed[0]["tweet"]["id"] == missed and again.ready["replayed"] == 3
+        later = alice.post_tweet("after the replay")
+        assert await again.next_tweet_id() == later  # and no delete again on the way
+
+
+async def test_deletes_from_before_since_arrived_are_not_replayed(api, service, fanout_idle):
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    early = alice.post_tweet("deleted before bob saw anything newer")
+    assert alice.request("DELETE", f"/tweets/{early}").status_code == 204
+    seen = alice.post_tweet("seen")
+    fanout_idle()
+    async with LiveClient(service.url, bob.token, since=seen) as again:
+        assert again.replayed == [] and again.ready["replayed"] == 0
+    async with LiveClient(service.url, bob.token) as fresh:  # holds nothing: no deletes at all
+        assert [frame["type"] for frame in fresh.replayed] == ["tweet"]
+
+
 async def test_posting_continuously_while_a_client_connects_shows_no_gap_and_no_duplicate(api, service, fanout_idle):
     alice, bob = api.sign_in(), api.sign_in()
     bob.follow(alice)

@@ -379,6 +379,31 @@ async def test_after_a_pubsub_blip_a_client_that_connected_with_since_is_sent_on
     await client.socket.close()
 
 
+async def test_a_delete_during_a_pubsub_blip_arrives_once_and_one_from_before_is_not_sent_again(
+        own_redis, services):
+    service = services(own_redis.url)
+    api = Api(service.url)
+    alice, bob = api.sign_in(), api.sign_in()
+    bob.follow(alice)
+    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
+    async with LiveClient(service.url, bob.token) as live:
+        first, second = alice.post_tweet("deleted before the blip"), alice.post_tweet("deleted during it")
+        assert [await live.next_tweet_id(), await live.next_tweet_id()] == [first, second]
+        assert alice.request("DELETE", f"/tweets/{first}").status_code == 204
+        assert await live.next_frame() == {"type": "delete", "id": first}
+
+        with redis.Redis.from_url(own_redis.url) as admin:
+            assert admin.client_kill_filter(_type="pubsub") >= 1
+        assert alice.request("DELETE", f"/tweets/{second}").status_code == 204  # maybe unheard: the catch-up's
+        wait_until(lambda: metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before,
+                   what="the hub to reconnect")
+        sentinel = alice.post_tweet("sentinel")
+        frames = [await live.next_frame(), await live.next_frame()]
+        assert frames == [{"type": "delete", "id": second}, frames[1]] and frames[1]["tweet"]["id"] == sentinel
+        after = alice.post_tweet("after")
+        assert await live.next_tweet_id() == after  # no delete repeated on the way
+
+
 async def test_while_redis_is_down_a_new_socket_is_closed_1013_and_http_answers_503(own_redis, services):
     service = services(own_redis.url)
     bob = Api(service.url).sign_in()

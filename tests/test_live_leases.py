@@ -14,7 +14,7 @@ import pytest
 from realtime import keys
 from realtime.config import Settings
 from realtime.engine import Engine
-from realtime.live_hub import LiveSubscriber
+from realtime.live_hub import LiveEvent, LiveSubscriber
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ async def test_malformed_messages_are_ignored_and_the_reader_goes_on(engine):
 async def test_a_subscriber_closed_during_its_replay_takes_the_rest_of_it_quietly():
     sub = subscriber("leasehal")
     sub.close(4401, "signed out")
-    sub.mark_sent(5)  # the replay loop has not noticed yet
+    sub.mark_sent(LiveEvent('{"type": "tweet", "tweet": {"id": "5"}}'))  # the replay loop has not noticed yet
     assert sub.last_id == 5 and sub.close_code == 4401
 
 
@@ -184,3 +184,28 @@ async def test_renewals_failing_for_too_long_make_the_hub_reconnect_and_rewrite_
     assert await leased(engine, "leaseivy"), "the reconnect rewrote the lease"
     assert sub.close_code is None
     await hub.detach(sub)
+
+
+def delete_of(tweet_id: int) -> LiveEvent:
+    return LiveEvent('{"type": "delete", "id": "%d"}' % tweet_id)
+
+
+def test_a_delete_goes_out_once_across_a_catch_up_that_reads_it_again():
+    sub = subscriber("leasejon")
+    sub.catch_up([])
+    sub.offer(delete_of(7))  # sent live, after the last tweet the socket was sent
+    assert sub.pop().deleted_id == 7
+    sub.begin_buffering()  # a Redis blip
+    sub.offer(delete_of(8))  # live while catching up, and read by the catch-up too
+    assert sub.catch_up([delete_of(7), delete_of(8)]) == 1
+    assert [sub.pop().deleted_id, sub.pop()] == [8, None]
+
+
+def test_a_tweet_sent_after_a_delete_makes_the_next_catch_up_start_from_it():
+    sub = subscriber("leasekim")
+    sub.catch_up([])
+    sub.offer(delete_of(7))
+    sub.offer(LiveEvent('{"type": "tweet", "tweet": {"id": "9"}}'))
+    assert sub.last_id == 9
+    sub.begin_buffering()  # deletes recorded after 9 are new to this socket
+    assert sub.catch_up([delete_of(7)]) == 1

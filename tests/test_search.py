@@ -366,3 +366,26 @@ async def test_a_pushed_out_tag_comes_back_when_the_tags_above_it_age_out(index_
     assert await index.top("k") == [("kslow", 1)]
     assert await index.top("ks") == [("kslow", 1)]
     assert await index.top("kq") == []
+
+
+async def test_a_tweets_uses_are_counted_once_however_often_its_counting_is_run_again(index_redis):
+    clock = Clock()
+    index = make_index(index_redis, clock, keep=3)
+    tweet_id = min_id_at(int(clock.now * 1000))
+    for _ in range(3):  # a worker re-running the tweet's counting after a crash before its mark
+        pipe = index_redis.pipeline(transaction=False)
+        await index.queue_record(pipe, [("once", 1, tweet_id), ("twice", 1, tweet_id)], tweet_id=tweet_id)
+        await pipe.execute()
+    assert await index.top("once") == [("once", 1)] and await index.top("twice") == [("twice", 1)]
+    pipe = index_redis.pipeline(transaction=False)
+    await index.queue_record(pipe, [("once", 1, tweet_id + 1)], tweet_id=tweet_id + 1)  # another tweet counts
+    await pipe.execute()
+    assert await index.top("once") == [("once", 2)]
+
+
+def test_a_hashtag_search_right_after_the_201_finds_the_tweet_before_its_fan_out_runs(api):
+    base = prefix("t")
+    alice = api.sign_in()
+    for n in range(5):  # the request writes the hashtag's timeline itself; no waiting on the worker
+        tweet_id = alice.post_tweet(f"fresh #{base}now {n}")
+        assert [t["id"] for t in found(api, f"#{base}now", count=1)["tweets"]] == [tweet_id]

@@ -13,6 +13,7 @@ from realtime.ids import IdGenerator
 from realtime.timelines import FULL_DEDUPE, Timelines
 
 DAY = 86400.0
+HOME = keys.home_timeline("a")
 
 
 class Clock:
@@ -61,13 +62,13 @@ async def test_a_full_dedupe_finds_an_entry_beyond_the_recent_window(redis, cloc
 
 async def test_out_of_order_pushes_keep_arrival_order_and_pages_sort_by_id(redis, timelines, clock):
     early, late = mint(clock, 2)
-    await timelines.push(["tl:{a}"], late)
-    await timelines.push(["tl:{a}"], early)  # a slow fan-out finishing after a fast one
-    assert await redis.lrange("tl:{a}", 0, -1) == [str(early), str(late)]
-    assert await timelines.ids_before("tl:{a}") == [late, early]
-    assert await timelines.ids_before("tl:{a}", before=late) == [early]
+    await timelines.push([HOME], late)
+    await timelines.push([HOME], early)  # a slow fan-out finishing after a fast one
+    assert await redis.lrange(HOME, 0, -1) == [str(early), str(late)]
+    assert await timelines.ids_before(HOME) == [late, early]
+    assert await timelines.ids_before(HOME, before=late) == [early]
     # Replay finds the late arrival by position although its id is smaller than `since`.
-    assert await timelines.newer_than("tl:{a}", late) == [early]
+    assert await timelines.changes_after("a", late) == ([early], [])
 
 
 async def test_the_length_is_capped(redis, timelines, clock):
@@ -88,14 +89,14 @@ async def test_entries_older_than_the_age_limit_are_trimmed_from_the_tail_on_pus
 
 async def test_reads_never_answer_entries_past_the_age_limit_even_before_a_trim(redis, timelines, clock):
     [old] = mint(clock, 1)
-    await timelines.push(["tl:{a}"], old)
+    await timelines.push([HOME], old)
     clock.now += 20 * DAY
     [young] = mint(clock, 1)
-    await timelines.push(["tl:{a}"], young)
+    await timelines.push([HOME], young)
     clock.now += 11 * DAY  # old is now 31 days old, young 11: no push has trimmed yet
-    assert len(await redis.lrange("tl:{a}", 0, -1)) == 2
-    assert await timelines.ids_before("tl:{a}") == [young]
-    assert await timelines.newer_than("tl:{a}", None) == [young]
+    assert len(await redis.lrange(HOME, 0, -1)) == 2
+    assert await timelines.ids_before(HOME) == [young]
+    assert await timelines.changes_after("a", None) == ([young], [])
 
 
 async def test_a_push_sets_the_ttl_to_the_age_limit(redis, timelines, clock):
@@ -167,3 +168,40 @@ async def test_concurrent_pushes_of_the_same_entry_add_it_once(redis, timelines,
     [tweet] = mint(clock, 1)
     results = await asyncio.gather(*(timelines.push(["tl:{a}"], tweet) for _ in range(20)))
     assert sum(results) == 1
+
+
+async def test_a_delete_is_replayed_when_the_timeline_had_reached_since_as_it_happened(redis, timelines):
+    a, b, c, d = mint(Clock(), 4)
+    for tweet in (a, b, c):
+        await timelines.push([HOME], tweet)
+    assert await timelines.remove([HOME], a) == 1  # the newest was then c
+    assert await timelines.changes_after("a", b) == ([c], [a])
+    assert await timelines.changes_after("a", c) == ([], [a])  # maybe after the client saw c
+    await timelines.push([HOME], d)
+    assert await timelines.changes_after("a", d) == ([], [])  # d arrived after the delete
+    assert await timelines.changes_after("a", None) == ([b, c, d], [])  # holds nothing
+
+
+async def test_a_delete_whose_place_is_gone_is_replayed_by_time(redis, timelines, clock):
+    [early] = mint(clock, 1)
+    await timelines.push([HOME], early)
+    await timelines.remove([HOME], early)  # empties the list
+    clock.now += 60
+    since, newest = mint(clock, 2)
+    await timelines.push([HOME], since)
+    assert await timelines.changes_after("a", since) == ([], [])  # the list was empty: before since
+    await timelines.push([HOME], newest)
+    await timelines.remove([HOME], since)
+    await timelines.remove([HOME], newest)
+    # since has left the list: by time, only the deletes from around since and later
+    assert await timelines.changes_after("a", since) == ([], [since, newest])
+
+
+async def test_the_record_of_deletes_is_kept_for_home_timelines_only_capped_and_aged(redis, timelines, clock):
+    tweets = mint(clock, 8)
+    for tweet in tweets:
+        await timelines.push([HOME, "tl:user:{a}"], tweet)
+        await timelines.remove([HOME, "tl:user:{a}"], tweet)
+    assert await redis.llen(keys.home_deletes("a")) == timelines.max_length
+    assert 29 * DAY < await redis.ttl(keys.home_deletes("a")) <= 30 * DAY
+    assert await redis.keys("tl:gone:*") == [keys.home_deletes("a")]

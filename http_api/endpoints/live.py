@@ -148,7 +148,7 @@ async def _deny(websocket: WebSocket, limit: int) -> None:
 async def _send_replay(websocket: WebSocket, subscriber: LiveSubscriber, replay: list, username: str) -> None:
     for event in replay:
         await websocket.send_text(event.frame)
-        subscriber.mark_sent(event.entry_id)
+        subscriber.mark_sent(event)
     metrics.REPLAYED_EVENTS.inc(len(replay))
     await websocket.send_text(orjson.dumps({"type": "ready", "username": username, "replayed": len(replay)}).decode())
 
