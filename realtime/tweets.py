@@ -154,7 +154,7 @@ class Tweets:
         created = await self._create(keys=[keys.tweet(tweet_id)], args=_flat(stored))
         if created == -1:
             return None  # deleted before this (re-)run
-        if created in (1, 2):  # 2: created by a call that died before marking it counted
+        if created in (1, 2) and fields["kind"] == "tweet":  # 2: its creator died before marking it counted
             await self._count_new(tweet_id, author, fields)
         shown = await self.render_stored([(tweet_id, fields)])
         if not shown:
