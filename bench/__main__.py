@@ -36,6 +36,7 @@ __all__ = ["PHASES", "main", "run_phase", "write_report"]
 PHASES: list[tuple[str, str]] = [
     ("timeline_memory", "timeline memory"),
     ("fanout_throughput", "fan-out throughput"),
+    ("redis_cost", "Redis cost per tweet and per timeline entry"),
     ("search_latency", "search latency"),
     ("raw_limits", "raw limits (bare uvicorn)"),
     ("steady_load", "steady load, rising R"),

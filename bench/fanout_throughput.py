@@ -80,7 +80,7 @@ async def within(seconds: float, what: str, awaitable):
         raise SystemExit(f"gave up: {what} took longer than --max-seconds={seconds:.0f}") from None
 
 
-async def create_followers(redis, names: list[str]) -> None:
+async def create_followers(redis, names: list[str], *, author: str = AUTHOR) -> None:
     """User hashes, the author's followers set, each follower's following set: pipelined chunks."""
     progress = Progress("followers created", len(names))
     now = repr(time.time())
@@ -90,9 +90,9 @@ async def create_followers(redis, names: list[str]) -> None:
         for name in chunk:
             pipe.hset(keys.user(name), mapping={"username": name, "display_name": name, "bio": "",
                                                 "created_at": now, "tweets": 0})
-            pipe.zadd(keys.following(name), {AUTHOR: 0})
+            pipe.zadd(keys.following(name), {author: 0})
         pipe.zadd(keys.usernames, {name: 0 for name in chunk})
-        pipe.zadd(keys.followers(AUTHOR), {name: 0 for name in chunk})
+        pipe.zadd(keys.followers(author), {name: 0 for name in chunk})
         await pipe.execute()
         progress.update(start + len(chunk))
     progress.done()

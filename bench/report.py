@@ -16,6 +16,7 @@ Figures read for the summary (a missing one reads "not measured"):
 - ``raw_limits``: ``push_limit_deliveries_per_s`` (bare uvicorn's push limit, deliveries/s);
 - ``idle_sockets``: ``sockets``, ``kb_per_socket``;
 - ``fanout_throughput``: ``followers``, ``seconds_best``;
+- ``redis_cost``: ``us_per_entry_average``, ``raw_lpush_us``;
 - every result: ``missing``, ``duplicated`` (deliveries), when it delivers anything.
 """
 
@@ -34,6 +35,7 @@ STEADY_RATE, STEADY_K, STEADY_P99_MS = 200, 100, 50.0
 RAW_SHARE = 0.5
 IDLE_SOCKETS, IDLE_KB = 10_000, 30.0
 FANOUT_FOLLOWERS, FANOUT_SECONDS = 100_000, 1.0
+REDIS_US_PER_ENTRY = 3.0
 RAW_KEYS = ("push_limit_deliveries_per_s", "push_limit")
 
 
@@ -121,6 +123,14 @@ def summary_rows(results: Sequence[Result]) -> list[tuple[str, str, str]]:
                      f"{followers:,} followers in {seconds:.2f} s", status))
     else:
         rows.append((f"{FANOUT_FOLLOWERS:,}-follower fan-out written in < {FANOUT_SECONDS:g} s", "-", NOT_MEASURED))
+    cost = _figures(results, "redis_cost")
+    target = f"Redis CPU ≤ {REDIS_US_PER_ENTRY:g} µs per timeline entry (K=100 and K=100,000, 5% online)"
+    if cost and cost.get("us_per_entry_average") is not None:
+        average, raw = cost["us_per_entry_average"], cost.get("raw_lpush_us")
+        rows.append((target, f"{average:.2f} µs (a raw pipelined LPUSH: {raw:.2f} µs)",
+                     MET if average <= REDIS_US_PER_ENTRY else NOT_MET))
+    else:
+        rows.append((target, "-", NOT_MEASURED))
     delivering = [result for result in results if _counts(result, "missing")]
     missing = sum(sum(_counts(result, "missing")) for result in delivering)
     duplicated = sum(sum(_counts(result, "duplicated")) for result in delivering)

@@ -1,0 +1,266 @@
+"""Redis cost per tweet and per timeline entry: what Chirp spends of the one shared resource.
+
+    python -m bench.redis_cost [--quick] [--online 0.05] [--no-write]
+
+For each shape, in a private redis-server of its own: an author with K followers whose
+home timelines are full (800 entries minted over the last week, so every push trims as in
+production), ``--online`` of them with a live lease held by a process whose channel one
+pub/sub connection reads (so each PUBLISH is written to a subscriber, as in production).
+The author posts T tweets through ``Tweets.post`` (the request path), then the production
+``FanoutWorker`` runs each job as a worker reads it (``XREADGROUP``, ``run_job``,
+``finish``). Redis is measured over each phase with ``CONFIG RESETSTAT`` before it and
+``INFO commandstats`` and ``INFO cpu`` (``used_cpu_user + used_cpu_sys`` of redis-server)
+after it: commands per tweet (the calls that scripts make counted as commands, script
+calls counted apart), Redis CPU per tweet, and per timeline entry written by the fan-out.
+
+Shapes: K=100 with T=300 tweets and K=100,000 with T=2 (``--quick``: K=100 with T=50 and
+K=10,000 with T=1). In the same redis-server as the largest shape, the raw cost of one
+pipelined ``LPUSH`` onto each of those full lists is measured the same way: the floor any
+timeline write pays. Every follower's timeline is checked to hold each tweet once, newest
+first (a problem otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import secrets
+import time
+
+from realtime import keys
+from realtime.config import Settings
+from realtime.engine import Engine
+from realtime.fanout import FanoutJob, FanoutWorker
+
+from .common import Progress, command_line, finish_cli, machine, private_redis
+from .fanout_throughput import create_followers, follower_names, prefill_timelines, redis_cpu
+
+NAME = "redis_cost"
+TITLE = "Redis cost per tweet and per timeline entry"
+AUTHOR = "costauthor"
+TARGET_US_PER_ENTRY = 3.0
+PREFILL = 800
+RAW_CHUNK = 1000
+LEASE_SECONDS = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    followers: int
+    tweets: int
+
+
+SHAPES = [Shape(100, 300), Shape(100_000, 2)]
+QUICK_SHAPES = [Shape(100, 50), Shape(10_000, 1)]
+
+
+@dataclasses.dataclass
+class Phase:
+    """Redis over one phase: CPU seconds and, per command, calls and CPU µs."""
+
+    cpu: float
+    commands: dict[str, tuple[int, float]]
+
+    @property
+    def calls(self) -> int:
+        return sum(calls for calls, _ in self.commands.values())
+
+    @property
+    def script_calls(self) -> int:
+        return sum(calls for name, (calls, _) in self.commands.items() if name in ("evalsha", "eval"))
+
+
+async def reset(redis) -> float:
+    await redis.config_resetstat()
+    return await redis_cpu(redis)
+
+
+async def phase_since(redis, cpu_before: float) -> Phase:
+    cpu = await redis_cpu(redis) - cpu_before
+    stats = await redis.info("commandstats")
+    commands = {name.removeprefix("cmdstat_"): (int(value["calls"]), float(value["usec"]))
+                for name, value in stats.items()}
+    # What this measurement itself sent: not the service's cost.
+    for own in ("config|resetstat", "config", "info"):
+        commands.pop(own, None)
+    return Phase(cpu, commands)
+
+
+async def go_online(engine: Engine, names: list[str], share: float) -> tuple[list[str], asyncio.Task]:
+    """Leases for ``share`` of ``names`` held by a process whose channel is read (and drained)."""
+    online = names[:: max(1, round(1 / share))] if share > 0 else []
+    process_id = "costbench-" + secrets.token_hex(4)
+    until = int((time.time() + LEASE_SECONDS) * 1000)
+    pipe = engine.redis.pipeline(transaction=False)
+    for name in online:
+        pipe.zadd(keys.live_presence(name), {process_id: until})
+    await pipe.execute()
+    pubsub = engine.redis.pubsub()
+    await pubsub.subscribe(keys.process_channel(process_id))
+
+    async def drain() -> None:
+        try:
+            async for _ in pubsub.listen():
+                pass
+        finally:
+            await pubsub.aclose()
+
+    return online, asyncio.create_task(drain(), name="redis-cost-subscriber")
+
+
+async def read_jobs(engine: Engine, worker: FanoutWorker, count: int) -> list[FanoutJob]:
+    tag = engine.fanout_queue.tag_of(AUTHOR)
+    answer = await engine.redis.xreadgroup(keys.FANOUT_GROUP, worker.consumer, {keys.fanout_stream(tag): ">"},
+                                           count=count)
+    jobs = [FanoutJob(tag, entry_id, fields) for _, entries in answer for entry_id, fields in entries]
+    if len(jobs) != count:
+        raise SystemExit(f"{NAME}: {count} jobs posted, {len(jobs)} read from the stream")
+    return jobs
+
+
+async def check_timelines(redis, names: list[str], tweet_ids: list[int]) -> int:
+    """Followers whose home timeline does not start with the tweets, newest first, once each."""
+    wrong = 0
+    expected = [str(tweet_id) for tweet_id in reversed(tweet_ids)]
+    for start in range(0, len(names), RAW_CHUNK):
+        pipe = redis.pipeline(transaction=False)
+        for name in names[start:start + RAW_CHUNK]:
+            pipe.lrange(keys.home_timeline(name), 0, len(tweet_ids))
+        for head in await pipe.execute():
+            wrong += head[:len(expected)] != expected or head[len(expected):len(expected) + 1] == expected[-1:]
+    return wrong
+
+
+async def raw_lpush(redis, names: list[str]) -> Phase:
+    """One pipelined LPUSH onto each follower's (full) home timeline, as a floor."""
+    entry = str(int(time.time() * 1000) << 12)
+    before = await reset(redis)
+    for start in range(0, len(names), RAW_CHUNK):
+        pipe = redis.pipeline(transaction=False)
+        for name in names[start:start + RAW_CHUNK]:
+            pipe.lpush(keys.home_timeline(name), entry)
+        await pipe.execute()
+    return await phase_since(redis, before)
+
+
+async def measure_shape(shape: Shape, online_share: float, with_raw: bool) -> dict:
+    names = follower_names(shape.followers)
+    with private_redis() as server:
+        print(f"K={shape.followers:,}, T={shape.tweets}: private redis-server on port {server.port}", flush=True)
+        engine = await Engine.open(Settings.load(environ={"REDIS_URL": server.url}))
+        subscriber = None
+        try:
+            info = await engine.redis.info("server")
+            await engine.users.create(AUTHOR)
+            await create_followers(engine.redis, names, author=AUTHOR)
+            await prefill_timelines(engine.redis, names, PREFILL, engine.settings.timeline_max_length)
+            online, subscriber = await go_online(engine, names, online_share)
+            worker = engine.new_fanout_worker([engine.fanout_queue.tag_of(AUTHOR)])
+
+            before = await reset(engine.redis)
+            tweet_ids = [await engine.tweets.post(AUTHOR, f"cost {n}") for n in range(shape.tweets)]
+            posting = await phase_since(engine.redis, before)
+
+            jobs = await read_jobs(engine, worker, shape.tweets)
+            progress = Progress(f"K={shape.followers:,}: jobs fanned out", len(jobs))
+            before = await reset(engine.redis)
+            for number, job in enumerate(jobs, 1):
+                await worker.run_job(job, resumed=False)
+                await worker.finish(job)
+                progress.update(number)
+            fanout = await phase_since(engine.redis, before)
+            progress.done()
+            entries = worker.entries_written
+            wrong = await check_timelines(engine.redis, names, tweet_ids)
+            raw = await raw_lpush(engine.redis, names) if with_raw else None
+        finally:
+            if subscriber is not None:
+                subscriber.cancel()
+            await engine.close()
+    return {"shape": shape, "online": len(online), "posting": posting, "fanout": fanout, "entries": entries,
+            "wrong": wrong, "raw": raw, "machine": machine(info)}
+
+
+def per_tweet(phase: Phase, tweets: int) -> str:
+    return f"{phase.calls / tweets:,.1f} ({phase.script_calls / tweets:,.1f} script calls)"
+
+
+def render(runs: list[dict], online_share: float) -> tuple[str, dict]:
+    lines = [
+        f"Each shape in a redis-server of its own: K followers with full home timelines ({PREFILL} entries), "
+        f"{online_share:.0%} of them online (a live lease, and a subscriber reading the process's channel); "
+        "the author posts T tweets (`Tweets.post`), then the production `FanoutWorker` runs each job. "
+        "Redis CPU is redis-server's `used_cpu_user + used_cpu_sys` over the phase; commands are "
+        "`INFO commandstats` calls, the commands a script runs counted one by one.",
+        "",
+        "| K followers (online) | tweets | post: commands per tweet | post: Redis µs per tweet "
+        "| fan-out: commands per tweet | fan-out: Redis µs per tweet | timeline entries | **Redis µs per entry** |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    figures: dict = {}
+    for run in runs:
+        shape, posting, fanout = run["shape"], run["posting"], run["fanout"]
+        per_entry = fanout.cpu / max(run["entries"], 1) * 1e6
+        figures[f"k{shape.followers}_us_per_entry"] = round(per_entry, 3)
+        figures[f"k{shape.followers}_commands_per_tweet"] = round((posting.calls + fanout.calls) / shape.tweets, 1)
+        lines.append(f"| {shape.followers:,} ({run['online']:,}) | {shape.tweets} | {per_tweet(posting, shape.tweets)} "
+                     f"| {posting.cpu / shape.tweets * 1e6:,.0f} | {per_tweet(fanout, shape.tweets)} "
+                     f"| {fanout.cpu / shape.tweets * 1e6:,.0f} | {run['entries']:,} | **{per_entry:.2f}** |")
+    average = sum(figures[f"k{run['shape'].followers}_us_per_entry"] for run in runs) / len(runs)
+    figures["us_per_entry_average"] = round(average, 3)
+    raw_run = next(run for run in runs if run["raw"] is not None)
+    raw = raw_run["raw"]
+    raw_us = raw.cpu / max(raw.calls, 1) * 1e6
+    figures["raw_lpush_us"] = round(raw_us, 3)
+    verdict = "met" if average <= TARGET_US_PER_ENTRY else "**not met**"
+    lines += ["", f"Average Redis µs per entry over the shapes: **{average:.2f}** (target ≤ {TARGET_US_PER_ENTRY:g}: "
+                  f"{verdict}); a raw pipelined `LPUSH` onto the same full lists, measured in the same run: "
+                  f"**{raw_us:.2f} µs** ({raw.calls:,} of them), so the fan-out pays {average / raw_us:.1f}× the floor.",
+              "", "Where the fan-out's Redis time goes (calls per tweet, and µs per call as `INFO commandstats` "
+                  "reports it; a script's `evalsha` time includes the commands it runs):", ""]
+    names = sorted({name for run in runs for name in run["fanout"].commands},
+                   key=lambda name: -max(run["fanout"].commands.get(name, (0, 0.0))[1] for run in runs))
+    lines.append("| command | " + " | ".join(f"K={run['shape'].followers:,}: calls/tweet, µs/call" for run in runs) + " |")
+    lines.append("|---|" + "---|" * len(runs))
+    for name in names:
+        cells = []
+        for run in runs:
+            calls, usec = run["fanout"].commands.get(name, (0, 0.0))
+            cells.append(f"{calls / run['shape'].tweets:,.1f}, {usec / calls:.2f}" if calls else "-")
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines), figures
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.redis_cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="K=100 × 50 tweets and K=10,000 × 1 tweet")
+    parser.add_argument("--online", type=float, default=0.05, help="share of followers online (default 0.05)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    if not 0 <= args.online <= 1:
+        parser.error("--online is a share between 0 and 1")
+    return args
+
+
+async def measure(quick: bool = False, online_share: float = 0.05) -> dict:
+    """The ``python -m bench`` interface."""
+    shapes = QUICK_SHAPES if quick else SHAPES
+    command = command_line("bench.redis_cost", ["--quick"] if quick else [])
+    runs = [await measure_shape(shape, online_share, with_raw=shape is shapes[-1]) for shape in shapes]
+    body, figures = render(runs, online_share)
+    problems = [f"{NAME}: K={run['shape'].followers:,}: {run['wrong']:,} home timelines without each tweet once"
+                for run in runs if run["wrong"]]
+    figures["missing"] = sum(run["wrong"] for run in runs)
+    return {"name": NAME, "title": TITLE, "command": command, "body": body, "figures": figures,
+            "problems": problems, "machine": runs[0]["machine"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = asyncio.run(measure(args.quick, args.online))
+    return finish_cli(NAME, result, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
