@@ -74,9 +74,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from realtime import keys
-# _answers_ping and _die_with_parent: the base class's own start-up steps, repeated in DurableRedis.start.
-from realtime.embedded_redis import (RedisServerProcess, _answers_ping, _die_with_parent, find_redis_server,
-                                     stop_child)
+from realtime.embedded_redis import RedisServerProcess, find_redis_server, stop_child
 from realtime.text import normalize_username
 
 from .common import BENCHMARKS_MD, ROOT, command_line, finish_cli, machine_of, process_tree, write_section
@@ -136,30 +134,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # -- the processes we start and break -------------------------------------------------
 
 
-class DurableRedis(RedisServerProcess):
-    """``RedisServerProcess`` with AOF and ``appendfsync always``: Redis answers a write only
-    once it is on disk, so what it acknowledged survives a SIGKILL. The base class takes no
-    extra options, so its start is repeated here with them (same binary, port, directory)."""
-
-    def start(self, timeout: float = 10.0) -> DurableRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if self.process and self.process.stderr:
-            self.process.stderr.close()  # the previous run's, after kill()
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                   "--logfile", "redis.log", "--daemonize", "no", "--save", "",
-                   "--appendonly", "yes", "--appendfsync", "always"]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + timeout
-        while not _answers_ping(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: see "
-                                   f"{self.directory / 'redis.log'}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"redis-server did not answer PING on port {self.port} within {timeout:.0f}s")
-            time.sleep(0.02)  # polling a child we cannot await; bounded by the deadline
-        return self
+#: Redis answers a write only once it is on disk, so what it acknowledged survives a SIGKILL.
+DURABLE = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
 
 
 class WorkerProcess:
@@ -548,7 +524,7 @@ class Faults:
     KINDS = ("Redis SIGTERM restart", "run.py worker killed", "server process killed", "Redis SIGKILL restart",
              "stalled client")
 
-    def __init__(self, redis: DurableRedis, service: Service, workers: list[WorkerProcess],
+    def __init__(self, redis: RedisServerProcess, service: Service, workers: list[WorkerProcess],
                  stalled: list[User], noisy: User, writes: Writes, http: httpx.AsyncClient) -> None:
         self.redis, self.service, self.workers = redis, service, workers
         self.stalled, self.noisy, self.writes, self.http = stalled, noisy, writes, http
@@ -702,7 +678,7 @@ async def show_progress(started: float, writes: Writes, followers: list[Follower
               f" ({', '.join(f'{n} {kind}' for kind, n in kinds.items()) or 'none yet'})", flush=True)
 
 
-async def load_with_faults(service: Service, redis: DurableRedis, workers: list[WorkerProcess],
+async def load_with_faults(service: Service, redis: RedisServerProcess, workers: list[WorkerProcess],
                            users: dict[str, list[User]], followers: list[Follower], seconds: float,
                            every: float) -> tuple[Writes, Faults]:
     """The authors writing for ``seconds`` (the last one the editor) while the faults come on
@@ -1003,7 +979,7 @@ class Observed:
     problems: list[str]
 
 
-async def observe(args: argparse.Namespace, service: Service, redis: DurableRedis, workers: list[WorkerProcess],
+async def observe(args: argparse.Namespace, service: Service, redis: RedisServerProcess, workers: list[WorkerProcess],
                   followers: list[Follower], timeline_length: int) -> Observed:
     """Users, sockets, the load with its faults, the bounded waits, the timelines read."""
     api = Api(service.url)
@@ -1045,7 +1021,7 @@ async def soak(args: argparse.Namespace, directory: Path) -> dict:
     # Long enough for every write of the run: the check reads whole timelines.
     timeline_length = max(800, 2 * int(AUTHORS * RATE * args.seconds) + 200)
     settings = {**SETTINGS, "TIMELINE_MAX_LENGTH": str(timeline_length)}
-    redis = DurableRedis(binary, directory / "redis").start()
+    redis = RedisServerProcess(binary, directory / "redis", options=DURABLE).start()
     service = Service(redis.url, SERVER_PROCESSES, directory, [f"{k}={v}" for k, v in settings.items()])
     workers = [WorkerProcess(redis.url, directory, n + 1, settings) for n in range(WORKER_PROCESSES)]
     followers: list[Follower] = []

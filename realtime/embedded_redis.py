@@ -18,9 +18,11 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["find_redis_server", "binary_version", "free_port", "stop_child", "RedisServerProcess", "EmbeddedRedis"]
+__all__ = ["find_redis_server", "binary_version", "free_port", "stop_child", "RedisServerProcess", "EmbeddedRedis",
+           "SERVER_TUNING"]
 
 log = logging.getLogger("chirp.embedded_redis")
 
@@ -92,15 +94,24 @@ def stop_child(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
         process.wait()
 
 
+#: Settings of every redis-server we start, and what we recommend to operators (README).
+#: Lists in nodes of 4 KB rather than 8 KB: a timeline push inserts at the head of the first
+#: node, moving it, so a full 800-entry timeline (8.4 KB) costs half the Redis CPU per push
+#: (measured: LPUSH + RPOP 3.3 → 1.4-1.6 µs, for 1.5 % more memory). The old name, which
+#: Redis 6.2 knows and 7 keeps as an alias.
+SERVER_TUNING = ["--list-max-ziplist-size", "-1"]
+
+
 class RedisServerProcess:
     """A redis-server child process on 127.0.0.1, started and stopped by us (by its pid)."""
 
     def __init__(self, binary: str, directory: str | Path, *, port: int | None = None,
-                 persist: bool = False) -> None:
+                 persist: bool = False, options: Sequence[str] = ()) -> None:
         self.binary = binary
         self.directory = Path(directory)
         self.port = port or free_port()
         self.persist = persist
+        self.options = list(options)  # given last, so they win over ours (redis-server reads them in order)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -108,10 +119,13 @@ class RedisServerProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServerProcess:
+        """Start (or start again, on the same port and directory, after ``stop`` or ``kill``)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.process and self.process.stderr:
+            self.process.stderr.close()  # the previous run's
         persistence = ["--appendonly", "yes", "--save", "60 1"] if self.persist else ["--appendonly", "no", "--save", ""]
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                   "--logfile", "redis.log", "--daemonize", "no", *persistence]
+                   "--logfile", "redis.log", "--daemonize", "no", *persistence, *SERVER_TUNING, *self.options]
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout

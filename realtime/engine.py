@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 
-from . import keys
 from .config import Settings
 from .fanout import FanoutQueue, FanoutWorker, JobsInFlight
 from .google_auth import GoogleCerts, GoogleVerifier

@@ -14,6 +14,16 @@ with ``XAUTOCLAIM`` and resumes from the recorded progress. The batch that was i
 is re-run with a whole-list dedupe, so every timeline gets the entry exactly once and
 every live event goes out once.
 
+A job's first run writes its follower batches with no dedupe at all (the look for the id
+near each list's head is the push's largest cost): only its own worker can have written
+them, as long as nobody took the job over. The worker makes sure of that: before each such
+batch it has confirmed, within ``claim_idle / 3``, in one atomic step with the reset of the
+job's idle time, that the job is still pending with it (``CONFIRM_JOB``); a takeover needs
+``claim_idle`` of silence, and a batch's write gives up well within the rest (2 s timeouts,
+2 quick retries). A worker that finds the job taken stops it, writing nothing more. What is
+left is a write delayed past the claim by a stalled process or a partitioned network,
+counted in ``chirp_fanout_fence_overruns`` when it lands.
+
 Order per author: each job names the author's previous job not yet done (``after``). A
 worker runs a job only once that one is gone from the stream: it waits for it while it
 runs somewhere, and takes it over (runs it first) once its worker has been silent for
@@ -44,8 +54,8 @@ from redis.exceptions import ResponseError
 
 from . import keys, metrics
 from .redis_client import Redis, ReplicaAcks, execute_scripted, is_redirect, is_transient, queue_script
-from .scripts import ENQUEUE_JOB, FINISH_JOB
-from .timelines import FULL_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
+from .scripts import CONFIRM_JOB, ENQUEUE_JOB, FINISH_JOB
+from .timelines import FULL_DEDUPE, NO_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
 
 __all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob", "Delivery", "JobSource", "JobsInFlight", "MAX_ATTEMPTS"]
 
@@ -176,6 +186,7 @@ class FanoutJob:
         self.author = fields["author"]
         self.after = fields.get("after", "")
         self.fields = fields  # the rest is the job source's (realtime.tweets)
+        self.confirmed_at = float("-inf")  # when this worker last made sure the job was its own (monotonic)
 
     @property
     def stream(self) -> str:
@@ -209,6 +220,11 @@ class _JobFailed(Exception):
     """A job raised; it stays pending and is retried (or dead-lettered) by the worker loop."""
 
 
+class _JobLost(Exception):
+    """Another worker took the job over (this one was silent for ``claim_idle``): it is
+    theirs now, and this worker writes nothing more of it."""
+
+
 class FanoutWorker:
     """Runs fan-out jobs of some shards until stopped. Several may run, in any processes."""
 
@@ -233,6 +249,9 @@ class FanoutWorker:
         self._stopping = False
         self._next_claim_check = 0.0
         self._finish_job = redis.register_script(FINISH_JOB)
+        self._confirm_job = redis.register_script(CONFIRM_JOB)
+        #: How long a confirmation that the job is ours lets batches go without a dedupe.
+        self.fence = claim_idle / 3
         self._in_flight = in_flight or JobsInFlight()  # shared by the workers of one process
 
     def stop(self) -> None:
@@ -261,6 +280,9 @@ class FanoutWorker:
                 raise
             except _JobFailed as exc:
                 log.error("fan-out worker %s: %s; retrying in %.1fs", self.consumer, exc, backoff)
+            except _JobLost as exc:
+                metrics.FANOUT_JOBS_LOST.inc()
+                log.warning("fan-out worker %s: %s; going on with the next", self.consumer, exc)
             except Exception as exc:
                 self.reconnects += 1
                 metrics.LOOP_FAILURES.labels("fanout-worker").inc()
@@ -344,7 +366,7 @@ class FanoutWorker:
         last allowed one sends it to the dead letters."""
         try:
             await self.run_job(job, resumed=resumed)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, _JobLost):
             raise
         except Exception as exc:
             if is_transient(exc):
@@ -391,13 +413,21 @@ class FanoutWorker:
             # Running in another process: poll its progress, and keep our own claim fresh
             # meanwhile so that nobody takes this job over while it waits.
             if time.monotonic() - refreshed > self.claim_idle_ms / 3000:
-                await self._refresh_claim(job)
+                await self.confirm(job)
                 refreshed = time.monotonic()
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    async def _refresh_claim(self, job: FanoutJob) -> None:
-        await self._redis.xclaim(job.stream, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
+    async def confirm(self, job: FanoutJob, progress: dict | None = None) -> None:
+        """Make sure ``job`` is still ours and reset its idle time, writing ``progress`` with it;
+        raises _JobLost when another worker has taken it over."""
+        args = [keys.FANOUT_GROUP, job.entry_id, self.consumer, PROGRESS_TTL]
+        for field, value in (progress or {}).items():
+            args += [field, value]
+        asked_at = time.monotonic()  # before the call: the idle time is reset later than this
+        if not await self._confirm_job(keys=[job.stream, job.progress_key], args=args):
+            raise _JobLost(f"job {job.entry_id} ({job.kind} by {job.author}) was taken over by another worker")
+        job.confirmed_at = asked_at
 
     async def finish(self, job: FanoutJob) -> None:
         """Acknowledge and forget ``job`` (done)."""
@@ -417,14 +447,17 @@ class FanoutWorker:
 
     async def _deliver(self, job: FanoutJob, delivery: Delivery, *, resumed: bool) -> None:
         progress = await self._redis.hgetall(job.progress_key) if resumed else {}
-        # Only the first batch after a takeover can have been half-written before.
+        # The author's own timelines and the extras were written by the request too, and any
+        # batch by a worker that died mid-job: those look for the id first. Other batches
+        # cannot hold it yet (see the module's docstring).
         dedupe = FULL_DEDUPE if resumed else RECENT_DEDUPE_WINDOW
+        followers_dedupe = FULL_DEDUPE if resumed else NO_DEDUPE
         mentions = [name for name in delivery.mentions if name != job.author]
         extras = [key for name in mentions for key in (keys.home_timeline(name), keys.mentions_timeline(name))]
         extras += [keys.hashtag_timeline(tag) for tag in delivery.hashtags]
         own = list(delivery.own)  # joins the first batch written
         if extras and not progress.get("extras"):  # none: no batch, one round trip fewer per job
-            await self._write_batch(job, own + extras, delivery.message, dedupe, progress={"extras": 1})
+            await self._write_batch(job, [(own + extras, dedupe)], delivery.message, progress={"extras": 1})
             dedupe, own = RECENT_DEDUPE_WINDOW, []
         skip = set(mentions) | {job.author}  # mentioned users already have it
         # The next page is read while the current batch is written: a read on another
@@ -435,19 +468,18 @@ class FanoutWorker:
                 names = await page
                 if not names:
                     if own:
-                        await self._write_batch(job, own, delivery.message, dedupe, progress=None)
+                        await self._write_batch(job, [(own, dedupe)], delivery.message, progress=None)
                     break
                 cursor = names[-1]
                 last = len(names) < self.batch_size  # a short page is the end: no read of an empty one
                 if not last:
                     page = asyncio.ensure_future(self._follower_page(job.author, cursor))
-                targets = own + [keys.home_timeline(name) for name in names if name not in skip]
-                own = []
+                followers = [keys.home_timeline(name) for name in names if name not in skip]
                 # No mark after the last batch: the job is finished next, and if it is not, the
                 # re-run of this one batch dedupes the whole list.
-                await self._write_batch(job, targets, delivery.message, dedupe,
+                await self._write_batch(job, [(own, dedupe), (followers, followers_dedupe)], delivery.message,
                                         progress=None if last else {"cursor": cursor})
-                dedupe = RECENT_DEDUPE_WINDOW
+                own, followers_dedupe = [], NO_DEDUPE
                 if last:
                     break
                 if self.batch_pause:
@@ -462,51 +494,61 @@ class FanoutWorker:
         low = f"({after}" if after else "-"
         return await self._redis.zrangebylex(keys.followers(author), low, "+", 0, self.batch_size)
 
-    async def _write_batch(self, job: FanoutJob, targets: list[str], message: str, dedupe: int, *,
+    async def _write_batch(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str, *,
                            progress: dict | None) -> None:
-        """Write one batch, then the progress mark and a fresh claim.
+        """Write one batch (groups of keys, each with its dedupe window), then the progress
+        mark with a fresh claim.
 
         Home timelines send ``message`` live as they gain (or lose) the entry: one message
         per server process per batch (see Timelines.queue_push). The mark is written only
         once the whole batch has landed: a pipeline is no transaction (and on a cluster it
         is split by node), so a mark in the same pipeline could land without its batch.
         """
-        if targets:
-            await self._write_timelines(job, targets, message, dedupe)
-        self.entries_written += len(targets)
-        if progress is None:
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(job.progress_key, mapping=progress)
-        pipe.expire(job.progress_key, PROGRESS_TTL)
-        # Resets the job's idle time, so nobody takes over a long fan-out that is alive.
-        pipe.xclaim(job.stream, keys.FANOUT_GROUP, self.consumer, 0, [job.entry_id], justid=True)
-        await pipe.execute()
+        groups = [(targets, dedupe) for targets, dedupe in groups if targets]
+        unchecked = any(dedupe == NO_DEDUPE for _, dedupe in groups) and job.kind == "post"
+        if unchecked and time.monotonic() - job.confirmed_at >= self.fence:
+            await self.confirm(job)
+        if groups:
+            await self._write_timelines(job, groups, message)
+            if unchecked and time.monotonic() - job.confirmed_at >= self.claim_idle_ms / 1000:
+                metrics.FANOUT_FENCE_OVERRUNS.inc()
+                log.error("fan-out job %s: a batch written without a dedupe landed %.1fs after the job was "
+                          "last confirmed ours; another worker may have written it too", job.entry_id,
+                          time.monotonic() - job.confirmed_at)
+        self.entries_written += sum(len(targets) for targets, _ in groups)
+        if progress is not None:
+            await self.confirm(job, progress)
 
-    async def _write_timelines(self, job: FanoutJob, targets: list[str], message: str, dedupe: int) -> None:
+    async def _write_timelines(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str) -> None:
         """Push (or remove) in pipelines, safe to run twice; on a cluster with replica acks,
         one pipeline per master, each waiting for a replica: a job is finished only once its
         writes would survive a failover."""
         if self._acks is not None:
-            by_master: dict[str, list[str]] = {}
-            for key in targets:
-                by_master.setdefault(self._acks.master_of(key), []).append(key)
+            by_master: dict[str, list[tuple[list[str], int]]] = {}
+            for targets, dedupe in groups:
+                split: dict[str, list[str]] = {}
+                for key in targets:
+                    split.setdefault(self._acks.master_of(key), []).append(key)
+                for master, part in split.items():
+                    by_master.setdefault(master, []).append((part, dedupe))
             try:
-                await asyncio.gather(*(self._write_acked(master, job, group, message, dedupe)
-                                       for master, group in by_master.items()))
+                await asyncio.gather(*(self._write_acked(master, job, master_groups, message)
+                                       for master, master_groups in by_master.items()))
                 return
             except ResponseError as exc:
                 if not is_redirect(exc):
                     raise
                 # A slot moved: write through the cluster client, which follows the redirect.
         pipe = self._redis.pipeline(transaction=False)
-        await self._queue_write(pipe, job, targets, message, dedupe)
+        for targets, dedupe in groups:
+            await self._queue_write(pipe, job, targets, message, dedupe)
         await execute_scripted(pipe)
 
-    async def _write_acked(self, master: str, job: FanoutJob, targets: list[str], message: str,
-                           dedupe: int) -> None:
+    async def _write_acked(self, master: str, job: FanoutJob, groups: list[tuple[list[str], int]],
+                           message: str) -> None:
         pipe = self._acks.pipeline(master)
-        await self._queue_write(pipe, job, targets, message, dedupe)
+        for targets, dedupe in groups:
+            await self._queue_write(pipe, job, targets, message, dedupe)
         _, replicas = await self._acks.execute(pipe, master)
         if replicas == 0:
             _no_replica_ack(f"job {job.entry_id}'s timelines on {master}", self._acks.timeout_ms)

@@ -12,7 +12,7 @@ from prometheus_client import multiprocess
 __all__ = [
     "OPEN_SOCKETS", "EVENTS_DELIVERED", "EVENTS_DROPPED", "SLOW_CLIENT_CLOSES", "REPLAYED_EVENTS",
     "USERS_ONLINE", "PUBSUB_RECONNECTS", "PUBSUB_RESUBSCRIBES", "PUBSUB_PROBES", "LOOP_FAILURES",
-    "FANOUT_DEAD_LETTERS", "REPLICA_ACK_TIMEOUTS", "HTTP_REFUSED", "REQUESTS_ABANDONED", "FANOUT_QUEUE_LENGTH", "FANOUT_PENDING", "FANOUT_LAG", "DELIVERY_LATENCY",
+    "FANOUT_DEAD_LETTERS", "FANOUT_JOBS_LOST", "FANOUT_FENCE_OVERRUNS", "REPLICA_ACK_TIMEOUTS", "HTTP_REFUSED", "REQUESTS_ABANDONED", "FANOUT_QUEUE_LENGTH", "FANOUT_PENDING", "FANOUT_LAG", "DELIVERY_LATENCY",
     "render_metrics", "CONTENT_TYPE_LATEST",
 ]
 
@@ -33,6 +33,10 @@ LOOP_FAILURES = Counter("chirp_loop_failures", "Failures of a supervised backgro
 REPLICA_ACK_TIMEOUTS = Counter("chirp_replica_ack_timeouts",
                                "Jobs answered 201 before a replica acknowledged them (REPLICA_ACK_TIMEOUT passed)")
 FANOUT_DEAD_LETTERS = Counter("chirp_fanout_dead_letters", "Fan-out jobs moved to the dead letters after failing")
+FANOUT_JOBS_LOST = Counter("chirp_fanout_jobs_lost",
+                           "Fan-out jobs a worker stopped because another had taken them over (it was silent too long)")
+FANOUT_FENCE_OVERRUNS = Counter("chirp_fanout_fence_overruns",
+                                "Fan-out batches written without a dedupe that landed later than the claim allows")
 HTTP_REFUSED = Counter("chirp_http_refused",
                        "Connections answered and closed by an HTTP limit (header size, count or time, body time, "
                        "unauthenticated sockets per address), by the error code answered", ["code"])

@@ -4,7 +4,7 @@ Cluster (callers group keys by slot there), and is safe to run twice.
 
 from __future__ import annotations
 
-__all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB",
+__all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
@@ -48,7 +48,8 @@ end
 """
 
 #: KEYS: timelines. ARGV: id, min_id (older entries leave), max_length, ttl_ms,
-#: dedupe_window (entries from the head to look at; 0 = the whole list), message (sent
+#: dedupe_window (entries from the head to look at; 0 = the whole list; -1 = none: a job's
+#: first run, which holds the job, see realtime.fanout), message (sent
 #: live for each home timeline that really gains the entry; '' = none), then the live
 #: event arguments (see _LIVE_EVENTS). Returns how many timelines gained the entry.
 PUSH_TO_TIMELINES = """
@@ -58,7 +59,7 @@ local message = ARGV[6]
 """ + _LIVE_EVENTS.format(first=7) + """
 local added = 0
 for _, key in ipairs(KEYS) do
-  if not redis.call('LPOS', key, id, 'MAXLEN', window) then
+  if window < 0 or not redis.call('LPOS', key, id, 'MAXLEN', window) then
     local length = redis.call('LPUSH', key, id)
     -- Drop the tail while it is older than min_id, then cap the length. While the list is
     -- too long its tail goes either way, so it is popped at once (RPOP answers what it
@@ -166,6 +167,21 @@ redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('DEL', KEYS[3])
 if redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[3]) end
+return 1
+"""
+
+#: A worker still holds a job: it is pending with this consumer. Then its idle time is reset
+#: (nobody takes over a job whose worker is alive) and, when given, its progress is written,
+#: in the same step. KEYS: stream, progress hash. ARGV: group, job id, consumer, progress ttl
+#: (s), then progress field, value pairs. Returns 1 when the job is still this consumer's.
+CONFIRM_JOB = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 or pending[1][2] ~= ARGV[3] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+if #ARGV > 4 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
 return 1
 """
 

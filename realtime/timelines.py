@@ -18,12 +18,14 @@ from .ids import id_to_ms, min_id_at
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES
 
-__all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE"]
+__all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE", "NO_DEDUPE"]
 
 #: A push looks this far from the head for the same id: a re-run soon after the first
 #: run finds it there. Re-runs of an interrupted batch use FULL_DEDUPE instead.
 RECENT_DEDUPE_WINDOW = 50
 FULL_DEDUPE = 0
+#: No look at all: only for writes that cannot have happened before (realtime.fanout).
+NO_DEDUPE = -1
 
 # The live event arguments of the push and remove scripts (realtime.scripts._LIVE_EVENTS).
 _PRESENCE_BEFORE, _, _PRESENCE_AFTER = keys.live_presence("\0").partition("\0")

@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.retry import Retry
 
-from realtime.embedded_redis import binary_version, find_redis_server, stop_child
+from realtime.embedded_redis import SERVER_TUNING, binary_version, find_redis_server, stop_child
 
 __all__ = ["RedisCluster", "MIN_VERSION"]
 
@@ -224,7 +224,7 @@ class RedisCluster:
                 "--save", "", "--bind", "127.0.0.1", "--protected-mode", "no", "--daemonize", "no",
                 "--logfile", str(node_dir / "redis.log"),
                 # replicas sync at once instead of waiting 5 s for more replicas to join
-                "--repl-diskless-sync-delay", "0"]
+                "--repl-diskless-sync-delay", "0", *SERVER_TUNING]
 
     def _spawn(self, port: int) -> int:
         """Start the node's process; return the log's size before, to find its ready line."""

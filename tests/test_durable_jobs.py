@@ -123,3 +123,44 @@ async def _timeline_empty(engine: Engine, name: str) -> bool:
 
 async def _gone(engine: Engine, tweet_id: int) -> bool:
     return await engine.redis.hlen(keys.retweets(tweet_id)) == 0
+
+
+async def read_job(engine: Engine, worker):
+    from realtime.fanout import FanoutJob
+
+    tag = engine.fanout_queue.tag_of("writer")
+    [(_, [(entry_id, fields)])] = await engine.redis.xreadgroup(
+        keys.FANOUT_GROUP, worker.consumer, {keys.fanout_stream(tag): ">"}, count=1)
+    return FanoutJob(tag, entry_id, fields)
+
+
+async def test_a_worker_whose_job_was_taken_over_writes_nothing_more_of_it(engine):
+    """A first run writes follower batches with no dedupe, so it must hold the job: one that
+    was silent long enough to be taken over finds out before its next batch, and stops."""
+    from realtime.fanout import _JobLost
+
+    await engine.redis.zadd(keys.followers("writer"), {f"fan{n}": 0 for n in range(5)})
+    tweet_id = await engine.tweets.post("writer", "taken over")
+    tags = [engine.fanout_queue.tag_of("writer")]
+    slow, other = engine.new_fanout_worker(tags), engine.new_fanout_worker(tags)
+    job = await read_job(engine, slow)
+    await engine.redis.xclaim(job.stream, keys.FANOUT_GROUP, other.consumer, 0, [job.entry_id])  # the takeover
+    with pytest.raises(_JobLost):
+        await slow.run_job(job, resumed=False)
+    for name in ("reader", *(f"fan{n}" for n in range(5))):
+        assert await engine.redis.llen(keys.home_timeline(name)) == 0, name
+    await other.run_job(job, resumed=True)  # the new holder writes each follower's entry once
+    for name in ("reader", *(f"fan{n}" for n in range(5))):
+        assert await engine.redis.lrange(keys.home_timeline(name), 0, -1) == [str(tweet_id)], name
+
+
+async def test_a_first_run_writes_followers_without_looking_and_resumed_runs_look(engine):
+    tweet_id = await engine.tweets.post("writer", "once")
+    worker = engine.new_fanout_worker([engine.fanout_queue.tag_of("writer")])
+    job = await read_job(engine, worker)
+    await worker.run_job(job, resumed=False)
+    await worker.run_job(job, resumed=True)  # a takeover re-runs the batch in flight: found, not pushed
+    assert await engine.redis.lrange(keys.home_timeline("reader"), 0, -1) == [str(tweet_id)]
+    await worker.run_job(job, resumed=False)  # a first run does not look: only its holder wrote them
+    assert await engine.redis.lrange(keys.home_timeline("reader"), 0, -1) == [str(tweet_id)] * 2
+    assert await engine.redis.lrange(keys.home_timeline("writer"), 0, -1) == [str(tweet_id)]  # own: looked

@@ -68,9 +68,9 @@ def script(name: str, *, key: str | None = None) -> Callable[[Command], bool]:
 
 
 def progress_mark(cursor: str) -> Callable[[Command], bool]:
-    """The progress mark written once the follower batch ending at ``cursor`` has landed."""
-    return lambda command: (command.name == "HSET" and command.keys[0].startswith("fanout:progress:")
-                            and command.has(cursor))
+    """The progress mark written once the follower batch ending at ``cursor`` has landed (with
+    the check that the job is still the worker's, realtime.scripts.CONFIRM_JOB)."""
+    return lambda command: command.script == "CONFIRM_JOB" and command.has(cursor)
 
 
 @dataclasses.dataclass(frozen=True)
