@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import dataclasses
 import secrets
+import statistics
 import time
 
 from realtime import keys
@@ -49,10 +50,13 @@ LEASE_SECONDS = 3600
 class Shape:
     followers: int
     tweets: int
+    per_sample: int  # jobs per CPU sample: the per-entry figure is the median over samples
 
 
-SHAPES = [Shape(100, 300), Shape(100_000, 2)]
-QUICK_SHAPES = [Shape(100, 50), Shape(10_000, 1)]
+# On this VM a memory-bound run (a million cold list nodes) varies by a third from run to run
+# (page faults, the host's memory balancing): samples, and their median, say more than a total.
+SHAPES = [Shape(100, 300, 20), Shape(100_000, 5, 1)]
+QUICK_SHAPES = [Shape(100, 50, 10), Shape(10_000, 2, 1)]
 
 
 @dataclasses.dataclass
@@ -165,10 +169,15 @@ async def measure_shape(shape: Shape, online_share: float, with_raw: bool) -> di
             jobs = await read_jobs(engine, worker, shape.tweets)
             progress = Progress(f"K={shape.followers:,}: jobs fanned out", len(jobs))
             before = await reset(engine.redis)
+            samples, sample_cpu, sample_entries = [], await redis_cpu(engine.redis), 0
             for number, job in enumerate(jobs, 1):
                 await worker.run_job(job, resumed=False)
                 await worker.finish(job)
                 progress.update(number)
+                if number % shape.per_sample == 0:
+                    cpu = await redis_cpu(engine.redis)
+                    samples.append((cpu - sample_cpu) / (worker.entries_written - sample_entries) * 1e6)
+                    sample_cpu, sample_entries = cpu, worker.entries_written
             fanout = await phase_since(engine.redis, before)
             progress.done()
             entries = worker.entries_written
@@ -179,6 +188,7 @@ async def measure_shape(shape: Shape, online_share: float, with_raw: bool) -> di
                 subscriber.cancel()
             await engine.close()
     return {"shape": shape, "online": len(online), "posting": posting, "fanout": fanout, "entries": entries,
+            "samples": samples,
             "wrong": wrong, "raw": raw, "machine": machine(info)}
 
 
@@ -192,7 +202,9 @@ def render(runs: list[dict], online_share: float) -> tuple[str, dict]:
         f"{online_share:.0%} of them online (a live lease, and a subscriber reading the process's channel); "
         "the author posts T tweets (`Tweets.post`), then the production `FanoutWorker` runs each job. "
         "Redis CPU is redis-server's `used_cpu_user + used_cpu_sys` over the phase; commands are "
-        "`INFO commandstats` calls, the commands a script runs counted one by one.",
+        "`INFO commandstats` calls, the commands a script runs counted one by one. Redis µs per entry: "
+        "the median over samples of a few jobs each (their range in brackets): on this VM a memory-bound "
+        "run varies by a third between runs, a median of samples less.",
         "",
         "| K followers (online) | tweets | post: commands per tweet | post: Redis µs per tweet "
         "| fan-out: commands per tweet | fan-out: Redis µs per tweet | timeline entries | **Redis µs per entry** |",
@@ -201,12 +213,14 @@ def render(runs: list[dict], online_share: float) -> tuple[str, dict]:
     figures: dict = {}
     for run in runs:
         shape, posting, fanout = run["shape"], run["posting"], run["fanout"]
-        per_entry = fanout.cpu / max(run["entries"], 1) * 1e6
+        per_entry = statistics.median(run["samples"])
+        spread = f"{min(run['samples']):.1f}–{max(run['samples']):.1f}"
         figures[f"k{shape.followers}_us_per_entry"] = round(per_entry, 3)
         figures[f"k{shape.followers}_commands_per_tweet"] = round((posting.calls + fanout.calls) / shape.tweets, 1)
         lines.append(f"| {shape.followers:,} ({run['online']:,}) | {shape.tweets} | {per_tweet(posting, shape.tweets)} "
                      f"| {posting.cpu / shape.tweets * 1e6:,.0f} | {per_tweet(fanout, shape.tweets)} "
-                     f"| {fanout.cpu / shape.tweets * 1e6:,.0f} | {run['entries']:,} | **{per_entry:.2f}** |")
+                     f"| {fanout.cpu / shape.tweets * 1e6:,.0f} | {run['entries']:,} "
+                     f"| **{per_entry:.2f}** ({spread}, {len(run['samples'])} samples) |")
     average = sum(figures[f"k{run['shape'].followers}_us_per_entry"] for run in runs) / len(runs)
     figures["us_per_entry_average"] = round(average, 3)
     raw_run = next(run for run in runs if run["raw"] is not None)
