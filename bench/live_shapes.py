@@ -621,7 +621,7 @@ def _celebrity_b_report(b: dict) -> tuple[list[str], dict, list[str]]:
 
 
 def _storm_report(s: dict) -> tuple[list[str], dict, list[str]]:
-    check, cpu, rows = s["check"], s["cpu"], s["rows"]
+    check, cpu = s["check"], s["cpu"]
     ready = check["ready_ms"]
     n_base = len(s["base"])
     live_ms = s["live_ms"]

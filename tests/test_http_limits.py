@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from .support import TIMEOUT, Api, LiveClient, ServiceProcess, wait_until
-from .test_live_faults import BIG_TWEET, metric, stalled_socket
+from .test_live_faults import BIG_TWEET, metric
 
 LIMITS = {"max_header_bytes": "4096", "max_headers": "20", "header_timeout": "1s", "body_timeout": "1s",
           "max_unauthenticated_sockets": "3", "live_auth_timeout": "5s"}
