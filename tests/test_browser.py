@@ -261,19 +261,22 @@ def test_screenshots_of_the_home_page_and_a_profile(alice, bob, tag):
     assert unlabelled_controls(bob.page) == []
 
 
-def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactly_once(browser, service,
-                                                                                        fanout_idle):
-    from playwright.sync_api import expect
+class SocketSwitch:
+    """Every /ws socket of ``context`` goes through the test, which can drop it and keep the
+    network down (reconnects are refused) until ``up`` is set again. ``since``, when given,
+    replaces what the page asks for in its auth frames."""
 
-    api = Api(service.url)
-    author = api.sign_in()
-    carol = Person(browser, service.url, unique_name("carl"))
-    links: list = []         # (page side, server side) of each socket the page opened
-    auth_frames: list = []   # what the page sent first on each socket
-    network = {"up": True}
+    _KEEP = object()
 
-    def through_the_test(page_side):
-        if not network["up"]:
+    def __init__(self, context, since=_KEEP) -> None:
+        self.up = True
+        self.since = since
+        self.links: list = []  # (page side, server side) of each socket the page opened
+        self.auth_frames: list[dict] = []  # what the page sent first on each socket
+        context.route_web_socket(re.compile(r"/ws$"), self._route)
+
+    def _route(self, page_side) -> None:
+        if not self.up:
             page_side.close(code=1011, reason="test: network down")
             return
         server_side = page_side.connect_to_server()
@@ -281,28 +284,41 @@ def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactl
         def page_to_server(message):
             frame = json.loads(message)
             if frame.get("type") == "auth":
-                auth_frames.append(frame)
-                # Ask the server to replay everything it has: the page must still show each entry once.
-                message = json.dumps({**frame, "since": None})
+                self.auth_frames.append(frame)
+                if self.since is not self._KEEP:
+                    message = json.dumps({**frame, "since": self.since})
             server_side.send(message)
 
         page_side.on_message(page_to_server)
-        links.append((page_side, server_side))
+        self.links.append((page_side, server_side))
 
-    carol.context.route_web_socket(re.compile(r"/ws$"), through_the_test)
+    def drop(self) -> None:
+        """Close the page's socket and keep the network down."""
+        self.up = False
+        page_side, _ = self.links[-1]
+        page_side.close(code=1001, reason="test: connection dropped")
+
+
+def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactly_once(browser, service,
+                                                                                        fanout_idle):
+    from playwright.sync_api import expect
+
+    api = Api(service.url)
+    author = api.sign_in()
+    carol = Person(browser, service.url, unique_name("carl"))
+    # Ask the server to replay everything it has: the page must still show each entry once.
+    network = SocketSwitch(carol.context, since=None)
     try:
         carol.sign_in()
         User(api, carol.username, carol.token).follow(author)
         seen = author.post_tweet("seen live before the drop")
         expect(carol.entry(seen)).to_have_count(1)
 
-        network["up"] = False
-        page_side, _ = links[-1]
-        page_side.close(code=1001, reason="test: connection dropped")
+        network.drop()
         expect(carol.indicator).not_to_have_attribute("data-state", "live")
         missed = [author.post_tweet(f"posted while carol was offline {n}") for n in range(3)]
         fanout_idle()
-        network["up"] = True
+        network.up = True
 
         expect(carol.indicator).to_have_attribute("data-state", "live")
         for entry_id in missed:
@@ -311,8 +327,8 @@ def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactl
         shown = carol.page.eval_on_selector_all("ol.tweets > li", "items => items.map((li) => li.dataset.entryId)")
         assert shown[:4] == [*reversed(missed), seen], shown
         assert len(shown) == len(set(shown)), "an entry shows twice"
-        assert auth_frames[0]["token"] == carol.token
-        assert auth_frames[-1]["since"] == seen, "the reconnect must ask for what came after the last entry seen"
+        assert network.auth_frames[0]["token"] == carol.token
+        assert network.auth_frames[-1]["since"] == seen, "the reconnect must ask for what came after the last entry seen"
 
         after = author.post_tweet("live again")
         expect(carol.entries.first).to_have_attribute("data-entry-id", after)
@@ -322,6 +338,35 @@ def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactl
         expect(carol.page.get_by_role("heading", name="Sign in to Chirp")).to_be_visible()
         expect(carol.page.get_by_text("Your session has ended")).to_be_visible()
         assert carol.page.evaluate("localStorage.getItem('chirp.session')") is None
+    finally:
+        carol.close()
+        api.http.close()
+
+
+def test_a_tweet_deleted_while_a_window_was_offline_leaves_it_once_it_reconnects(browser, service, fanout_idle):
+    from playwright.sync_api import expect
+
+    api = Api(service.url)
+    author = api.sign_in()
+    carol = Person(browser, service.url, unique_name("cdel"))
+    network = SocketSwitch(carol.context)
+    try:
+        carol.sign_in()
+        User(api, carol.username, carol.token).follow(author)
+        doomed, kept = author.post_tweet("deleted while carol is away"), author.post_tweet("kept")
+        expect(carol.entry(doomed)).to_have_count(1)
+        expect(carol.entry(kept)).to_have_count(1)
+
+        network.drop()
+        expect(carol.indicator).not_to_have_attribute("data-state", "live")
+        assert author.request("DELETE", f"/tweets/{doomed}").status_code == 204
+        fanout_idle()
+        network.up = True
+
+        expect(carol.indicator).to_have_attribute("data-state", "live")
+        expect(carol.entry(doomed)).to_have_count(0)  # the replay after since carried the delete
+        expect(carol.entry(kept)).to_have_count(1)
+        assert network.auth_frames[-1]["since"] == kept
     finally:
         carol.close()
         api.http.close()
