@@ -323,14 +323,13 @@ def fanout_report(runs: list[dict], args) -> str:
         lines.append(f"| {run['backend']} | {run['entries']:,} | {run['seconds']:.2f} | **{run['rate']:,.0f}** "
                      f"| {per_master} | {run['masters_cpu']:.2f} | {replicas} | {run['redis_us']:.2f} "
                      f"| {run['python_us']:.2f} | {run['waits']:,} |")
-    lines += ["", f"On one Redis a batch of {BATCH_SIZE} followers is one script call. On the cluster the keys "
-                  "of one call must share a slot, and a batch's followers fall in nearly as many of the 16,384 "
-                  "slots, so nearly every follower is a script call of its own: Redis pays its per-call cost "
-                  "per entry, and the worker builds and routes a call per entry. With the default "
-                  "`REPLICA_ACK_TIMEOUT` each batch goes as one pipeline per master ending in `WAIT 1 250`, so a "
-                  "batch returns once a replica of each of the "
+    lines += ["", f"On one Redis a batch of {BATCH_SIZE} followers is one script call. On the cluster a batch's "
+                  "followers fall in nearly as many of the 16,384 slots; the worker sends each master one call "
+                  "for all of them there (a script flagged `allow-cross-slot-keys`, realtime/scripts.py), in a "
+                  "pipeline of its own. With the default `REPLICA_ACK_TIMEOUT` that pipeline ends in "
+                  "`WAIT 1 250`, so a batch returns once a replica of each of the "
                   f"{masters} masters has it (250 ms is the bound, not a sleep); with `REPLICA_ACK_TIMEOUT=0` "
-                  "the batch goes through the cluster client and nothing waits for the replicas."]
+                  "nothing waits for the replicas."]
     return "\n".join(lines)
 
 

@@ -49,6 +49,8 @@ class Engine:
         # On a cluster, posts and fan-out writes wait for a replica (realtime.redis_client.ReplicaAcks).
         self.replica_acks = (ReplicaAcks(redis, settings.replica_ack_timeout)
                              if settings.redis_cluster and settings.replica_ack_timeout else None)
+        # Fan-out batches go as one pipeline per master on a cluster, waiting for replicas or not.
+        self._node_writes = self.replica_acks or (ReplicaAcks(redis, 0) if settings.redis_cluster else None)
         self.fanout_queue = FanoutQueue(redis, settings.fanout_shards, acks=self.replica_acks)
         self.hashtag_index = HashtagIndex(redis, self.timelines)
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
@@ -98,7 +100,7 @@ class Engine:
         return FanoutWorker(
             self.redis, self.blocking_redis, self.timelines, self.tweets, tags=tags, cluster=s.redis_cluster,
             batch_size=s.fanout_batch_size, batch_pause=s.fanout_batch_pause, claim_idle=s.fanout_claim_idle,
-            in_flight=self._jobs_in_flight, acks=self.replica_acks,
+            in_flight=self._jobs_in_flight, acks=self._node_writes,
         )
 
     async def _make_pubsub_client(self) -> Redis:
@@ -168,9 +170,9 @@ class Engine:
             await self.presence.leave()
         with contextlib.suppress(Exception):
             await self.live_hub.release_leases()
-        if self.replica_acks is not None:
+        if self._node_writes is not None:  # replica_acks itself when there is one
             with contextlib.suppress(Exception):
-                await self.replica_acks.aclose()
+                await self._node_writes.aclose()
         if self.google is not None:
             with contextlib.suppress(Exception):
                 await self.google.aclose()

@@ -520,9 +520,10 @@ class FanoutWorker:
             await self.confirm(job, progress)
 
     async def _write_timelines(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str) -> None:
-        """Push (or remove) in pipelines, safe to run twice; on a cluster with replica acks,
-        one pipeline per master, each waiting for a replica: a job is finished only once its
-        writes would survive a failover."""
+        """Push (or remove) in pipelines, safe to run twice. On a cluster, one pipeline per
+        master holding one script call for all of the batch's keys there, each waiting for a
+        replica when REPLICA_ACK_TIMEOUT is set: a job is finished only once its writes would
+        survive a failover."""
         if self._acks is not None:
             by_master: dict[str, list[tuple[list[str], int]]] = {}
             for targets, dedupe in groups:
@@ -532,13 +533,24 @@ class FanoutWorker:
                 for master, part in split.items():
                     by_master.setdefault(master, []).append((part, dedupe))
             try:
-                await asyncio.gather(*(self._write_acked(master, job, master_groups, message)
-                                       for master, master_groups in by_master.items()))
+                # Every master's write ends before any failure is acted on: the fallback below
+                # must not race a write still in flight.
+                outcomes = await asyncio.gather(*(self._write_acked(master, job, master_groups, message)
+                                                  for master, master_groups in by_master.items()),
+                                                return_exceptions=True)
+                for outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
                 return
             except ResponseError as exc:
-                if not is_redirect(exc):
+                if not (is_redirect(exc) or _is_not_local(exc)):
                     raise
                 # A slot moved: write through the cluster client, which follows the redirect.
+                # Part of the batch may have landed: this time every key is looked at first.
+                log.info("fan-out job %s: a slot moved under a batch (%s); writing it again slot by slot",
+                         job.entry_id, str(exc)[-160:])  # the end: the command itself names every key
+                groups = [(targets, RECENT_DEDUPE_WINDOW if dedupe == NO_DEDUPE else dedupe)
+                          for targets, dedupe in groups]
         pipe = self._redis.pipeline(transaction=False)
         for targets, dedupe in groups:
             await self._queue_write(pipe, job, targets, message, dedupe)
@@ -548,16 +560,24 @@ class FanoutWorker:
                            message: str) -> None:
         pipe = self._acks.pipeline(master)
         for targets, dedupe in groups:
-            await self._queue_write(pipe, job, targets, message, dedupe)
+            await self._queue_write(pipe, job, targets, message, dedupe, on_node=True)
         _, replicas = await self._acks.execute(pipe, master)
         if replicas == 0:
             _no_replica_ack(f"job {job.entry_id}'s timelines on {master}", self._acks.timeout_ms)
 
-    async def _queue_write(self, pipe, job: FanoutJob, targets: list[str], message: str, dedupe: int) -> None:
+    async def _queue_write(self, pipe, job: FanoutJob, targets: list[str], message: str, dedupe: int, *,
+                           on_node: bool = False) -> None:
         if job.kind == "post":
-            await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, dedupe_window=dedupe)
+            await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, dedupe_window=dedupe,
+                                             on_node=on_node)
         else:
-            await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message)
+            await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, on_node=on_node)
+
+
+def _is_not_local(exc: ResponseError) -> bool:
+    """A script sent to one node for keys of its slots met a key of a slot it no longer
+    serves (moved or moving): the keys before it were written."""
+    return "non local key" in str(exc) or "TRYAGAIN" in str(exc)
 
 
 def _tag_of_stream(stream: str) -> str:

@@ -156,9 +156,10 @@ class ReplicaAcks:
         return count
 
     async def execute(self, pipe, master: str) -> tuple[list, int | None]:
-        """Run ``pipe``, then WAIT when ``master`` has a replica online. Answers its results and
-        how many replicas acknowledged them (None: none to wait for)."""
-        if not await self.replicas_online(master):
+        """Run ``pipe``, then WAIT when ``master`` has a replica online (never with a timeout of
+        0: writes per master, not waited on). Answers its results and how many replicas
+        acknowledged them (None: none to wait for)."""
+        if not self.timeout_ms or not await self.replicas_online(master):
             return await execute_scripted(pipe), None
         pipe.execute_command("WAIT", 1, self.timeout_ms)
         *results, replicas = await execute_scripted(pipe)

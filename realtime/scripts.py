@@ -4,7 +4,7 @@ Cluster (callers group keys by slot there), and is safe to run twice.
 
 from __future__ import annotations
 
-__all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
+__all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
@@ -58,7 +58,7 @@ local max_length, ttl_ms, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumbe
 local message = ARGV[6]
 """ + _LIVE_EVENTS.format(first=7) + """
 local added = 0
-for _, key in ipairs(KEYS) do
+for _, key in ipairs(TARGETS) do
   if window < 0 or not redis.call('LPOS', key, id, 'MAXLEN', window) then
     local length = redis.call('LPUSH', key, id)
     -- Drop the tail while it is older than min_id, then cap the length. While the list is
@@ -98,7 +98,7 @@ local id, message = ARGV[1], ARGV[2]
 local deletes_prefix, deletes_length, ttl_ms, deleted_at = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 """ + _LIVE_EVENTS.format(first=7) + """
 local removed = 0
-for _, key in ipairs(KEYS) do
+for _, key in ipairs(TARGETS) do
   if redis.call('LREM', key, 0, id) > 0 then
     removed = removed + 1
     if string.sub(key, 1, #home_prefix) == home_prefix then
@@ -113,6 +113,21 @@ end
 publish_to_recipients()
 return removed
 """
+
+# The timeline scripts loop over TARGETS: their KEYS, or on Redis Cluster, in the form a
+# worker sends to one node for a whole batch, the keys of many slots of that node (Redis 7
+# runs a script over keys of several slots when it says so in its flags, as long as the node
+# serves them all: one call per node and batch instead of one per follower). Those keys come
+# after the script's own arguments, their count last; the call declares no key.
+_TARGETS_ARE_KEYS = "local TARGETS = KEYS\n"
+_TARGETS_IN_ARGV = """#!lua flags=allow-cross-slot-keys
+local TARGETS, target_count = {}, tonumber(ARGV[#ARGV])
+for i = #ARGV - target_count, #ARGV - 1 do TARGETS[#TARGETS + 1] = ARGV[i] end
+"""
+PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES = _TARGETS_ARE_KEYS + PUSH_TO_TIMELINES, _TARGETS_ARE_KEYS + REMOVE_FROM_TIMELINES
+#: PUSH_TO_TIMELINES and REMOVE_FROM_TIMELINES over the keys of many slots of one cluster node.
+PUSH_ON_NODE = PUSH_TO_TIMELINES.replace(_TARGETS_ARE_KEYS, _TARGETS_IN_ARGV, 1)
+REMOVE_ON_NODE = REMOVE_FROM_TIMELINES.replace(_TARGETS_ARE_KEYS, _TARGETS_IN_ARGV, 1)
 
 # A tweet that was deleted keeps a tombstone, ``{deleted = 1}``, for a while, so that a
 # fan-out job re-run after the delete cannot bring it back (realtime.tweets).

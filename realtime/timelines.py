@@ -16,7 +16,7 @@ from redis.crc import key_slot
 from . import keys
 from .ids import id_to_ms, min_id_at
 from .redis_client import Redis, execute_scripted, queue_script
-from .scripts import PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES
+from .scripts import PUSH_ON_NODE, PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES, REMOVE_ON_NODE
 
 __all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE", "NO_DEDUPE"]
 
@@ -48,6 +48,8 @@ class Timelines:
         self._clock = clock
         self._push = redis.register_script(PUSH_TO_TIMELINES)
         self._remove = redis.register_script(REMOVE_FROM_TIMELINES)
+        self._push_on_node = redis.register_script(PUSH_ON_NODE)
+        self._remove_on_node = redis.register_script(REMOVE_ON_NODE)
 
     def oldest_allowed_id(self) -> int:
         return min_id_at(int((self._clock() - self.max_age) * 1000))
@@ -67,26 +69,32 @@ class Timelines:
         return [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, prefix, int(time.time() * 1000), mid]
 
     async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
-                         dedupe_window: int = RECENT_DEDUPE_WINDOW) -> int:
+                         dedupe_window: int = RECENT_DEDUPE_WINDOW, on_node: bool = False) -> int:
         """Queue pushes of ``tweet_id`` onto ``keys`` in ``pipe``; returns the number of calls queued.
 
         Each home timeline that really gains the entry sends ``message`` live to its owner's
         sockets, wherever they are: one message per server process, naming its recipients.
+        ``on_node``: ``pipe`` is a plain pipeline to the one cluster node that serves every key,
+        and one call takes them all (realtime.scripts.PUSH_ON_NODE).
         """
         common = [tweet_id, self.oldest_allowed_id(), self.max_length, int(self.max_age * 1000), dedupe_window,
                   message, *self._live_args()]
-        groups = self._groups(keys)
-        for group in groups:
-            await queue_script(pipe, self._push, group, common)
-        return len(groups)
+        return await self._queue(pipe, self._push_on_node if on_node else self._push, keys, common, on_node)
 
-    async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "") -> int:
+    async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
+                           on_node: bool = False) -> int:
         """Queue removals of ``tweet_id`` from ``keys``; live events as for ``queue_push``."""
         common = [tweet_id, message, _DELETES_PREFIX, self.max_length, int(self.max_age * 1000),
                   int(self._clock() * 1000), *self._live_args()]
+        return await self._queue(pipe, self._remove_on_node if on_node else self._remove, keys, common, on_node)
+
+    async def _queue(self, pipe, script, keys: Sequence[str], common: list, on_node: bool) -> int:
+        if on_node:
+            await queue_script(pipe, script, [], [*common, *keys, len(keys)])
+            return 1
         groups = self._groups(keys)
         for group in groups:
-            await queue_script(pipe, self._remove, group, common)
+            await queue_script(pipe, script, group, common)
         return len(groups)
 
     async def push(self, keys: Sequence[str], tweet_id: int, **options) -> int:

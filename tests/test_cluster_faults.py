@@ -196,3 +196,49 @@ def _lpos_all(client, timeline_keys: list[str], tweet_id: str) -> list[list[int]
     for key in timeline_keys:
         pipe.lpos(key, tweet_id, count=0)
     return pipe.execute()
+
+
+async def test_a_batch_is_one_script_call_per_master_and_one_whose_slot_moved_is_written_again_slot_by_slot(cluster):
+    from redis.crc import key_slot
+
+    from realtime.engine import Engine
+    from realtime.fanout import FanoutJob
+
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": cluster.url, "FANOUT_IN_PROCESS": "0"}))
+    try:
+        await engine.users.create("batcher")
+        followers = [f"batched{n:03d}" for n in range(300)]
+        await engine.redis.zadd(keys.followers("batcher"), {name: 0 for name in followers})
+        worker = engine.new_fanout_worker([engine.fanout_queue.tag_of("batcher")])
+        stream = keys.fanout_stream(engine.fanout_queue.tag_of("batcher"))
+
+        masters = {port: cluster._client(port) for port in cluster.masters()}
+
+        async def fan_out() -> int:
+            tweet_id = await engine.tweets.post("batcher", "to every follower")
+            for client in masters.values():
+                client.config_resetstat()  # the worker's calls only
+            [(_, [(entry_id, fields)])] = await engine.redis.xreadgroup(keys.FANOUT_GROUP, worker.consumer,
+                                                                       {stream: ">"}, count=1)
+            job = FanoutJob(engine.fanout_queue.tag_of("batcher"), entry_id, fields)
+            await worker.run_job(job, resumed=False)
+            await worker.finish(job)
+            return tweet_id
+
+        first = await fan_out()
+        calls = {port: int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+                 for port, client in masters.items()}
+        # Per master the followers' one call, and a few scripts of the tweet, the author's own
+        # timelines and the job; one call per follower would be 300 and more.
+        assert sum(calls.values()) <= 20, f"not one call per master: {calls}"
+
+        # A follower's slot moves behind the worker's back: its call to the old master meets a key
+        # that master no longer serves, and the batch goes again through the cluster client.
+        moved = key_slot(keys.home_timeline(followers[0]).encode())
+        owner = engine.redis.get_node_from_key(keys.home_timeline(followers[0])).port
+        cluster.migrate_slot(moved, next(port for port in masters if port != owner))
+        second = await fan_out()
+        for name in followers:
+            assert await engine.redis.lrange(keys.home_timeline(name), 0, -1) == [str(second), str(first)], name
+    finally:
+        await engine.close()
