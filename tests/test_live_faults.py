@@ -12,6 +12,7 @@ and it would take thousands of tweets before the per-socket queue even starts to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import threading
@@ -104,6 +105,18 @@ class Reader:
         self.task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await self.task
+
+
+@contextlib.contextmanager
+def pubsub_blip(own_redis: RedisServerProcess, service: ServiceProcess):
+    """Kill the service's pub/sub connection; on leaving the block, wait until its hub has
+    reconnected. What the block does happens while the hub is away (or just back)."""
+    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
+    with redis.Redis.from_url(own_redis.url) as admin:
+        assert admin.client_kill_filter(_type="pubsub") >= 1
+    yield
+    wait_until(lambda: metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before,
+               what="the hub to reconnect")
 
 
 def post_until_accepted(user: User, content: str, refused: threading.Event, timeout: float = 3 * TIMEOUT) -> str:
@@ -298,16 +311,12 @@ async def test_killing_the_pubsub_connection_resubscribes_and_tweets_right_after
     api = Api(service.url)
     alice, bob = api.sign_in(), api.sign_in()
     bob.follow(alice)
-    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
     live = Reader(await LiveClient(service.url, bob.token).connect())
     before = alice.post_tweet("before the blip")
     assert await live.wait_for(1) == [before]
 
-    with redis.Redis.from_url(own_redis.url) as admin:
-        assert admin.client_kill_filter(_type="pubsub") >= 1
-    right_after = [alice.post_tweet(f"right after the blip {n}") for n in range(5)]
-    wait_until(lambda: metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before,
-               what="the hub to reconnect")
+    with pubsub_blip(own_redis, service):
+        right_after = [alice.post_tweet(f"right after the blip {n}") for n in range(5)]
     later = [alice.post_tweet(f"after the reconnect {n}") for n in range(5)]
 
     expected = [before, *right_after, *later]
@@ -366,15 +375,12 @@ async def test_after_a_pubsub_blip_a_client_that_connected_with_since_is_sent_on
     bob.follow(alice)
     seen = [alice.post_tweet(f"seen before {n}") for n in range(3)]
     wait_until(lambda: set(seen) <= set(bob.home_ids()), what="the fan-out to reach bob")
-    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
     client = await LiveClient(service.url, bob.token, since=seen[-1]).connect()
     assert client.ready["replayed"] == 0
     live = Reader(client)
 
-    with redis.Redis.from_url(own_redis.url) as admin:
-        assert admin.client_kill_filter(_type="pubsub") >= 1
-    wait_until(lambda: metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before,
-               what="the hub to reconnect")
+    with pubsub_blip(own_redis, service):
+        pass
     new = alice.post_tweet("after the blip")
     sentinel = alice.post_tweet("sentinel")
     assert await live.wait_for(2) == [new, sentinel]  # nothing from before `since` again
@@ -388,18 +394,14 @@ async def test_a_delete_during_a_pubsub_blip_arrives_once_and_one_from_before_is
     api = Api(service.url)
     alice, bob = api.sign_in(), api.sign_in()
     bob.follow(alice)
-    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
     async with LiveClient(service.url, bob.token) as live:
         first, second = alice.post_tweet("deleted before the blip"), alice.post_tweet("deleted during it")
         assert [await live.next_tweet_id(), await live.next_tweet_id()] == [first, second]
         assert alice.request("DELETE", f"/tweets/{first}").status_code == 204
         assert await live.next_frame() == {"type": "delete", "id": first}
 
-        with redis.Redis.from_url(own_redis.url) as admin:
-            assert admin.client_kill_filter(_type="pubsub") >= 1
-        assert alice.request("DELETE", f"/tweets/{second}").status_code == 204  # maybe unheard: the catch-up's
-        wait_until(lambda: metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before,
-                   what="the hub to reconnect")
+        with pubsub_blip(own_redis, service):
+            assert alice.request("DELETE", f"/tweets/{second}").status_code == 204  # maybe unheard: the catch-up's
         sentinel = alice.post_tweet("sentinel")
         frames = [await live.next_frame(), await live.next_frame()]
         assert frames == [{"type": "delete", "id": second}, frames[1]] and frames[1]["tweet"]["id"] == sentinel
