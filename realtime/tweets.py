@@ -170,30 +170,30 @@ class Tweets:
         Each count remembers the tweets it took, so a re-run after a crash before the mark
         adds nothing twice."""
         pipe = self._redis.pipeline(transaction=False)
-        await self._queue_count(pipe, author, tweet_id, +1)
+        await self._count_change(pipe, author, tweet_id, +1)
         if self._hashtag_index is not None:
             tags = orjson.loads(fields.get("hashtags", "[]"))
             await self._hashtag_index.queue_record(pipe, [(tag, 1, tweet_id) for tag in tags], tweet_id=tweet_id)
         await execute_scripted(pipe)
         await self._mark_counted(keys=[keys.tweet(tweet_id)])
 
-    async def _queue_count(self, pipe, author: str, tweet_id: int, increment: int) -> None:
+    async def _count_change(self, client, author: str, tweet_id: int, increment: int) -> None:
+        """Add ``increment`` to the author's tweet count once for this tweet, on ``client``: a
+        pipeline (queued there) or the Redis client (now)."""
         member = f"{'+' if increment > 0 else '-'}{tweet_id}"
-        await queue_script(pipe, self._count, [keys.user(author), keys.counted_tweets(author)],
+        await queue_script(client, self._count, [keys.user(author), keys.counted_tweets(author)],
                            [member, tweet_id, increment, COUNTED_KEPT, COUNTED_TTL_MS])
 
     async def _apply_delete(self, tweet_id: int, author: str, job_fields: dict) -> Delivery:
         await self._bury(tweet_id)
-        pipe = self._redis.pipeline(transaction=False)
-        await self._queue_count(pipe, author, tweet_id, -1)  # once, whichever run gets here first
-        await execute_scripted(pipe)
+        await self._count_change(self._redis, author, tweet_id, -1)  # once, whichever run gets here first
         return Delivery(delete_event(tweet_id), orjson.loads(job_fields.get("mentions", "[]")),
                         orjson.loads(job_fields.get("hashtags", "[]")), own=_own_timelines(author))
 
-    async def _bury(self, tweet_id: int) -> bool:
-        """Replace the tweet by its tombstone; True when this call deleted it."""
-        return bool(await self._tombstone(keys=[keys.tweet(tweet_id), keys.likes(tweet_id), keys.retweets(tweet_id)],
-                                          args=[self.tombstone_ttl_ms]))
+    async def _bury(self, tweet_id: int) -> None:
+        """Replace the tweet by its tombstone (once: a tombstone stays as it is)."""
+        await self._tombstone(keys=[keys.tweet(tweet_id), keys.likes(tweet_id), keys.retweets(tweet_id)],
+                              args=[self.tombstone_ttl_ms])
 
     async def _delete_retweets_of(self, tweet_id: int) -> None:
         """Each retweet of a deleted tweet leaves as a job of its own (in its retweeter's order)."""
