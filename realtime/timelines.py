@@ -125,14 +125,15 @@ class Timelines:
         A delete is after ``since`` when the entry that was newest as it happened is
         ``since`` or later; by its time when either has left the list.
         """
+        floor = self.oldest_allowed_id()
+        if since is None:
+            raw = [int(i) for i in await self._redis.lrange(keys.home_timeline(user), 0, self.max_length - 1)]
+            return [i for i in reversed(raw) if i >= floor], []
         pipe = self._redis.pipeline(transaction=False)
         pipe.lrange(keys.home_deletes(user), 0, -1)
         pipe.lrange(keys.home_timeline(user), 0, self.max_length - 1)
         deletes, raw = await pipe.execute()
         raw = [int(i) for i in raw]
-        floor = self.oldest_allowed_id()
-        if since is None:
-            return [i for i in reversed(raw) if i >= floor], []
         position = {entry: index for index, entry in enumerate(raw)}
         head = raw[: position[since]] if since in position else [i for i in raw if i > since]
         since_at, since_ms = position.get(since), id_to_ms(since) - DELETE_REPLAY_SLACK_MS
