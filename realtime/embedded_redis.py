@@ -96,8 +96,8 @@ def stop_child(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
 
 #: Settings of every redis-server we start, and what we recommend to operators (README).
 #: Lists in nodes of 4 KB rather than 8 KB: a timeline push inserts at the head of the first
-#: node, moving it, so a full 800-entry timeline (8.4 KB) costs half the Redis CPU per push
-#: (measured: LPUSH + RPOP 3.3 → 1.4-1.6 µs, for 1.5 % more memory). The old name, which
+#: node, moving it, and a full 800-entry timeline is about 8 KB (10.4 B an entry, bench.timeline_memory;
+#: bench.redis_cost: the push's LPUSH 2.3 → 1.7 µs, docs/performance-log.md row 15). The old name, which
 #: Redis 6.2 knows and 7 keeps as an alias.
 SERVER_TUNING = ["--list-max-ziplist-size", "-1"]
 
