@@ -20,6 +20,7 @@ from .errors import EXCEPTION_HANDLERS
 from .openapi import docs_init, docs_page, openapi_json, swagger_assets
 from .security_headers import SecurityHeaders
 from .shutdown import close_sockets_before_exit
+from .socket_writer import RawWebSocketSend
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, tune_gc: bool = False) -> Starlette:
             await engine.close()
 
     middleware = [
+        Middleware(RawWebSocketSend),  # live frames skip Starlette's send wrappers (socket_writer.py)
         Middleware(SecurityHeaders),  # nosniff on every answer, a CSP on HTML ones
         *([Middleware(CORSMiddleware, allow_origins=settings.cors_origins.split(","),
                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import time
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -24,6 +23,7 @@ from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscrib
 from realtime.redis_client import is_transient
 
 from ..errors import error_response
+from ..socket_writer import SocketWriter
 from ..requests import client_address
 
 CLOSE_MALFORMED = 4400
@@ -197,42 +197,24 @@ def _parse_frame(message: dict) -> dict:
 
 
 async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
-    """Read client frames here; write queued frames from a task that exists only while
-    there is something to write (most sockets are idle most of the time, and each task
-    costs memory)."""
-    writer: asyncio.Task | None = None
+    """Read client frames here; frames to the client are written as they are queued
+    (``SocketWriter``), by a task only while the socket is too slow to take them."""
 
-    def start_writer() -> None:
-        nonlocal writer
-        if writer is None or writer.done():
-            writer = asyncio.create_task(_write_frames(websocket, subscriber, hub, close_timeout))
+    async def close_socket() -> None:
+        await hub.detach(subscriber)  # stop counting it before a slow close
+        await _close(websocket, subscriber.close_code, subscriber.close_reason, close_timeout)
 
-    subscriber.on_wake = start_writer
+    writer = SocketWriter(websocket, subscriber, close_socket)
+    subscriber.on_wake = writer.wake
     if subscriber.queued or subscriber.close_code is not None:
-        start_writer()
+        writer.wake()
     try:
         await _receive_frames(websocket)  # returns when the client leaves or our close is sent
     except LiveClose as close:
         subscriber.close(close.code, close.reason)  # the writer sends the close frame
     finally:
         subscriber.on_wake = None
-        if writer is not None:
-            if subscriber.close_code is None:
-                writer.cancel()  # the client left: nothing more to write
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await writer
-
-
-async def _write_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
-    """Write what is queued, then return; or, once the subscriber is closed, close the socket."""
-    while (event := subscriber.pop()) is not None:
-        await websocket.send_text(event.frame)
-        metrics.EVENTS_DELIVERED.labels(event.kind).inc()
-        if event.posted_at is not None:
-            metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event.posted_at))
-    if subscriber.close_code is not None:
-        await hub.detach(subscriber)  # stop counting it before a slow close
-        await _close(websocket, subscriber.close_code, subscriber.close_reason, close_timeout)
+        await writer.wait_closed()
 
 
 async def _receive_frames(websocket: WebSocket) -> None:
