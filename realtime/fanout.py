@@ -18,7 +18,8 @@ A job's first run writes its follower batches with no dedupe at all (the look fo
 near each list's head is the push's largest cost): only its own worker can have written
 them, as long as nobody took the job over. The worker makes sure of that: before each such
 batch it has confirmed, within ``claim_idle / 3``, in one atomic step with the reset of the
-job's idle time, that the job is still pending with it (``CONFIRM_JOB``); a takeover needs
+job's idle time, that the job is still pending with it (``CONFIRM_JOB``; the read that delivered the job
+counts as the first, since a delivery resets the idle time too); a takeover needs
 ``claim_idle`` of silence, and a batch's write gives up well within the rest (2 s timeouts,
 2 quick retries). A worker that finds the job taken stops it, writing nothing more. What is
 left is a write delayed past the claim by a stalled process or a partitioned network,
@@ -178,7 +179,7 @@ def _no_replica_ack(what: str, timeout_ms: int) -> None:
 class FanoutJob:
     """One job as read from the stream."""
 
-    def __init__(self, tag: str, entry_id: str, fields: dict) -> None:
+    def __init__(self, tag: str, entry_id: str, fields: dict, *, confirmed_at: float = float("-inf")) -> None:
         self.tag = tag
         self.entry_id = entry_id
         self.kind = fields["kind"]
@@ -186,7 +187,7 @@ class FanoutJob:
         self.author = fields["author"]
         self.after = fields.get("after", "")
         self.fields = fields  # the rest is the job source's (realtime.tweets)
-        self.confirmed_at = float("-inf")  # when this worker last made sure the job was its own (monotonic)
+        self.confirmed_at = confirmed_at  # when this worker last made sure the job was its own (monotonic)
 
     @property
     def stream(self) -> str:
@@ -335,17 +336,21 @@ class FanoutWorker:
         groups = [self.tags] if not self._cluster else [[tag] for tag in self.tags]
         block = max(10, 1000 // len(groups))
         for group in groups:
+            # A new entry's delivery resets its idle time: reading it is a first confirmation
+            # that the job is this worker's (later than this, so the fence errs early).
+            read_at = time.monotonic()
             answer = await self._blocking.xreadgroup(
                 keys.FANOUT_GROUP, self.consumer, {keys.fanout_stream(tag): ">" for tag in group}, count=1,
                 block=block)
             for stream, entries in answer or []:
                 tag = _tag_of_stream(stream)
                 for entry_id, fields in entries:
-                    await self._run_entry(tag, entry_id, fields, resumed=False)
+                    await self._run_entry(tag, entry_id, fields, resumed=False, read_at=read_at)
 
-    async def _run_entry(self, tag: str, entry_id: str, fields: dict | None, *, resumed: bool) -> None:
+    async def _run_entry(self, tag: str, entry_id: str, fields: dict | None, *, resumed: bool,
+                         read_at: float = float("-inf")) -> None:
         try:
-            job = FanoutJob(tag, entry_id, fields) if fields else None
+            job = FanoutJob(tag, entry_id, fields, confirmed_at=read_at) if fields else None
         except (KeyError, ValueError):
             log.error("fan-out job %s is malformed: %r", entry_id, fields)
             await self._finish(tag, entry_id, None, error="malformed job")

@@ -124,8 +124,10 @@ class Tweets:
         hashtags' timelines now (a read right after the 201 sees the tweet) and leaves the work
         that grows with the tweet's retweets to the job's worker; the worker writes them again
         with its first batch."""
+        unmarked = False  # counted, the mark that it was still to write (with the request's timelines)
         if job.kind == "post":
-            delivery = await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]))
+            delivery, unmarked = await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]),
+                                                        mark_now=not in_request)
         elif job.kind == "delete" and "of" in job.fields:
             delivery = await self._apply_unretweet(job.tweet_id, job.author, int(job.fields["of"]))
         elif job.kind == "delete":
@@ -134,48 +136,63 @@ class Tweets:
                 await self._delete_retweets_of(job.tweet_id)
         else:
             raise ValueError(f"unknown kind of job {job.kind!r}")
-        if delivery is not None and in_request:
+        if in_request and (delivery is not None or unmarked):
             # The hashtags' timelines too: a search for the tag right after the 201 finds it.
-            write = self._timelines.push if job.kind == "post" else self._timelines.remove
-            await write(delivery.own + [keys.hashtag_timeline(tag) for tag in delivery.hashtags], job.tweet_id,
-                        message=delivery.message)
+            pipe = self._redis.pipeline(transaction=False)
+            if delivery is not None:
+                queue = self._timelines.queue_push if job.kind == "post" else self._timelines.queue_remove
+                await queue(pipe, delivery.own + [keys.hashtag_timeline(tag) for tag in delivery.hashtags],
+                            job.tweet_id, message=delivery.message)
+            if unmarked:
+                await self._queue_mark_counted(pipe, job.tweet_id)
+            await execute_scripted(pipe)
         return delivery
 
-    async def _apply_post(self, tweet_id: int, author: str, fields: dict) -> Delivery | None:
+    async def _apply_post(self, tweet_id: int, author: str, fields: dict, *,
+                          mark_now: bool) -> tuple[Delivery | None, bool]:
+        """Returns what to deliver, and whether the tweet was counted and its mark is the
+        caller's to write (not ``mark_now``)."""
         if fields["kind"] == "retweet":
             if (await self._redis.hgetall(keys.tweet(tweet_id))).get("deleted"):
-                return None  # un-retweeted before this (re-)run: not to be counted again
+                return None, False  # un-retweeted before this (re-)run: not to be counted again
             original = int(fields["of"])
             claim = await self._claim_retweet(keys=[keys.tweet(original), keys.retweets(original)],
                                               args=[author, tweet_id])
             if claim in (-1, 2):
-                return None  # the original is gone, or the user retweeted it already
+                return None, False  # the original is gone, or the user retweeted it already
         stored = fields if fields["kind"] == "tweet" else {**fields, "counted": "1"}  # a retweet counts nothing
         created = await self._create(keys=[keys.tweet(tweet_id)], args=_flat(stored))
         if created == -1:
-            return None  # deleted before this (re-)run
-        if created in (1, 2) and fields["kind"] == "tweet":  # 2: its creator died before marking it counted
+            return None, False  # deleted before this (re-)run
+        unmarked = created in (1, 2) and fields["kind"] == "tweet"  # 2: its creator died before the mark
+        if unmarked:
             await self._count_new(tweet_id, author, fields)
+            if mark_now:
+                await self._queue_mark_counted(self._redis, tweet_id)
+                unmarked = False
         shown = await self.render_stored([(tweet_id, fields)])
         if not shown:
-            return None
+            return None, unmarked
         own = _own_timelines(author)
         if fields["kind"] != "tweet":
-            return Delivery(tweet_event(shown[0]), own=own)
+            return Delivery(tweet_event(shown[0]), own=own), unmarked
         return Delivery(tweet_event(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
-                        own=own)
+                        own=own), unmarked
 
     async def _count_new(self, tweet_id: int, author: str, fields: dict) -> None:
-        """The author's tweet count and the hashtags' uses, then the mark that they are done.
-        Each count remembers the tweets it took, so a re-run after a crash before the mark
-        adds nothing twice."""
+        """The author's tweet count and the hashtags' uses. Each count remembers the tweets
+        it took, so a re-run after a crash before the mark (``MARK_COUNTED``, written once
+        this has returned) adds nothing twice."""
         pipe = self._redis.pipeline(transaction=False)
         await self._count_change(pipe, author, tweet_id, +1)
         if self._hashtag_index is not None:
             tags = orjson.loads(fields.get("hashtags", "[]"))
             await self._hashtag_index.queue_record(pipe, [(tag, 1, tweet_id) for tag in tags], tweet_id=tweet_id)
         await execute_scripted(pipe)
-        await self._mark_counted(keys=[keys.tweet(tweet_id)])
+
+    async def _queue_mark_counted(self, client, tweet_id: int) -> None:
+        """On ``client``: a pipeline (queued there) or the Redis client (now)."""
+        await queue_script(client, self._mark_counted, [keys.tweet(tweet_id)], [])
 
     async def _count_change(self, client, author: str, tweet_id: int, increment: int) -> None:
         """Add ``increment`` to the author's tweet count once for this tweet, on ``client``: a

@@ -95,7 +95,9 @@ async def test_a_retweet_racing_a_delete_does_not_recreate_the_original(engine):
     await engine.tweets.delete("writer", original)
     retweet = {"kind": "retweet", "of": str(original), "from": "reader", "author": "reader", "ts": repr(time.time())}
     # The retweet's request had checked the original before the delete; its job runs after.
-    assert await engine.tweets._apply_post(engine.id_lease.generator.next_id(), "reader", retweet) is None
+    delivery, _ = await engine.tweets._apply_post(engine.id_lease.generator.next_id(), "reader", retweet,
+                                                   mark_now=True)
+    assert delivery is None
     assert await engine.redis.hgetall(keys.tweet(original)) == {"deleted": "1"}
 
 
@@ -164,3 +166,34 @@ async def test_a_first_run_writes_followers_without_looking_and_resumed_runs_loo
     await worker.run_job(job, resumed=False)  # a first run does not look: only its holder wrote them
     assert await engine.redis.lrange(keys.home_timeline("reader"), 0, -1) == [str(tweet_id)] * 2
     assert await engine.redis.lrange(keys.home_timeline("writer"), 0, -1) == [str(tweet_id)]  # own: looked
+
+
+async def test_a_job_just_read_needs_no_confirmation_before_its_first_batch(engine):
+    """Reading a new job resets its idle time as a confirmation does: its first batch (no
+    dedupe) goes without another round trip; one that waited past the fence confirms first."""
+    await engine.redis.zadd(keys.followers("writer"), {f"fan{n}": 0 for n in range(5)})
+    tweet_id = await engine.tweets.post("writer", "fresh")
+    worker = engine.new_fanout_worker([engine.fanout_queue.tag_of("writer")])
+    confirmations = []
+    real_confirm = worker.confirm
+
+    async def counted_confirm(job, progress=None):
+        confirmations.append(progress)
+        await real_confirm(job, progress)
+
+    worker.confirm = counted_confirm
+    await worker._run_once()
+    assert confirmations == []  # five followers: one batch, no progress mark, no confirmation
+    for name in ("reader", *(f"fan{n}" for n in range(5))):
+        assert await engine.redis.lrange(keys.home_timeline(name), 0, -1) == [str(tweet_id)], name
+
+    await engine.tweets.post("writer", "read, then held")
+    original_run = worker._run_counted
+
+    async def held(job, *, resumed):
+        job.confirmed_at -= worker.fence  # as if it had waited that long after its read
+        await original_run(job, resumed=resumed)
+
+    worker._run_counted = held
+    await worker._run_once()
+    assert confirmations == [None]  # confirmed before its unchecked batch

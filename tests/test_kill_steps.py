@@ -111,18 +111,19 @@ MOVED = ("Redis at the kill is not what this step implies: the service's sequenc
          "(update the step) or the kill landed elsewhere")
 
 # In the request (realtime/tweets.py Tweets.post): record the job, create the tweet (then count
-# it, then mark it counted), push it onto the author's own and the hashtag's timelines, answer 201.
+# it), push it onto the author's own and the hashtag's timelines with the mark that it was
+# counted last in the same pipeline, answer 201.
 POST_STEPS = [
     Step("enqueue-job", script("ENQUEUE_JOB"), BEFORE, PostState(jobs=1, stored=False, own=False)),
     Step("enqueue-job", script("ENQUEUE_JOB"), AFTER, PostState(jobs=2, stored=False, own=False)),
     Step("create-tweet", script("CREATE_TWEET"), BEFORE, PostState(jobs=2, stored=False, own=False)),
     Step("create-tweet", script("CREATE_TWEET"), AFTER, PostState(jobs=2, stored=True, own=False)),
-    # the author's count and the hashtag's uses are added (one pipeline), then marked added
-    Step("mark-counted", script("MARK_COUNTED"), BEFORE, PostState(jobs=2, stored=True, own=False)),
+    # the author's count and the hashtag's uses are added (one pipeline), then the timelines
     Step("own-timelines", script("PUSH_TO_TIMELINES", key=keys.user_timeline(AUTHOR)), BEFORE,
          PostState(jobs=2, stored=True, own=False)),
     Step("own-timelines", script("PUSH_TO_TIMELINES", key=keys.user_timeline(AUTHOR)), AFTER,
          PostState(jobs=2, stored=True, own=True)),
+    Step("mark-counted", script("MARK_COUNTED"), BEFORE, PostState(jobs=2, stored=True, own=True)),
 ]
 
 # In the worker (realtime/fanout.py FanoutWorker._deliver), for the first post: the batch of
