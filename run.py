@@ -64,6 +64,8 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
     log.info("X-Forwarded-For believed from: %s; client address header: %s",
              settings.trusted_proxies or "nobody", settings.client_ip_header or "none")
     log.info("WebSockets: uvicorn's %s, ping every %.0f s", settings.ws_impl, settings.ws_ping_interval)
+    log.info("Access log: %s", "a line per request and per socket" if settings.access_log
+             else "off (ACCESS_LOG=on for a line per request and per socket)")
     log.info("Workers: %d server process(es), %d fan-out worker(s) in each, over %d stream shards",
              settings.workers, settings.fanout_in_process, settings.fanout_shards)
     cluster = {None: "auto (asked of the server)", True: "on", False: "off"}[settings.redis_cluster]
@@ -76,15 +78,18 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def log_config(level: str) -> dict:
+def log_config(level: str, access_log: bool) -> dict:
     """One format and level for our loggers and uvicorn's, in every worker process (uvicorn
-    applies it in each; without it a worker's INFO lines were lost and warnings bare)."""
+    applies it in each; without it a worker's INFO lines were lost and warnings bare).
+    Without ``access_log``, no line per connection (http_api/connection_log.py)."""
+    quiet = {} if access_log else {"filters": ["quiet_connections"]}
     return {
         "version": 1, "disable_existing_loggers": False,
         "formatters": {"plain": {"format": LOG_FORMAT}},
+        "filters": {"quiet_connections": {"()": "http_api.connection_log.QuietConnections"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
-        "loggers": {"uvicorn": {"level": level.upper()}},
+        "loggers": {"uvicorn": {"level": level.upper()}, "uvicorn.error": {"level": level.upper(), **quiet}},
     }
 
 
@@ -107,7 +112,8 @@ def serve(settings: Settings) -> None:
             "http_api.app:create_app_from_env", factory=True,
             host=settings.host, port=settings.port, workers=settings.workers,
             http=LimitedHttpProtocol,  # header size, count and time limits, body time limit
-            log_level=settings.log_level, log_config=log_config(settings.log_level),
+            log_level=settings.log_level, log_config=log_config(settings.log_level, settings.access_log),
+            access_log=settings.access_log,
             ws=settings.ws_impl, ws_per_message_deflate=False, ws_max_size=settings.ws_max_size,
             ws_ping_interval=settings.ws_ping_interval, ws_ping_timeout=settings.ws_ping_interval,
             proxy_headers=bool(settings.trusted_proxies), forwarded_allow_ips=settings.trusted_proxies or None,

@@ -256,6 +256,9 @@ SETTINGS: tuple[Option, ...] = (
     Option("cors_origins", "CORS_ORIGINS", _origins, "",
            "comma-separated origins allowed to call the API from other sites (CORS); empty: no CORS headers"),
     Option("log_level", "LOG_LEVEL", str, "info", "debug, info, warning or error"),
+    Option("access_log", "ACCESS_LOG", _parse_bool, "off",
+           "a log line per HTTP request and per WebSocket opened or closed (on), at info level; "
+           "off: /metrics and /stats count them instead"),
 )
 
 
@@ -303,6 +306,7 @@ class Settings:
     max_sockets_per_user: int = 10
     cors_origins: str = ""
     log_level: str = "info"
+    access_log: bool = False
 
     @classmethod
     def load(cls, overrides: Mapping[str, str | None] | None = None,

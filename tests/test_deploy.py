@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from realtime.config import SETTINGS
 from realtime.embedded_redis import free_port, stop_child
@@ -53,17 +54,8 @@ def test_the_procfile_command_serves_in_production_mode(single_redis, tmp_path):
         process = subprocess.Popen(["sh", "-c", "exec " + procfile_command()], cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError((tmp_path / "web.log").read_text())
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(healthy, what="the Procfile's web process to serve /healthz")
+        wait_until(lambda: _serves(process, url, tmp_path / "web.log"), what="the Procfile's web process to serve /healthz")
         assert httpx.get(url + "/healthz").json() == {"status": "ok"}
         assert_error(httpx.post(url + "/auth/dev", json={"username": unique_name()}), 404, "dev_signin_disabled")
         assert_error(httpx.post(url + "/auth/google", json={"credential": "a.b.c"}), 401, "malformed_credential")
@@ -85,3 +77,39 @@ def test_the_deploying_section_lists_every_setting_with_its_default():
             assert default == f"`{option.default}`", (option.env, default)
         else:
             assert default in ("empty", "unset") or option.env == "DEV_SIGNIN", (option.env, default)
+
+
+@pytest.mark.parametrize("access_log", ["off", "on"])
+def test_the_log_has_a_line_per_request_and_socket_only_with_access_log_on(single_redis, tmp_path, access_log):
+    from websockets.sync.client import connect
+
+    port = free_port()
+    with open(tmp_path / "web.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "run.py", "--redis-url", single_redis.url, "--port", str(port),
+                                    "--dev-signin", "on", "--rate-limits", "off", "--access-log", access_log],
+                                   cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _serves(process, url, tmp_path / "web.log"), what="run.py to serve /healthz")
+        token = httpx.post(url + "/auth/dev", json={"username": unique_name()}).json()["token"]
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=TIMEOUT) as socket:
+            socket.send(json.dumps({"type": "auth", "token": token}))
+            assert json.loads(socket.recv(timeout=TIMEOUT))["type"] == "ready"
+    finally:
+        stop_child(process, TIMEOUT)
+    log = (tmp_path / "web.log").read_text()
+    per_connection = ['"POST /auth/dev HTTP/1.1" 200', '"WebSocket /ws" [accepted]', "connection open"]
+    if access_log == "on":
+        assert all(line in log for line in per_connection), log
+    else:
+        assert not any(line in log for line in per_connection), log
+        assert "Access log: off" in log
+
+
+def _serves(process: subprocess.Popen, url: str, log_path) -> bool:
+    if process.poll() is not None:
+        raise AssertionError(log_path.read_text())
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
