@@ -98,7 +98,7 @@ class Tweets:
         tweet_id = self._ids.next_id()
         mentioned = await self._users.existing(parse_mentions(text))
         fields = {
-            "kind": "tweet", "from": await self._users.require(author), "author": author,
+            "kind": "tweet", "from": await self._users.name_of_author(author), "author": author,
             "ts": repr(time.time()), "content": text, "likes": "0", "retweets": "0",
             "mentions": orjson.dumps(list(mentioned.values())).decode(),
             "hashtags": orjson.dumps(parse_hashtags(text)).decode(),
@@ -127,7 +127,7 @@ class Tweets:
         unmarked = False  # counted, the mark that it was still to write (with the request's timelines)
         if job.kind == "post":
             delivery, unmarked = await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]),
-                                                        mark_now=not in_request)
+                                                        in_request=in_request)
         elif job.kind == "delete" and "of" in job.fields:
             delivery = await self._apply_unretweet(job.tweet_id, job.author, int(job.fields["of"]))
         elif job.kind == "delete":
@@ -149,9 +149,9 @@ class Tweets:
         return delivery
 
     async def _apply_post(self, tweet_id: int, author: str, fields: dict, *,
-                          mark_now: bool) -> tuple[Delivery | None, bool]:
-        """Returns what to deliver, and whether the tweet was counted and its mark is the
-        caller's to write (not ``mark_now``)."""
+                          in_request: bool) -> tuple[Delivery | None, bool]:
+        """Returns what to deliver, and whether the tweet was counted with its mark left to
+        the caller (``in_request``: written with the author's timelines)."""
         if fields["kind"] == "retweet":
             if (await self._redis.hgetall(keys.tweet(tweet_id))).get("deleted"):
                 return None, False  # un-retweeted before this (re-)run: not to be counted again
@@ -161,15 +161,16 @@ class Tweets:
             if claim in (-1, 2):
                 return None, False  # the original is gone, or the user retweeted it already
         stored = fields if fields["kind"] == "tweet" else {**fields, "counted": "1"}  # a retweet counts nothing
-        created = await self._create(keys=[keys.tweet(tweet_id)], args=_flat(stored))
+        if fields["kind"] == "tweet" and in_request:
+            created = await self._create_and_count(tweet_id, author, stored)
+        else:
+            created = await self._create(keys=[keys.tweet(tweet_id)], args=_flat(stored))
+            if created in (1, 2) and fields["kind"] == "tweet":  # 2: its creator died before the mark
+                await self._count_new(tweet_id, author, fields)
+                await self._queue_mark_counted(self._redis, tweet_id)
         if created == -1:
             return None, False  # deleted before this (re-)run
-        unmarked = created in (1, 2) and fields["kind"] == "tweet"  # 2: its creator died before the mark
-        if unmarked:
-            await self._count_new(tweet_id, author, fields)
-            if mark_now:
-                await self._queue_mark_counted(self._redis, tweet_id)
-                unmarked = False
+        unmarked = created in (1, 2) and in_request and fields["kind"] == "tweet"
         shown = await self.render_stored([(tweet_id, fields)])
         if not shown:
             return None, unmarked
@@ -179,16 +180,30 @@ class Tweets:
         return Delivery(tweet_event(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
                         own=own), unmarked
 
+    async def _create_and_count(self, tweet_id: int, author: str, stored: dict) -> int:
+        """The request's CREATE_TWEET and counts in one round trip: the counts go whatever
+        the create answers, which only their guards make right. The id is new, so a create
+        that finds the tweet (0, 2) or its tombstone (-1) was beaten by the job's worker
+        moments ago, within the guards' memory: a count it made is not made again, and one
+        it had not made yet is owed (a delete's ``-id`` is a member of its own)."""
+        pipe = self._redis.pipeline(transaction=False)
+        await queue_script(pipe, self._create, [keys.tweet(tweet_id)], _flat(stored))
+        await self._queue_counts(pipe, tweet_id, author, stored)
+        return (await execute_scripted(pipe))[0]
+
     async def _count_new(self, tweet_id: int, author: str, fields: dict) -> None:
         """The author's tweet count and the hashtags' uses. Each count remembers the tweets
         it took, so a re-run after a crash before the mark (``MARK_COUNTED``, written once
         this has returned) adds nothing twice."""
         pipe = self._redis.pipeline(transaction=False)
+        await self._queue_counts(pipe, tweet_id, author, fields)
+        await execute_scripted(pipe)
+
+    async def _queue_counts(self, pipe, tweet_id: int, author: str, fields: dict) -> None:
         await self._count_change(pipe, author, tweet_id, +1)
         if self._hashtag_index is not None:
             tags = orjson.loads(fields.get("hashtags", "[]"))
             await self._hashtag_index.queue_record(pipe, [(tag, 1, tweet_id) for tag in tags], tweet_id=tweet_id)
-        await execute_scripted(pipe)
 
     async def _queue_mark_counted(self, client, tweet_id: int) -> None:
         """On ``client``: a pipeline (queued there) or the Redis client (now)."""
@@ -244,7 +259,7 @@ class Tweets:
         if await self._redis.hexists(keys.retweets(original), me):
             return  # already retweeted: idempotent
         retweet_id = self._ids.next_id()
-        fields = {"kind": "retweet", "of": str(original), "from": await self._users.require(me), "author": me,
+        fields = {"kind": "retweet", "of": str(original), "from": await self._users.name_of_author(me), "author": me,
                   "ts": repr(time.time())}
         await self._record_and_apply("post", retweet_id, me, tweet=orjson.dumps(fields).decode())
 

@@ -16,9 +16,14 @@ __all__ = ["Users", "CLAIM_SECONDS"]
 CLAIM_SECONDS = 30
 
 
+#: Names of signed-in users remembered per process (``Users.name_of_author``), at most.
+AUTHOR_NAMES_KEPT = 10_000
+
+
 class Users:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._author_names: dict[str, str] = {}
 
     async def create(self, username: object, display_name: object = None, bio: object = None) -> dict:
         name = check_username(username)
@@ -74,6 +79,19 @@ class Users:
     async def canonical(self, lower: str) -> str | None:
         """The username as chosen, or None when nobody has it."""
         return await self._redis.hget(keys.user(lower), "username")
+
+    async def name_of_author(self, lower: str) -> str:
+        """``require`` for the user a live session names, remembered: a username never
+        changes once chosen, so posting costs no round trip for it. Only where a stale answer
+        is harmless: a user whose data Redis lost keeps their name here (sign-in, which
+        recreates them, asks Redis)."""
+        name = self._author_names.get(lower)
+        if name is None:
+            name = await self.require(lower)
+            if len(self._author_names) >= AUTHOR_NAMES_KEPT:
+                del self._author_names[next(iter(self._author_names))]  # the oldest remembered
+            self._author_names[lower] = name
+        return name
 
     async def require(self, name: str) -> str:
         """The canonical name of an existing user, else 404."""

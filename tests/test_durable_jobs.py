@@ -96,7 +96,7 @@ async def test_a_retweet_racing_a_delete_does_not_recreate_the_original(engine):
     retweet = {"kind": "retweet", "of": str(original), "from": "reader", "author": "reader", "ts": repr(time.time())}
     # The retweet's request had checked the original before the delete; its job runs after.
     delivery, _ = await engine.tweets._apply_post(engine.id_lease.generator.next_id(), "reader", retweet,
-                                                   mark_now=True)
+                                                   in_request=False)
     assert delivery is None
     assert await engine.redis.hgetall(keys.tweet(original)) == {"deleted": "1"}
 
@@ -197,3 +197,29 @@ async def test_a_job_just_read_needs_no_confirmation_before_its_first_batch(engi
     worker._run_counted = held
     await worker._run_once()
     assert confirmations == [None]  # confirmed before its unchecked batch
+
+
+async def test_a_request_whose_worker_beat_it_counts_the_tweet_once(engine):
+    """The request creates and counts in one round trip, the counts whatever the create
+    answers: a worker that got there first (or a delete after it) is not counted again."""
+    tweet_id = await engine.tweets.post("writer", "counted once")
+    stored = await engine.redis.hgetall(keys.tweet(tweet_id))
+    assert await engine.tweets._create_and_count(tweet_id, "writer", stored) == 0  # found: counted already
+    assert await engine.redis.hget(keys.user("writer"), "tweets") == "1"
+    await engine.tweets.delete("writer", tweet_id)
+    assert await engine.tweets._create_and_count(tweet_id, "writer", stored) == -1  # its tombstone
+    assert await engine.redis.hget(keys.user("writer"), "tweets") == "0"
+
+
+async def test_authors_names_are_remembered_up_to_a_bound_and_unknown_users_are_not(engine, monkeypatch):
+    from realtime import users as users_module
+    from realtime.errors import NotFound
+
+    monkeypatch.setattr(users_module, "AUTHOR_NAMES_KEPT", 2)
+    for name in ("Ann", "Ben", "Cy"):
+        await engine.users.create(name)
+        assert await engine.users.name_of_author(name.lower()) == name
+    assert list(engine.users._author_names) == ["ben", "cy"]  # the oldest went
+    with pytest.raises(NotFound):
+        await engine.users.name_of_author("nobody")
+    assert "nobody" not in engine.users._author_names
