@@ -47,22 +47,29 @@ def _cluster_mode(text: str) -> bool | None:
     return _parse_bool(text)
 
 
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise ValueError("expected a whole number of at least 1")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
         raise ValueError("expected a whole number of at least 0")
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if not 0 <= value <= 65535:
         raise ValueError("expected a port number 0..65535")
     return value

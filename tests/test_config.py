@@ -56,3 +56,14 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for option in SETTINGS:
         assert f"`{option.flag}`" in readme and f"`{option.env}`" in readme, option.field
+
+
+@pytest.mark.parametrize("option", [o for o in SETTINGS if o.parse is not str], ids=lambda o: o.env)
+def test_every_bad_value_is_answered_in_words(option):
+    """What a user typed wrong is named, with what was expected: never Python's own
+    "invalid literal for int()"."""
+    with pytest.raises(SettingsError) as refused:
+        Settings.load({option.field: "not a value!"}, environ={})
+    message = str(refused.value)
+    assert f"'not a value!' is not valid for {option.field}: " in message, message
+    assert "invalid literal" not in message and "could not convert" not in message, message
