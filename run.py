@@ -9,17 +9,45 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from realtime.config import SETTINGS, Settings, SettingsError
 
 log = logging.getLogger("chirp")
+
+#: A relative EMBEDDED_REDIS_DIR is taken from here, wherever run.py is started from.
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def data_directory(setting: str) -> Path:
+    path = Path(setting).expanduser()
+    return path if path.is_absolute() else PROJECT_DIR / path
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why uvicorn would fail to listen on host:port, asked before anything starts (an
+    embedded Redis on a data directory that another instance is using, for one)."""
+    if port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use (another Chirp, or another server): stop it, or choose --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -151,13 +179,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
 
+    if args.command == "serve" and (refusal := cannot_listen(settings.host, settings.port)):
+        print(f"run.py: {refusal}", file=sys.stderr)
+        return 2
     embedded = None
     redis_kind = "REDIS_URL"
     if not settings.redis_url:
         from realtime.embedded_redis import EmbeddedRedis
 
-        embedded = EmbeddedRedis(settings.embedded_redis_dir, settings.embedded_redis)
-        url = embedded.start()
+        embedded = EmbeddedRedis(data_directory(settings.embedded_redis_dir), settings.embedded_redis)
+        try:
+            url = embedded.start()
+        except RuntimeError as exc:  # each says what is wrong in words
+            print(f"run.py: {exc}", file=sys.stderr)
+            return 2
         redis_kind = "EMBEDDED: " + embedded.kind
         settings = Settings.load({**overrides, "redis_url": url,
                                   # dev sign-in on, unless Google sign-in is configured (production mode)

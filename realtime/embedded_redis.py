@@ -126,8 +126,10 @@ class RedisServerProcess:
         persistence = ["--appendonly", "yes", "--save", "60 1"] if self.persist else ["--appendonly", "no", "--save", ""]
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                    "--logfile", "redis.log", "--daemonize", "no", *persistence, *SERVER_TUNING, *self.options]
+        # A session of its own: a terminal's Ctrl-C goes to the launcher alone, which stops
+        # this server after the app, instead of pulling Redis from under the app's shutdown.
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+                                        stderr=subprocess.PIPE, preexec_fn=_die_with_parent, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not _answers_ping(self.port):
             if self.process.poll() is not None:
@@ -151,6 +153,40 @@ class RedisServerProcess:
             self.process.wait()
 
 
+class DataDirectoryLock:
+    """One instance per data directory: two redis-servers on one directory would each
+    overwrite the other's files. An exclusive ``flock`` on ``chirp.lock`` there, held for the
+    launcher's life (the kernel drops it when the process dies, however it dies), holding
+    its pid for the message the next one gets."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "chirp.lock"
+        self._file = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = open(self.path, "a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise RuntimeError(f"another Chirp (pid {holder}) is already running on the data directory "
+                               f"{self.path.parent}: stop it, or give this one its own --embedded-redis-dir") from None
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        self._file = lock_file
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the lock
+            self._file = None
+
+
 class EmbeddedRedis:
     """What ``run.py`` uses when no REDIS_URL is given."""
 
@@ -160,6 +196,7 @@ class EmbeddedRedis:
         self.kind = ""
         self.url = ""
         self._server: RedisServerProcess | None = None
+        self._lock: DataDirectoryLock | None = None
         self._fake = None
 
     def start(self) -> str:
@@ -167,6 +204,8 @@ class EmbeddedRedis:
         if self.choice == "redis-server" and not binary:
             raise RuntimeError("EMBEDDED_REDIS=redis-server but no redis-server binary was found")
         if binary:
+            self._lock = DataDirectoryLock(self.directory)
+            self._lock.acquire()
             self._server = RedisServerProcess(binary, self.directory, persist=True).start()
             self.kind, self.url = f"redis-server child process ({binary}), data in {self.directory}", self._server.url
         else:
@@ -185,6 +224,8 @@ class EmbeddedRedis:
     def stop(self) -> None:
         if self._server:
             self._server.stop()
+        if self._lock:
+            self._lock.release()
         if self._fake:
             self._fake.shutdown()
             self._fake.server_close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -60,3 +62,52 @@ def test_a_bad_setting_stops_start_up_with_a_message_naming_it(tmp_path):
     assert answer.returncode == 2
     assert "timeline_max_age" in answer.stderr and "forever" in answer.stderr
     assert "Traceback" not in answer.stderr
+
+
+def test_a_second_instance_on_the_same_port_or_data_directory_is_refused_in_words(tmp_path):
+    data = tmp_path / "data"
+    first = RunPy(tmp_path, "--embedded-redis", "redis-server", "--embedded-redis-dir", str(data))
+    try:
+        first.start()
+        same_port = subprocess.run([sys.executable, "run.py", "--port", str(first.port),
+                                    "--embedded-redis-dir", str(tmp_path / "other")],
+                                   cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+        assert same_port.returncode == 2 and f"port {first.port} on 127.0.0.1 is in use" in same_port.stderr
+        assert not (tmp_path / "other").exists()  # refused before any Redis started
+        same_data = subprocess.run([sys.executable, "run.py", "--port", "0", "--embedded-redis", "redis-server",
+                                    "--embedded-redis-dir", str(data)],
+                                   cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+        assert same_data.returncode == 2, same_data.stderr
+        assert f"another Chirp (pid {first.process.pid}) is already running on the data directory {data}" \
+            in same_data.stderr
+        for answer in (same_port, same_data):
+            assert "Traceback" not in answer.stderr and "Listening" not in answer.stderr
+    finally:
+        first.stop()
+
+
+def test_a_relative_data_directory_is_next_to_run_py_wherever_it_is_started(tmp_path):
+    import run
+
+    assert run.data_directory(".data/redis") == ROOT / ".data" / "redis"
+    assert run.data_directory(str(tmp_path)) == tmp_path
+
+
+def test_ctrl_c_in_a_terminal_stops_the_app_then_its_redis_quietly(tmp_path):
+    """A terminal sends SIGINT to its whole foreground process group: the embedded
+    redis-server is not in it, so the app shuts down on a live Redis, then stops it."""
+    service = RunPy(tmp_path, "--embedded-redis", "redis-server", "--embedded-redis-dir", str(tmp_path / "data"))
+    with open(service.log_path, "wb") as log:
+        service.process = subprocess.Popen([sys.executable, "run.py", "--port", str(service.port), *service.args],
+                                           cwd=ROOT, env=service.env, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)  # a group of its own, as a shell's job
+    try:
+        wait_until(service._healthy, what="run.py to serve /healthz")
+        os.killpg(service.process.pid, signal.SIGINT)
+        assert service.process.wait(TIMEOUT) == 0, service.log()
+    finally:
+        service.stop()
+    log = service.log()
+    assert "Shutting down" in log and "Application shutdown complete" in log, log
+    shutdown = log[log.index("Shutting down"):]
+    assert "WARNING" not in shutdown and "ERROR" not in shutdown and "Traceback" not in shutdown, shutdown
