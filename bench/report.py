@@ -12,7 +12,7 @@ single benchmark's own command can later rewrite its section alone. The targets 
 Figures read for the summary (a missing one reads "not measured"):
 
 - ``steady_load``: ``p99_ms_at_target_rate``, ``missing_at_target_rate``, ``followers_per_poster``,
-  ``highest_rate_held``, ``deliveries_per_s_held``;
+  ``highest_rate_held``, ``deliveries_per_s_held``, ``service_us_per_delivery_at_cpu_rate``, ``cpu_rate``;
 - ``raw_limits``: ``push_limit_deliveries_per_s`` (bare uvicorn's push limit, deliveries/s);
 - ``idle_sockets``: ``sockets``, ``kb_per_socket``;
 - ``fanout_throughput``: ``followers``, ``seconds_best``;
@@ -36,6 +36,7 @@ RAW_SHARE = 0.5
 IDLE_SOCKETS, IDLE_KB = 10_000, 30.0
 FANOUT_FOLLOWERS, FANOUT_SECONDS = 100_000, 1.0
 REDIS_US_PER_ENTRY = 3.0
+SERVICE_US_PER_DELIVERY = 25.0
 RAW_KEYS = ("push_limit_deliveries_per_s", "push_limit")
 
 
@@ -81,6 +82,13 @@ def summary_rows(results: Sequence[Result]) -> list[tuple[str, str, str]]:
         held = f"highest R held {steady.get('highest_rate_held')} (K={steady.get('followers_per_poster')})" if steady else "-"
         rows.append((f"steady R ≥ {STEADY_RATE} tweets/s × {STEADY_K} followers, p99 < {STEADY_P99_MS:.0f} ms, "
                      "nothing missing", f"R={STEADY_RATE} not run; {held}", NOT_MEASURED))
+    target = f"service CPU ≤ {SERVICE_US_PER_DELIVERY:g} µs per delivery at K={STEADY_K}"
+    us = steady.get("service_us_per_delivery_at_cpu_rate") if steady else None
+    if us is not None and steady.get("followers_per_poster") == STEADY_K:
+        rows.append((target, f"{us:.0f} µs at R={steady.get('cpu_rate'):g} (whole service: requests, fan-out, sockets)",
+                     MET if us <= SERVICE_US_PER_DELIVERY else NOT_MET))
+    else:
+        rows.append((target, "-", NOT_MEASURED))
     raw = _figures(results, "raw_limits")
     limit = next((raw[key] for key in RAW_KEYS if raw and raw.get(key)), None)
     ours = steady.get("deliveries_per_s_held") if steady else None

@@ -42,6 +42,8 @@ TITLE = "Steady load: rising tweets/s until p99 passes 100 ms"
 HOLD_P99_MS = 100.0
 TARGET_RATE = 200.0
 TARGET_P99_MS = 50.0
+#: The step whose service CPU per delivery is the figure of record (10,000 deliveries/s at K=100).
+CPU_RATE = 100.0
 FULL = dict(sockets=2000, followers_per_poster=100, posters=100, duration=5.0,
             rates=[50, 100, 150, 200, 250, 300, 400, 500, 600, 800])
 QUICK = dict(sockets=200, followers_per_poster=20, posters=20, duration=2.0, rates=[20, 40])
@@ -158,6 +160,7 @@ async def _step(service: Service, backend: Backend, sockets: SocketProcesses, pl
             "sent_rate": len(posted["records"]) / posted["seconds"] if posted["seconds"] else 0.0,
             "errors": posted["errors"] + closed,
             "service_share": cpu["server"] / wall, "redis_share": cpu["redis"] / wall,
+            "service_us_per_delivery": cpu["server"] / check["received"] * 1e6 if check["received"] else None,
             "master_shares": [seconds / wall for seconds in cpu["masters"]], "replica_share": cpu["replicas"] / wall,
             "generator_shares": [seconds / wall for seconds in generator],
             "generator_saturated": any(seconds / wall >= SATURATED for seconds in generator),
@@ -216,6 +219,10 @@ def _held(step: dict) -> bool:
     return bool(check["from_post"]["n"]) and p99 <= HOLD_P99_MS and not check["missing"]
 
 
+def _us(value: float | None) -> str:
+    return f"{value:.0f}" if value is not None else "-"
+
+
 def _verdict(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
@@ -234,6 +241,7 @@ def render(steps: list[dict], setup: dict, facts: dict) -> tuple[str, dict, dict
     held = [step for step in steps if _held(step)]
     best = held[-1] if held else None
     at_target = next((step for step in steps if step["rate"] == TARGET_RATE), None)
+    at_cpu_rate = next((step for step in steps if step["rate"] == CPU_RATE), None)
     checked = steps + ([warm] if warm else [])
     missing = sum(step["check"]["missing"] for step in checked)
     duplicated = sum(step["check"]["duplicated"] for step in checked)
@@ -257,15 +265,16 @@ def render(steps: list[dict], setup: dict, facts: dict) -> tuple[str, dict, dict
         f"The run stops after the first step with p99 > {HOLD_P99_MS:.0f} ms or a delivery missing.",
         "",
         "| R tweets/s | sent/s | deliveries/s | p50 ms | p99 ms | max ms | missing | duplicated | service CPU "
-        "| redis CPU | generator CPU (sockets, poster) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| service µs per delivery | redis CPU | generator CPU (sockets, poster) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for step in steps:
         check, latency = step["check"], step["check"]["from_post"]
         generator = ", ".join(f"{share:.0%}" for share in step["generator_shares"])
         lines.append(f"| {step['rate']:g} | {step['sent_rate']:,.1f} | {check['rate']:,.0f} | {latency['p50']:.1f} "
                      f"| {latency['p99']:.1f} | {latency['max']:.1f} | {check['missing']:,} | {check['duplicated']:,} "
-                     f"| {step['service_share']:.0%} | {step['redis_share']:.0%} | {generator}"
+                     f"| {step['service_share']:.0%} | {_us(step.get('service_us_per_delivery'))} "
+                     f"| {step['redis_share']:.0%} | {generator}"
                      f"{' (saturated)' if step['generator_saturated'] else ''} |")
     if best:
         lines += ["", f"Highest R held (p99 ≤ {HOLD_P99_MS:.0f} ms, nothing missing): **{best['rate']:g} tweets/s** × "
@@ -294,6 +303,8 @@ def render(steps: list[dict], setup: dict, facts: dict) -> tuple[str, dict, dict
                "max_deliveries_per_s": max((step["check"]["rate"] for step in steps), default=0.0),
                "p99_ms_at_target_rate": at_target["check"]["from_post"]["p99"] if at_target else None,
                "missing_at_target_rate": at_target["check"]["missing"] if at_target else None,
+               "service_us_per_delivery_at_cpu_rate": at_cpu_rate.get("service_us_per_delivery") if at_cpu_rate else None,
+               "cpu_rate": CPU_RATE,
                "missing": missing, "duplicated": duplicated, "unexpected": unexpected,
                "generator_saturated": bool(saturated)}
     series = {"rate": [step["rate"] for step in steps],

@@ -22,7 +22,8 @@ def canned_results() -> list[dict]:
         {"name": "steady_load", "title": "Steady load", "command": "python -m bench.steady_load",
          "body": "| R | p99 |", "problems": [],
          "figures": {"highest_rate_held": 300, "followers_per_poster": 100, "deliveries_per_s_held": 30_000,
-                     "p99_ms_at_target_rate": 31.0, "missing_at_target_rate": 0, "missing": 0, "duplicated": 0},
+                     "p99_ms_at_target_rate": 31.0, "missing_at_target_rate": 0, "missing": 0, "duplicated": 0,
+                     "service_us_per_delivery_at_cpu_rate": 37.4, "cpu_rate": 100},
          "series": {"rate": [50, 100, 200, 300, 400], "deliveries_per_s": [5e3, 1e4, 2e4, 3e4, 3.5e4],
                     "p99_ms": [9.0, 12.0, 31.0, 80.0, 240.0], "latency_rate": 300,
                     "latency_ms": [float(n) for n in range(1, 120)]}},
@@ -44,6 +45,8 @@ def test_report_has_the_summary_every_section_and_links_to_pngs_that_exist(tmp_p
     assert "## Summary" in text and "| target | figure | status |" in text
     assert "| ≥ 50% of the bare-uvicorn push limit | 30,000 (steady, highest R held) of 60,000 deliveries/s (50%) | met |" in text
     assert "10,000 idle sockets < 30 KB RSS each | 21.5 KB per socket at 10,000 sockets | met |" in text
+    assert ("| service CPU ≤ 25 µs per delivery at K=100 | 37 µs at R=100 (whole service: requests, fan-out, "
+            "sockets) | **not met** |") in text
     for result in results:
         assert f"<!-- bench:{result['name']} -->" in text and f"<!-- /bench:{result['name']} -->" in text
         assert f"- Command: `{result['command']}`" in text
