@@ -78,6 +78,7 @@ class SocketWriter:
                 except StopIteration:
                     written.append(event)
                     continue
+                metrics.WRITES_DEFERRED.inc()
                 self._task = asyncio.create_task(self._write_later(step, waiting_on, event))
                 return
             if subscriber.close_code is not None:

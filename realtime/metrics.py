@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client import multiprocess
 
 __all__ = [
-    "OPEN_SOCKETS", "EVENTS_DELIVERED", "EVENTS_DROPPED", "SLOW_CLIENT_CLOSES", "REPLAYED_EVENTS",
+    "OPEN_SOCKETS", "EVENTS_DELIVERED", "WRITES_DEFERRED", "EVENTS_DROPPED", "SLOW_CLIENT_CLOSES", "REPLAYED_EVENTS",
     "USERS_ONLINE", "PUBSUB_RECONNECTS", "PUBSUB_RESUBSCRIBES", "PUBSUB_PROBES", "LOOP_FAILURES",
     "FANOUT_DEAD_LETTERS", "FANOUT_JOBS_LOST", "FANOUT_FENCE_OVERRUNS", "REPLICA_ACK_TIMEOUTS", "HTTP_REFUSED", "REQUESTS_ABANDONED", "FANOUT_QUEUE_LENGTH", "FANOUT_PENDING", "FANOUT_LAG", "DELIVERY_LATENCY",
     "render_metrics", "CONTENT_TYPE_LATEST",
@@ -20,6 +20,8 @@ OPEN_SOCKETS = Gauge("chirp_open_sockets", "WebSocket connections open now", mul
 USERS_ONLINE = Gauge("chirp_users_online", "Distinct users with a live socket on a process (summed over processes)",
                      multiprocess_mode="livesum")
 EVENTS_DELIVERED = Counter("chirp_events_delivered", "Live events written to sockets", ["kind"])
+WRITES_DEFERRED = Counter("chirp_socket_writes_deferred",
+                          "Live frames whose write had to wait for a slow socket (finished by a task, not inline)")
 EVENTS_DROPPED = Counter("chirp_events_dropped", "Live events not delivered because the socket was closed as slow")
 SLOW_CLIENT_CLOSES = Counter("chirp_slow_client_closes", "Sockets closed with 1013 because their send queue filled")
 REPLAYED_EVENTS = Counter("chirp_replayed_events", "Tweets sent from the timeline on connect or after a Redis blip")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 
 from realtime.embedded_redis import free_port, stop_child
@@ -263,3 +264,13 @@ class RunPy:
     def stop(self) -> None:
         """SIGTERM, as a process manager would; SIGKILL only if it does not stop in time."""
         stop_child(self.process, TIMEOUT)
+
+
+def metric(url: str, sample: str, **labels: str) -> float:
+    """The value of one sample (e.g. ``chirp_slow_client_closes_total``) in ``url``'s /metrics."""
+    text = httpx.get(url + "/metrics", timeout=TIMEOUT).text
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items()):
+                return found.value
+    return 0.0

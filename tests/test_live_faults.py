@@ -23,13 +23,12 @@ import httpx
 import pytest
 import redis
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 
 from realtime import keys
 from realtime.embedded_redis import RedisServerProcess, find_redis_server
 from realtime.text import normalize_username
 
-from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, wait_until
+from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, metric, wait_until
 
 #: 280 four-byte characters: the largest tweet frame (about 1.2 KB), so fewer tweets fill a socket.
 BIG_TWEET = "\U0001F426" * 280
@@ -37,16 +36,6 @@ SMALL_SEND_QUEUE = "4"
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def metric(url: str, sample: str, **labels: str) -> float:
-    """The value of one sample (e.g. ``chirp_slow_client_closes_total``) in ``url``'s /metrics."""
-    text = httpx.get(url + "/metrics", timeout=TIMEOUT).text
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == sample and all(found.labels.get(k) == v for k, v in labels.items()):
-                return found.value
-    return 0.0
 
 
 def rss_bytes(pid: int) -> int:
@@ -183,6 +172,7 @@ async def test_a_stalled_client_is_closed_1013_while_a_healthy_client_keeps_rece
     await healthy.stop()
     assert metric(service.url, "chirp_slow_client_closes_total") == closes_before + 1  # only the stalled one
     assert metric(service.url, "chirp_events_dropped_total") > dropped_before
+    assert metric(service.url, "chirp_socket_writes_deferred_total") > 0  # the stalled socket's, by a task
 
     # The stalled client resumes reading: what it had been sent, in order, then the close code.
     received = []
