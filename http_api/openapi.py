@@ -1,5 +1,15 @@
 """The OpenAPI document, built from the YAML in each endpoint's docstring, and Swagger UI
-served from the swagger-ui-bundle package so /docs works with no internet access."""
+served from the swagger-ui-bundle package so /docs works with no internet access.
+
+The docstrings use three shorthands, expanded here, so that what every operation shares is
+written once, in the components below:
+
+- a string in ``parameters`` names a component parameter: ``parameters: [username, count]``;
+- a string in ``responses`` names a component response: ``responses: {200: TweetPage}``;
+- ``errors: [401, 404]`` adds the ``Error`` response for each status;
+- ``json: Profile`` in a response is its ``application/json`` body, a component schema
+  (or, written as a mapping, a schema of its own).
+"""
 
 from __future__ import annotations
 
@@ -39,7 +49,45 @@ _TWEET = {
     },
 }
 
-schema_generator = SchemaGenerator({
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _response(response: Any) -> Any:
+    if isinstance(response, str):
+        return _ref("responses", response)
+    if isinstance(response, dict) and "json" in response:
+        body = response.pop("json")
+        schema = _ref("schemas", body) if isinstance(body, str) else body
+        response = {**response, "content": {"application/json": {"schema": schema}}}
+    return response
+
+
+def expand_shorthand(operation: dict) -> dict:
+    """An operation's docstring YAML, its shorthands (see the module's docstring) written out."""
+    operation = dict(operation)
+    if "parameters" in operation:
+        operation["parameters"] = [_ref("parameters", p) if isinstance(p, str) else p for p in operation["parameters"]]
+    responses = {status: _response(response) for status, response in operation.get("responses", {}).items()}
+    for status in operation.pop("errors", []):
+        responses[status] = _ref("responses", "Error")
+    if responses:
+        operation["responses"] = dict(sorted(responses.items(), key=lambda item: str(item[0])))
+    return operation
+
+
+class _DocstringSchemas(SchemaGenerator):
+    def parse_docstring(self, func_or_method: Any) -> dict[str, Any]:
+        return expand_shorthand(super().parse_docstring(func_or_method))
+
+    def get_schema(self, routes: list) -> dict[str, Any]:
+        schema = super().get_schema(routes)
+        components = schema["components"]
+        responses = {name: _response(dict(response)) for name, response in components["responses"].items()}
+        return _string_keys({**schema, "components": {**components, "responses": responses}})
+
+
+schema_generator = _DocstringSchemas({
     "openapi": "3.0.3",
     "info": {"title": "Chirp", "version": "1.0",
              "description": "A real-time tweet service. Live timelines: WebSocket GET /ws (see README)."},
@@ -62,8 +110,12 @@ schema_generator = SchemaGenerator({
                 "token": {"type": "string"}, "expires_at": {"type": "number"},
                 "username": {"type": "string", "nullable": True}}},
         },
-        "responses": {"Error": {"description": "An error; see the status for its kind.",
-                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+        "responses": {
+            "Error": {"description": "An error; see the status for its kind.", "json": "Error"},
+            "TweetPage": {"description": "A page, newest first; pass next as before for the next page.",
+                          "json": "TweetPage"},
+            "UserPage": {"description": "A page of usernames.", "json": "UserPage"},
+        },
         "parameters": {
             "username": {"in": "path", "name": "username", "required": True, "schema": {"type": "string"}},
             "tweet_id": {"in": "path", "name": "tweet_id", "required": True, "schema": {"type": "string"}},
@@ -85,7 +137,7 @@ async def openapi_json(request: Request) -> Json:
     responses:
       200: {description: The OpenAPI 3.0 document., content: {application/json: {schema: {type: object}}}}
     """
-    return Json(_string_keys(schema_generator.get_schema(routes=request.app.routes)))
+    return Json(schema_generator.get_schema(routes=request.app.routes))
 
 
 def _string_keys(value: Any) -> Any:

@@ -14,7 +14,7 @@ from http_api.app import create_app
 from realtime.config import Settings
 
 from .support import Api, unique_name
-from .test_api_errors import PENDING_SESSION_OPERATIONS, pending_session
+from .test_api_errors import NOT_CONFIGURED_HERE, PENDING_SESSION_OPERATIONS, pending_session
 
 APP = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))  # never started: only its routes are read
 
@@ -214,3 +214,104 @@ def test_the_swagger_ui_set_up_reads_our_openapi_json_and_turns_off_the_online_v
     assert re.search(r"""validatorUrl\s*:\s*(null|['"]none['"])""", set_up), set_up
     assert httpx.get(service.url + "/openapi.json").status_code == 200
 
+
+
+# -- real answers against the document -------------------------------------------------------
+
+def _dereferenced(schema: dict, node):
+    """``node`` with every ``$ref`` written out, and every object that lists its properties closed to
+    others: an answer may not carry a field the document does not name."""
+    if isinstance(node, list):
+        return [_dereferenced(schema, item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _dereferenced(schema, value) for key, value in resolve(schema, node).items()}
+    if node.get("type") == "object" and "properties" in node:
+        node.setdefault("additionalProperties", False)
+    return node
+
+
+def _operation_of(schema: dict, method: str, path: str) -> tuple[str, dict] | None:
+    for template, item in schema["paths"].items():
+        if re.fullmatch(re.sub(r"{\w+}", "[^/]+", template), path) and method in item:
+            return template, item[method]
+    return None
+
+
+def _answers_recorded(client: httpx.Client) -> list[httpx.Response]:
+    answers: list[httpx.Response] = []
+
+    def record(response: httpx.Response) -> None:
+        response.read()
+        answers.append(response)
+
+    client.event_hooks["response"] = [record]
+    return answers
+
+
+def _tour(api: Api, backend) -> None:
+    """Every documented operation at least once as a client would call it, and some of its errors."""
+    author, reader = api.sign_in(), api.sign_in()
+    reader.follow(author)
+    tag = unique_name("t")
+    tweet = author.post_tweet(f"hello @{reader.username} #{tag}")
+    for method, path in [("GET", f"/tweets/{tweet}"), ("PUT", f"/tweets/{tweet}/like"),
+                         ("PUT", f"/tweets/{tweet}/retweet"), ("GET", "/timelines/home"),
+                         ("GET", f"/users/{author.username}/tweets"), ("GET", f"/users/{reader.username}/mentions"),
+                         ("GET", f"/hashtags/{tag}/tweets"), ("GET", f"/tweet/search/{author.username[:4]}"),
+                         ("GET", f"/tweet/search/%23{tag}"), ("GET", "/users/me"),
+                         ("GET", f"/users/{author.username}/followers"),
+                         ("GET", f"/users/{reader.username}/following"),
+                         ("PATCH", "/users/me"), ("DELETE", f"/tweets/{tweet}/like"),
+                         ("DELETE", f"/tweets/{tweet}/retweet"), ("DELETE", f"/tweets/{tweet}"),
+                         ("DELETE", f"/users/{author.username}/follow"), ("GET", "/timelines/home?count=0"),
+                         ("GET", "/users/nosuchuser_x/tweets"), ("POST", "/users")]:
+        body = {"bio": "edited"} if method == "PATCH" else {"username": unique_name()} if method == "POST" else None
+        reader.request(method, path, json=body)
+    author.request("DELETE", f"/tweets/{tweet}")
+    reader.get(f"/tweets/{tweet}")
+    pending = pending_session(backend)
+    api.http.post("/users", json={"username": unique_name()}, headers={"Authorization": f"Bearer {pending}"})
+    api.http.post("/auth/google", json={"credential": "not a token"})
+    api.http.get("/timelines/home")
+    author.request("POST", "/auth/signout")
+
+
+def test_every_answer_of_a_tour_of_the_api_matches_the_document(schema, service, redis_server):
+    """Each answer's status is documented for its operation, and its JSON body validates against
+    the documented schema, with no field the document leaves out; every operation answers 2xx once."""
+    from openapi_schema_validator import OAS30Validator
+
+    api = Api(service.url)
+    answers = _answers_recorded(api.http)
+    try:
+        _tour(api, redis_server)
+        for path, item in schema["paths"].items():
+            if "get" in item and "{" not in path and not item["get"].get("security"):
+                api.http.get(path)
+    finally:
+        api.http.close()
+    succeeded = set()
+    for answer in answers:
+        method, path = answer.request.method.lower(), answer.request.url.path
+        found = _operation_of(schema, method, path)
+        assert found, f"{method} {path} is not documented"
+        template, operation = found
+        documented = operation["responses"].get(str(answer.status_code))
+        assert documented, f"{method} {template} answered {answer.status_code}, which it does not document"
+        content = resolve(schema, documented).get("content", {})
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            assert "application/json" in content, f"{method} {template} {answer.status_code}: JSON not documented"
+            body_schema = _dereferenced(schema, content["application/json"]["schema"])
+            errors = [e.message for e in OAS30Validator(body_schema).iter_errors(answer.json())]
+            assert not errors, f"{method} {template} {answer.status_code}: {errors[:3]} in {answer.text[:300]}"
+        if answer.is_success:
+            succeeded.add((method, template))
+    not_reached = documented_operations(schema) - succeeded
+    assert not_reached == {(method.lower(), path) for method, path in NOT_CONFIGURED_HERE}, "never succeeded"
+
+
+def test_the_document_itself_is_valid_openapi_3_0(schema):
+    from openapi_spec_validator import validate
+
+    validate(schema)

@@ -40,13 +40,8 @@ async def google_signin(request: Request) -> Json:
     responses:
       200:
         description: A new session; `username` is null until the account chooses one with POST /users.
-        content: {application/json: {schema: {$ref: '#/components/schemas/Session'}}}
-      400: {$ref: '#/components/responses/Error'}
-      401: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      413: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
-      503: {$ref: '#/components/responses/Error'}
+        json: Session
+    errors: [400, 401, 404, 413, 429, 503]
     """
     engine = request.app.state.engine
     await engine.rate_limits.hit("signin", client_address(request))
@@ -81,12 +76,8 @@ async def dev_signin(request: Request) -> Json:
     responses:
       200:
         description: A new session; the user is created if new.
-        content: {application/json: {schema: {$ref: '#/components/schemas/Session'}}}
-      400: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      413: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+        json: Session
+    errors: [400, 404, 413, 422, 429]
     """
     settings = request.app.state.settings
     if not settings.dev_signin:
@@ -107,7 +98,7 @@ async def signout(request: Request):
     security: [{bearer: []}]
     responses:
       204: {description: Signed out.}
-      401: {$ref: '#/components/responses/Error'}
+    errors: [401]
     """
     session = await current_session(request)
     await request.app.state.engine.sessions.revoke(session)

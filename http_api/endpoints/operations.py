@@ -23,7 +23,7 @@ async def healthz(request: Request) -> Json:
       200:
         description: Healthy.
         content: {application/json: {schema: {type: object, properties: {status: {type: string, example: ok}}}}}
-      503: {$ref: '#/components/responses/Error'}
+    errors: [503]
     """
     try:
         problem = await request.app.state.engine.health_problem()
@@ -60,7 +60,7 @@ async def stats(request: Request) -> Json:
                       connections: {type: integer}
                       users_online: {type: integer}
                       started_at: {type: number}
-      503: {$ref: '#/components/responses/Error'}
+    errors: [503]
     """
     return Json(await cluster_stats(request.app.state.engine.redis))
 

@@ -83,7 +83,7 @@ async def client_config(request: Request) -> Json:
               required: [dev_signin, google_client_id]
               properties:
                 dev_signin: {type: boolean, description: POST /auth/dev is enabled}
-                google_client_id: {type: string, nullable: true, description: the OAuth client id for Sign in with Google, or null}
+                google_client_id: {type: string, nullable: true, description: "the OAuth client id for Sign in with Google, or null"}
     """
     settings = request.app.state.settings
     return Json({"dev_signin": bool(settings.dev_signin), "google_client_id": settings.google_client_id or None})
@@ -94,7 +94,7 @@ async def static_file(request: Request) -> Response:
     summary: A file of the browser client (an ES module, the stylesheet or an icon)
     tags: [pages]
     responses:
-      200: {description: The file, with an ETag (304 when unchanged)., content: {'*/*': {schema: {type: string}}}}
+      200: {description: "The file, with an ETag (304 when unchanged).", content: {'*/*': {schema: {type: string}}}}
       304: {description: Not modified since the ETag or date sent.}
     """
     name = request.url.path.removeprefix("/static/")

@@ -49,8 +49,7 @@ async def search(request: Request) -> Json:
                 users: {type: array, maxItems: 10, items: {type: string}}
                 hashtags: {type: array, maxItems: 3, items: {type: string, example: '#python'}}
                 tweets: {type: array, items: {$ref: '#/components/schemas/Tweet'}}
-      400: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
+    errors: [400, 422]
     """
     started = time.perf_counter()
     query = parse_query(request.path_params["input"])

@@ -27,16 +27,10 @@ async def home(request: Request) -> Json:
     summary: Your home timeline
     tags: [timelines]
     security: [{bearer: []}]
-    parameters:
-      - {$ref: '#/components/parameters/count'}
-      - {$ref: '#/components/parameters/before'}
+    parameters: [count, before]
     responses:
-      200:
-        description: A page, newest first; pass next as before for the next page.
-        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
-      400: {$ref: '#/components/responses/Error'}
-      401: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
+      200: TweetPage
+    errors: [400, 401, 422]
     """
     me = await signed_in_user(request)
     return await _page(request, keys.home_timeline(me))
@@ -46,17 +40,10 @@ async def user_tweets(request: Request) -> Json:
     """
     summary: Tweets sent by a user
     tags: [timelines]
-    parameters:
-      - {$ref: '#/components/parameters/username'}
-      - {$ref: '#/components/parameters/count'}
-      - {$ref: '#/components/parameters/before'}
+    parameters: [username, count, before]
     responses:
-      200:
-        description: A page, newest first; pass next as before for the next page.
-        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
-      400: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
+      200: TweetPage
+    errors: [400, 404, 422]
     """
     name = await request.app.state.engine.users.require(request.path_params["username"])
     return await _page(request, keys.user_timeline(normalize_username(name)))
@@ -66,17 +53,10 @@ async def user_mentions(request: Request) -> Json:
     """
     summary: Tweets that mention a user
     tags: [timelines]
-    parameters:
-      - {$ref: '#/components/parameters/username'}
-      - {$ref: '#/components/parameters/count'}
-      - {$ref: '#/components/parameters/before'}
+    parameters: [username, count, before]
     responses:
-      200:
-        description: A page, newest first; pass next as before for the next page.
-        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
-      400: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
+      200: TweetPage
+    errors: [400, 404, 422]
     """
     name = await request.app.state.engine.users.require(request.path_params["username"])
     return await _page(request, keys.mentions_timeline(normalize_username(name)))
@@ -88,14 +68,11 @@ async def hashtag(request: Request) -> Json:
     tags: [timelines]
     parameters:
       - {in: path, name: tag, required: true, schema: {type: string}}
-      - {$ref: '#/components/parameters/count'}
-      - {$ref: '#/components/parameters/before'}
+      - count
+      - before
     responses:
-      200:
-        description: A page, newest first; pass next as before for the next page.
-        content: {application/json: {schema: {$ref: '#/components/schemas/TweetPage'}}}
-      400: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
+      200: TweetPage
+    errors: [400, 422]
     """
     match = _TAG.fullmatch(request.path_params["tag"])
     if not match:

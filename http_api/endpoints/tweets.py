@@ -30,11 +30,7 @@ async def post_tweet(request: Request) -> Response:
         description: Posted; no body.
         headers:
           Location: {description: 'the new tweet, /tweets/{id}', schema: {type: string}}
-      400: {$ref: '#/components/responses/Error'}
-      401: {$ref: '#/components/responses/Error'}
-      413: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+    errors: [400, 401, 413, 422, 429]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.rate_limits.hit("posts", me)
@@ -47,12 +43,12 @@ async def get_tweet(request: Request) -> Json:
     """
     summary: One tweet
     tags: [tweets]
-    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    parameters: [tweet_id]
     responses:
       200:
         description: The tweet.
-        content: {application/json: {schema: {$ref: '#/components/schemas/Tweet'}}}
-      404: {$ref: '#/components/responses/Error'}
+        json: Tweet
+    errors: [404]
     """
     tweet_id = parse_tweet_id(request.path_params["tweet_id"])
     return Json(await request.app.state.engine.tweets.get(tweet_id))
@@ -63,12 +59,10 @@ async def delete_tweet(request: Request):
     summary: Delete your tweet; it leaves every timeline
     tags: [tweets]
     security: [{bearer: []}]
-    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    parameters: [tweet_id]
     responses:
       204: {description: Deleted.}
-      401: {$ref: '#/components/responses/Error'}
-      403: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
+    errors: [401, 403, 404]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.tweets.delete(me, parse_tweet_id(request.path_params["tweet_id"]))
@@ -80,12 +74,10 @@ async def like(request: Request):
     summary: Like a tweet (idempotent)
     tags: [tweets]
     security: [{bearer: []}]
-    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    parameters: [tweet_id]
     responses:
       204: {description: Liked.}
-      401: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+    errors: [401, 404, 429]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.rate_limits.hit("likes", me)
@@ -98,12 +90,10 @@ async def unlike(request: Request):
     summary: Take a like back (idempotent)
     tags: [tweets]
     security: [{bearer: []}]
-    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    parameters: [tweet_id]
     responses:
       204: {description: Not liked.}
-      401: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+    errors: [401, 404, 429]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.rate_limits.hit("likes", me)
@@ -116,12 +106,10 @@ async def retweet(request: Request):
     summary: Retweet to your followers (idempotent)
     tags: [tweets]
     security: [{bearer: []}]
-    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    parameters: [tweet_id]
     responses:
       204: {description: Retweeted.}
-      401: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+    errors: [401, 404, 429]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.rate_limits.hit("posts", me)
@@ -134,12 +122,10 @@ async def unretweet(request: Request):
     summary: Undo a retweet (idempotent)
     tags: [tweets]
     security: [{bearer: []}]
-    parameters: [{$ref: '#/components/parameters/tweet_id'}]
+    parameters: [tweet_id]
     responses:
       204: {description: Not retweeted.}
-      401: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+    errors: [401, 404, 429]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.rate_limits.hit("posts", me)

@@ -34,12 +34,8 @@ async def create_user(request: Request) -> Json:
     responses:
       201:
         description: The new profile.
-        content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
-      400: {$ref: '#/components/responses/Error'}
-      401: {$ref: '#/components/responses/Error'}
-      409: {$ref: '#/components/responses/Error'}
-      413: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
+        json: Profile
+    errors: [400, 401, 409, 413, 422]
     """
     engine = request.app.state.engine
     session = await current_session(request)
@@ -66,12 +62,12 @@ async def get_profile(request: Request) -> Json:
     """
     summary: A user's profile with counts (``me`` is the caller)
     tags: [users]
-    parameters: [{$ref: '#/components/parameters/username'}]
+    parameters: [username]
     responses:
       200:
         description: The profile.
-        content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
-      404: {$ref: '#/components/responses/Error'}
+        json: Profile
+    errors: [404]
     """
     engine = request.app.state.engine
     name = request.path_params["username"]
@@ -97,11 +93,8 @@ async def edit_profile(request: Request) -> Json:
     responses:
       200:
         description: The updated profile.
-        content: {application/json: {schema: {$ref: '#/components/schemas/Profile'}}}
-      400: {$ref: '#/components/responses/Error'}
-      401: {$ref: '#/components/responses/Error'}
-      413: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
+        json: Profile
+    errors: [400, 401, 413, 422]
     """
     me = await signed_in_user(request)
     data = await read_json(request)
@@ -114,13 +107,10 @@ async def follow(request: Request):
     summary: Follow a user (idempotent)
     tags: [users]
     security: [{bearer: []}]
-    parameters: [{$ref: '#/components/parameters/username'}]
+    parameters: [username]
     responses:
       204: {description: Following.}
-      401: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+    errors: [401, 404, 422, 429]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.rate_limits.hit("follows", me)
@@ -133,13 +123,10 @@ async def unfollow(request: Request):
     summary: Stop following a user (idempotent)
     tags: [users]
     security: [{bearer: []}]
-    parameters: [{$ref: '#/components/parameters/username'}]
+    parameters: [username]
     responses:
       204: {description: Not following.}
-      401: {$ref: '#/components/responses/Error'}
-      404: {$ref: '#/components/responses/Error'}
-      422: {$ref: '#/components/responses/Error'}
-      429: {$ref: '#/components/responses/Error'}
+    errors: [401, 404, 422, 429]
     """
     me = await signed_in_user(request)
     await request.app.state.engine.rate_limits.hit("follows", me)
@@ -161,15 +148,10 @@ async def followers(request: Request) -> Json:
     """
     summary: Who follows a user, in alphabetical order
     tags: [users]
-    parameters:
-      - {$ref: '#/components/parameters/username'}
-      - {$ref: '#/components/parameters/count'}
-      - {$ref: '#/components/parameters/cursor'}
+    parameters: [username, count, cursor]
     responses:
-      200:
-        description: A page of usernames.
-        content: {application/json: {schema: {$ref: '#/components/schemas/UserPage'}}}
-      404: {$ref: '#/components/responses/Error'}
+      200: UserPage
+    errors: [404]
     """
     return await _relation(request, "followers")
 
@@ -178,14 +160,9 @@ async def following(request: Request) -> Json:
     """
     summary: Whom a user follows, in alphabetical order
     tags: [users]
-    parameters:
-      - {$ref: '#/components/parameters/username'}
-      - {$ref: '#/components/parameters/count'}
-      - {$ref: '#/components/parameters/cursor'}
+    parameters: [username, count, cursor]
     responses:
-      200:
-        description: A page of usernames.
-        content: {application/json: {schema: {$ref: '#/components/schemas/UserPage'}}}
-      404: {$ref: '#/components/responses/Error'}
+      200: UserPage
+    errors: [404]
     """
     return await _relation(request, "following")
