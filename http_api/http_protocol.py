@@ -15,6 +15,8 @@ answered 200; 1,000 slow-header connections were never closed). This subclass:
 
 The limits apply to the WebSocket handshake too: it is an HTTP request until upgraded. The
 answers are the contract's error JSON, written here because no ASGI app runs for them.
+``data_received`` mirrors uvicorn's own, whose helpers it calls: pinned by
+tests/test_library_internals.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 On SIGTERM (or SIGINT) uvicorn would close every WebSocket with 1012. We close them
 first with 1013 ("try again later"), which our clients answer by reconnecting with
-``since`` to another process, and only then hand the signal on to uvicorn.
+``since`` to another process, and only then hand the signal on to uvicorn. That relies on
+how uvicorn installs its handlers, pinned by tests/test_library_internals.py.
 """
 
 from __future__ import annotations

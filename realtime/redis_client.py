@@ -236,7 +236,10 @@ async def execute_scripted(pipe) -> list:
     script calls queued with ``queue_script`` only. Not for one that writes a mark of what
     the scripts did (the fan-out progress): a pipeline is no transaction, so on NOSCRIPT
     the mark would be written without the batch, and the batch lost if the process died
-    before the re-run."""
+    before the re-run.
+
+    It reads redis-py's pipeline internals (``scripts``, ``command_stack``), pinned by
+    tests/test_library_internals.py."""
     if _is_cluster_pipeline(pipe):
         return await _execute_cluster_scripted(pipe)
     scripts, stack = pipe.scripts, list(pipe.command_stack)
