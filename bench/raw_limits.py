@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from realtime.embedded_redis import free_port, stop_child
-from realtime.tweets import tweet_event
+from realtime import live_protocol
 
 from .common import (ROOT, finish_cli, run_in_child, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree,
                      raise_open_files_limit)
@@ -65,18 +65,18 @@ CLIENT_PROCS = 2
 # -- what is sent --------------------------------------------------------------------
 
 def tweet_frame() -> str:
-    """A live tweet frame as the service sends it (``realtime.tweets.tweet_event``), ~450 bytes."""
+    """A live tweet frame as the service sends it (``realtime.live_protocol.tweet_frame``), ~450 bytes."""
     tweet = {"id": "7234567890123456", "from": "Ada Lovelace", "timestamp": 1717171717.123456,
              "content": ("Benchmarks measure what is possible before what we built: one redis-py subscriber "
                          "and one bare uvicorn endpoint set the ceiling for the live timeline, so that each "
                          "figure we report reads as a share of the possible. #bench @grace #python #redis"),
              "likes": 12, "retweets": 3, "mentions": ["Grace Hopper"], "hashtags": ["#bench", "#python", "#redis"]}
-    return tweet_event(tweet)
+    return live_protocol.tweet_frame(tweet)
 
 
 def recipients_message(frame: str, count: int = RECIPIENTS) -> str:
     """The planned per-process message: the local recipients' names, a newline, the frame."""
-    return " ".join(f"follower{i:05d}" for i in range(count)) + "\n" + frame
+    return live_protocol.addressed((f"follower{i:05d}" for i in range(count)), frame)
 
 
 # -- child process: the subscriber ------------------------------------------------------
@@ -109,9 +109,8 @@ async def _subscribe(url: str, received, conn) -> None:
             last_at = time.monotonic()
             first_at = first_at or last_at
             messages += 1
-            names, newline, _frame = data.partition("\n")
             # The hub would look each name up: splitting them is part of the cost.
-            deliveries += len(names.split()) if newline else 1
+            deliveries += len(live_protocol.unaddress(data)[0]) if "\n" in data else 1
             if not messages & 255:
                 received.value = messages  # shared memory, for the publisher's window
     await pubsub.aclose()

@@ -13,7 +13,8 @@ import contextlib
 import logging
 import signal
 
-from realtime.live_hub import CLOSE_OVERLOADED, LiveHub
+from realtime.live_hub import LiveHub
+from realtime.live_protocol import CloseCode
 
 __all__ = ["close_sockets_before_exit"]
 
@@ -38,7 +39,7 @@ def close_sockets_before_exit(hub: LiveHub) -> None:
 async def _drain_then(hub: LiveHub, previous, number, frame) -> None:
     if hub.connections:
         log.info("closing %d live sockets with 1013 before shutting down", hub.connections)
-        hub.close_all(CLOSE_OVERLOADED, "server shutting down; reconnect")
+        hub.close_all(CloseCode.OVERLOADED, "server shutting down; reconnect")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(hub.empty.wait(), DRAIN_TIMEOUT)
     previous(number, frame)

@@ -31,7 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from realtime import metrics
-from realtime.live_hub import LiveEvent, LiveSubscriber
+from realtime.live_hub import LiveSubscriber
+from realtime.live_protocol import LiveEvent
 
 __all__ = ["RawWebSocketSend", "SocketWriter"]
 

@@ -12,7 +12,8 @@ from .config import Settings
 from .fanout import FanoutQueue, FanoutWorker, JobsInFlight
 from .google_auth import GoogleCerts, GoogleVerifier
 from .id_lease import IdLease
-from .live_hub import LiveEvent, LiveHub
+from .live_hub import LiveHub
+from .live_protocol import LiveEvent
 from .presence import Presence
 from .rate_limits import RateLimits
 from .redis_client import Redis, ReplicaAcks, cluster_health, is_cluster, open_redis, warm_up
@@ -22,7 +23,7 @@ from .sessions import Sessions
 from .socket_limit import SocketLimit
 from .supervision import supervise
 from .timelines import Timelines
-from .tweets import Tweets, delete_event, tweet_event
+from .tweets import Tweets
 from .users import Users
 
 __all__ = ["Engine"]
@@ -116,11 +117,11 @@ class Engine:
         events = {entry_id: event for entry_id in ids if (event := self.replay_cache.get(entry_id))}
         missing = [entry_id for entry_id in ids if entry_id not in events]
         for tweet in await self.tweets.hydrate(missing) if missing else []:
-            event = LiveEvent.of_tweet(tweet_event(tweet), tweet)
+            event = LiveEvent.of_tweet(tweet)
             self.replay_cache.put(event)
             events[event.entry_id] = event
         return [events[entry_id] for entry_id in ids if entry_id in events] + [
-            LiveEvent(delete_event(entry_id)) for entry_id in deleted]
+            LiveEvent.of_delete(entry_id) for entry_id in deleted]
 
     async def start_live(self) -> None:
         """Start the pub/sub listener and the presence heartbeat; return once listening."""

@@ -2,9 +2,8 @@
 
 ``LiveHub`` holds this process's single Redis pub/sub connection, subscribed to two
 channels: the process's own (``live:process:<id>``) and the control channel. A timeline
-write sends one message per process that has a socket of a recipient, naming them
-(``"ann bob\n<event>"``, see realtime.scripts); the hub parses the event once and offers
-the same frame to every local ``LiveSubscriber`` of those users. Each subscriber has a
+write sends one message per process that has a socket of a recipient, naming them (the
+format is realtime.live_protocol's); the hub parses the event once and offers the same frame to every local ``LiveSubscriber`` of those users. Each subscriber has a
 bounded queue; one that fills (the client stopped reading) is closed with 1013 and never
 slows anyone else.
 
@@ -45,20 +44,16 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 
 from . import keys, metrics
+from .live_protocol import CloseCode, LiveEvent, probe_message, probe_nonce, unaddress
 from .redis_client import Redis, RedisDown
 from .supervision import supervise
 
-__all__ = ["LiveHub", "LiveSubscriber", "LiveEvent", "SubscriberState", "TopologyChanged", "CLOSE_OVERLOADED",
-           "CLOSE_UNAUTHORIZED", "CLOSE_REPLACED"]
+__all__ = ["LiveHub", "LiveSubscriber", "SubscriberState", "TopologyChanged"]
 
 log = logging.getLogger("chirp.live")
 
-CLOSE_OVERLOADED = 1013
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_REPLACED = 4409  # the user opened more sockets than MAX_SOCKETS_PER_USER; this was the oldest
 #: How long a process's claim to a user's sockets lasts without renewal (seconds).
 LEASE = 60.0
 #: Without a renewal for this long, the hub reconnects: rewriting every lease and catching
@@ -74,54 +69,10 @@ LEASE_WRITE_CHUNK = 200  # users per pipeline: a renewal of 10,000 leases must n
 SESSION_RECHECK = 30.0
 
 
-_PROBE = "probe:"
-
 
 def new_process_id() -> str:
     # 32 random bits: containers often share a hostname and run as pid 1.
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-class LiveEvent:
-    """A published message, parsed once per process, whatever the number of sockets."""
-
-    __slots__ = ("frame", "kind", "entry_id", "deleted_id", "posted_at", "token_hash", "socket_ids")
-
-    def __init__(self, frame: str) -> None:
-        self.frame = frame
-        data = orjson.loads(frame)
-        self.kind: str = data.get("type", "")
-        self.entry_id: int | None = None
-        self.deleted_id: int | None = int(data["id"]) if self.kind == "delete" else None
-        self.posted_at: float | None = None
-        self.token_hash: str | None = data.get("token_hash")
-        self.socket_ids: list[str] | tuple = data.get("socket_ids") or ()  # sockets_evicted (realtime.socket_limit)
-        if not isinstance(self.socket_ids, (list, tuple)):
-            raise ValueError("socket_ids must be a list")
-        if self.kind == "tweet":
-            tweet = data["tweet"]
-            self.entry_id = int(tweet.get("retweet_id") or tweet["id"])
-            self.posted_at = tweet.get("timestamp")
-
-    @classmethod
-    def of_tweet(cls, frame: str, tweet: dict) -> LiveEvent:
-        """The event of ``tweet``, whose ``frame`` was just rendered: nothing to parse back."""
-        event = cls.__new__(cls)
-        event.frame, event.kind, event.token_hash, event.socket_ids = frame, "tweet", None, ()
-        event.entry_id = int(tweet.get("retweet_id") or tweet["id"])
-        event.posted_at, event.deleted_id = tweet.get("timestamp"), None
-        return event
-
-    @property
-    def dedupe_key(self) -> int | None:
-        """What a catch-up must not send twice: a tweet's entry, or a delete (negated)."""
-        if self.entry_id is not None:
-            return self.entry_id
-        return -self.deleted_id if self.deleted_id is not None else None
-
-    @property
-    def is_control(self) -> bool:
-        return self.kind in ("session_revoked", "sockets_evicted")
 
 
 class TopologyChanged(Exception):
@@ -185,7 +136,7 @@ class LiveSubscriber:
             self._enqueue(event)
         elif self.state is not SubscriberState.CLOSED:
             if len(self._buffer) >= 4 * self.max_queue:
-                self.close(CLOSE_OVERLOADED, "too many events while catching up")
+                self.close(CloseCode.OVERLOADED, "too many events while catching up")
             else:
                 self._buffer.append(event)
 
@@ -237,7 +188,7 @@ class LiveSubscriber:
         elif len(self._frames) >= self.max_queue:
             metrics.SLOW_CLIENT_CLOSES.inc()
             metrics.EVENTS_DROPPED.inc(len(self._frames) + 1)
-            self.close(CLOSE_OVERLOADED, "client too slow")
+            self.close(CloseCode.OVERLOADED, "client too slow")
             return 0
         self._frames.append(event)
         self._note_sent(event)
@@ -567,8 +518,8 @@ class LiveHub:
             kind = message["type"]
             if kind == "smessage":
                 data = message["data"]
-                if data.startswith("\n" + _PROBE):
-                    self._probe_heard(data)
+                if (nonce := probe_nonce(data)) is not None:
+                    self._probe_heard(nonce)
                 else:
                     self._dispatch(data)
             elif kind == "ssubscribe":
@@ -599,7 +550,7 @@ class LiveHub:
                 channel = channel.decode() if isinstance(channel, bytes) else channel
                 nonce = secrets.token_hex(6)
                 waits[nonce] = self._probes[nonce] = asyncio.get_running_loop().create_future()
-                await self._redis.spublish(channel, f"\n{_PROBE}{nonce}")
+                await self._redis.spublish(channel, probe_message(nonce))
             try:
                 _, missing = await asyncio.wait(waits.values(), timeout=PROBE_TIMEOUT)
             finally:
@@ -610,8 +561,8 @@ class LiveHub:
                 metrics.PUBSUB_PROBES.labels("missed").inc(len(missing))
                 raise TopologyChanged(f"deaf: {len(missing)} of {len(waits)} node connections missed their probe")
 
-    def _probe_heard(self, data: str) -> None:
-        heard = self._probes.get(data[1 + len(_PROBE):])
+    def _probe_heard(self, nonce: str) -> None:
+        heard = self._probes.get(nonce)
         if heard is not None and not heard.done():
             heard.set_result(True)
 
@@ -623,15 +574,15 @@ class LiveHub:
         return task
 
     def _dispatch(self, data: str) -> None:
-        """``data`` is ``"name name ...\n<event JSON>"``: parsed once for all its recipients here."""
-        names, _, frame = data.partition("\n")
-        local = [subs for name in names.split(" ") if (subs := self._subscribers.get(name))]
+        """``data`` names its recipients (realtime.live_protocol): parsed once for all of them here."""
+        names, frame = unaddress(data)
+        local = [subs for name in names if (subs := self._subscribers.get(name))]
         if not local:
             return  # a lease not yet dropped, or a control event for users elsewhere
         try:
             event = LiveEvent(frame)
         except Exception:  # anything in it that is not the expected shape: never the reader's end
-            log.error("ignoring a malformed live event for %s", names[:100])
+            log.error("ignoring a malformed live event for %s", " ".join(names)[:100])
             return
         for subs in local:
             if event.is_control:
@@ -643,10 +594,10 @@ class LiveHub:
     @staticmethod
     def _control(event: LiveEvent, subs: set[LiveSubscriber]) -> None:
         for sub in list(subs):
-            if event.kind == "session_revoked" and sub.token_hash == event.token_hash:
-                sub.close(CLOSE_UNAUTHORIZED, "signed out")
+            if event.revokes_session and sub.token_hash == event.token_hash:
+                sub.close(CloseCode.UNAUTHORIZED, "signed out")
             elif sub.socket_id is not None and sub.socket_id in event.socket_ids:
-                sub.close(CLOSE_REPLACED, "too many live sockets for this user; the oldest was closed")
+                sub.close(CloseCode.REPLACED, "too many live sockets for this user; the oldest was closed")
 
     def _disconnected(self) -> None:
         self.connected.clear()
@@ -661,7 +612,7 @@ class LiveHub:
         # catch-up has read the timeline must not go out ahead of what arrived meanwhile.
         for subscriber in self.subscribers():
             if subscriber.state is SubscriberState.REPLAYING:
-                subscriber.close(CLOSE_OVERLOADED, "Redis connection lost")
+                subscriber.close(CloseCode.OVERLOADED, "Redis connection lost")
             else:
                 subscriber.begin_buffering()
         self._subscribed = {}
@@ -686,7 +637,7 @@ class LiveHub:
                 events = await self._catch_up(subscriber.user, subscriber.last_id)
             except Exception as exc:  # any failure: the client reconnects with since, never buffers forever
                 log.warning("catch-up of a socket of %s failed (%s); closing it 1013", subscriber.user, exc)
-                subscriber.close(CLOSE_OVERLOADED, "could not catch up")
+                subscriber.close(CloseCode.OVERLOADED, "could not catch up")
                 continue
             if connection_number != self._connection_number:
                 # The connection dropped meanwhile: going live now would miss what is published
@@ -704,7 +655,7 @@ class LiveHub:
             now = time.time()
             for subscriber in self.subscribers():
                 if subscriber.expires_at <= now:
-                    subscriber.close(CLOSE_UNAUTHORIZED, "session expired")
+                    subscriber.close(CloseCode.UNAUTHORIZED, "session expired")
             if time.monotonic() - rechecked >= SESSION_RECHECK:
                 rechecked = time.monotonic()
                 try:
@@ -730,7 +681,7 @@ class LiveHub:
         closed = 0
         for sub in subscribers:
             if sub.token_hash in gone:
-                sub.close(CLOSE_UNAUTHORIZED, "signed out")
+                sub.close(CloseCode.UNAUTHORIZED, "signed out")
                 closed += 1
         return closed
 

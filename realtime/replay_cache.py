@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .live_hub import LiveEvent
+from .live_protocol import LiveEvent
 
 __all__ = ["ReplayCache"]
 

@@ -4,12 +4,14 @@ Cluster (callers group keys by slot there), and is safe to run twice.
 
 from __future__ import annotations
 
+from .live_protocol import LUA_ADDRESSED
+
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
-# socket of a recipient, naming those recipients: ``"ann bob\n<event>"`` on the process's
-# channel. Only home timelines go out live. Where a user's sockets are is the sorted set
+# socket of a recipient, naming those recipients (``addressed``, realtime.live_protocol) on
+# the process's channel. Only home timelines go out live. Where a user's sockets are is the sorted set
 # presence_before .. user .. presence_after (process -> lease end, ms), in the same slot as
 # the user's timeline key, so it is read in the same atomic step as the write: a socket
 # registered before the write hears it, one registered after reads it from the timeline.
@@ -18,7 +20,7 @@ __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE
 # On Redis Cluster (channel_mid not empty) a script may only SPUBLISH to a channel of its
 # own slot, so each recipient's event goes to the sharded channel
 # channel_prefix .. user .. channel_mid .. process, naming that user alone.
-_LIVE_EVENTS = """
+_LIVE_EVENTS = LUA_ADDRESSED + """
 local home_prefix, presence_before, presence_after, channel_prefix = ARGV[{first}], ARGV[{first} + 1],
   ARGV[{first} + 2], ARGV[{first} + 3]
 local now_ms, channel_mid = ARGV[{first} + 4], ARGV[{first} + 5]
@@ -28,7 +30,7 @@ local function note_recipient(key)
   local owner = string.sub(key, #home_prefix + 1, -2)
   for _, process in ipairs(redis.call('ZRANGEBYSCORE', presence_before .. owner .. presence_after, now_ms, '+inf')) do
     if channel_mid ~= '' then
-      redis.call('SPUBLISH', channel_prefix .. owner .. channel_mid .. process, owner .. '\\n' .. message)
+      redis.call('SPUBLISH', channel_prefix .. owner .. channel_mid .. process, addressed(owner, message))
     else
       local names = recipients[process]
       if not names then
@@ -42,7 +44,7 @@ local function note_recipient(key)
 end
 local function publish_to_recipients()
   for _, process in ipairs(processes) do
-    redis.call('PUBLISH', channel_prefix .. process, table.concat(recipients[process], ' ') .. '\\n' .. message)
+    redis.call('PUBLISH', channel_prefix .. process, addressed(table.concat(recipients[process], ' '), message))
   end
 end
 """

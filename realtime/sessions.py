@@ -7,10 +7,9 @@ import hashlib
 import secrets
 import time
 
-import orjson
-
 from . import keys
 from .errors import Unauthorized
+from .live_protocol import addressed, session_revoked_event
 from .redis_client import Redis, queue_publish
 
 __all__ = ["Session", "Sessions", "hash_token"]
@@ -73,6 +72,5 @@ class Sessions:
         pipe.delete(keys.session(session.token_hash))
         if session.user:
             pipe.zrem(keys.user_sessions(session.user), session.token_hash)
-            event = orjson.dumps({"type": "session_revoked", "token_hash": session.token_hash}).decode()
-            queue_publish(pipe, keys.CONTROL_CHANNEL, f"{session.user}\n{event}")
+            queue_publish(pipe, keys.CONTROL_CHANNEL, addressed([session.user], session_revoked_event(session.token_hash)))
         await pipe.execute()

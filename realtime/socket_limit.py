@@ -18,15 +18,13 @@ from __future__ import annotations
 import itertools
 import time
 
-import orjson
-
 from . import keys
+from .live_protocol import addressed, sockets_evicted_event
 from .presence import INDEX as PRESENCE_INDEX
 from .redis_client import Redis, queue_publish
 
-__all__ = ["SocketLimit", "REGISTER_SOCKET", "EVICTED_EVENT"]
+__all__ = ["SocketLimit", "REGISTER_SOCKET"]
 
-EVICTED_EVENT = "sockets_evicted"
 KEY_TTL_MS = 24 * 3600 * 1000
 
 #: KEYS: the user's socket set. ARGV: socket id, limit, key TTL (ms).
@@ -64,8 +62,7 @@ class SocketLimit:
         evicted = await self._register(keys=[key], args=[socket_id, self.max_sockets, KEY_TTL_MS])
         if evicted:
             pipe = self._redis.pipeline(transaction=False)
-            event = orjson.dumps({"type": EVICTED_EVENT, "socket_ids": evicted}).decode()
-            queue_publish(pipe, keys.CONTROL_CHANNEL, f"{user}\n{event}")
+            queue_publish(pipe, keys.CONTROL_CHANNEL, addressed([user], sockets_evicted_event(evicted)))
             await pipe.execute()
         return evicted
 

@@ -17,6 +17,7 @@ from . import keys
 from .errors import Forbidden, NotFound
 from .fanout import Delivery, FanoutJob, FanoutQueue
 from .ids import IdGenerator
+from .live_protocol import delete_frame, tweet_frame
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import (CLAIM_RETWEET, COUNT_TWEET, CREATE_TWEET, DELETE_TWEET, MARK_COUNTED, RELEASE_RETWEET,
                       TOGGLE_MEMBER)
@@ -24,7 +25,7 @@ from .text import clean_content, parse_hashtags, parse_mentions
 from .timelines import Timelines
 from .users import Users
 
-__all__ = ["Tweets", "parse_tweet_id", "tweet_event", "delete_event"]
+__all__ = ["Tweets", "parse_tweet_id"]
 
 log = logging.getLogger("chirp.tweets")
 
@@ -38,14 +39,6 @@ def parse_tweet_id(raw: object) -> int:
         if 0 < value <= MAX_TWEET_ID:
             return value
     raise NotFound("No such tweet.", code="tweet_not_found")
-
-
-def tweet_event(tweet: dict) -> str:
-    return orjson.dumps({"type": "tweet", "tweet": tweet}).decode()
-
-
-def delete_event(tweet_id: int) -> str:
-    return orjson.dumps({"type": "delete", "id": str(tweet_id)}).decode()
 
 
 def _render(tweet_id: int, fields: dict) -> dict:
@@ -176,8 +169,8 @@ class Tweets:
             return None, unmarked
         own = _own_timelines(author)
         if fields["kind"] != "tweet":
-            return Delivery(tweet_event(shown[0]), own=own), unmarked
-        return Delivery(tweet_event(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
+            return Delivery(tweet_frame(shown[0]), own=own), unmarked
+        return Delivery(tweet_frame(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
                         own=own), unmarked
 
     async def _create_and_count(self, tweet_id: int, author: str, stored: dict) -> int:
@@ -219,7 +212,7 @@ class Tweets:
     async def _apply_delete(self, tweet_id: int, author: str, job_fields: dict) -> Delivery:
         await self._bury(tweet_id)
         await self._count_change(self._redis, author, tweet_id, -1)  # once, whichever run gets here first
-        return Delivery(delete_event(tweet_id), orjson.loads(job_fields.get("mentions", "[]")),
+        return Delivery(delete_frame(tweet_id), orjson.loads(job_fields.get("mentions", "[]")),
                         orjson.loads(job_fields.get("hashtags", "[]")), own=_own_timelines(author))
 
     async def _bury(self, tweet_id: int) -> None:
@@ -235,7 +228,7 @@ class Tweets:
     async def _apply_unretweet(self, retweet_id: int, retweeter: str, original: int) -> Delivery:
         await self._release_retweet(keys=[keys.tweet(original), keys.retweets(original)], args=[retweeter, retweet_id])
         await self._bury(retweet_id)
-        return Delivery(delete_event(retweet_id), own=_own_timelines(retweeter))
+        return Delivery(delete_frame(retweet_id), own=_own_timelines(retweeter))
 
     async def delete(self, me: str, tweet_id: int) -> None:
         fields = await self._fields(tweet_id)

@@ -16,6 +16,7 @@ import redis
 from realtime import keys
 from realtime.config import Settings
 from realtime.engine import Engine
+from realtime.live_protocol import unaddress
 
 from .conftest import start_redis
 from .support import ROOT, TIMEOUT, wait_until
@@ -113,9 +114,9 @@ async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_e
 
     def count(message) -> None:
         if message and message["type"] == "message":
-            names, _, frame = message["data"].partition("\n")
+            names, frame = unaddress(message["data"])
             assert str(tweet_id) in frame
-            for name in names.split(" "):
+            for name in names:
                 delivered[name] = delivered.get(name, 0) + 1
 
     deadline = time.monotonic() + TIMEOUT

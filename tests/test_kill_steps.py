@@ -40,6 +40,7 @@ from redis.retry import Retry
 
 from realtime import keys, scripts
 from realtime.config import Settings
+from realtime.live_protocol import unaddress
 
 from .cluster_load import wait_fanout_idle
 from .conftest import start_redis
@@ -288,9 +289,9 @@ class LiveWatcher:
                 continue
             if message["data"] == "sentinel":
                 return heard
-            names, _, event = message["data"].partition("\n")
+            names, event = unaddress(message["data"])
             tweet = orjson.loads(event)["tweet"]
-            for name in names.split(" "):
+            for name in names:
                 heard.setdefault(name, []).append(tweet["id"])
         raise AssertionError("too many live messages")
 

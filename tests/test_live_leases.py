@@ -14,7 +14,8 @@ import pytest
 from realtime import keys
 from realtime.config import Settings
 from realtime.engine import Engine
-from realtime.live_hub import LiveEvent, LiveSubscriber
+from realtime.live_hub import LiveSubscriber
+from realtime.live_protocol import LiveEvent
 
 
 @pytest.fixture

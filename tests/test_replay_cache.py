@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from realtime.live_hub import LiveEvent
+from realtime.live_protocol import LiveEvent, tweet_frame
 from realtime.replay_cache import ReplayCache
-from realtime.tweets import tweet_event
 
 
 class Clock:
@@ -17,7 +16,7 @@ class Clock:
 
 def event(tweet_id: int, retweet_id: int | None = None) -> LiveEvent:
     tweet = {"id": str(tweet_id), "timestamp": 1.0, **({"retweet_id": str(retweet_id)} if retweet_id else {})}
-    return LiveEvent.of_tweet(tweet_event(tweet), tweet)
+    return LiveEvent.of_tweet(tweet)
 
 
 def test_an_event_is_served_until_its_ttl_then_read_again():
@@ -48,7 +47,7 @@ def test_the_oldest_entries_leave_first_when_full():
 
 def test_of_tweet_matches_parsing_the_frame():
     tweet = {"id": "5", "timestamp": 12.5, "retweet_id": "9"}
-    built, parsed = LiveEvent.of_tweet(tweet_event(tweet), tweet), LiveEvent(tweet_event(tweet))
+    built, parsed = LiveEvent.of_tweet(tweet), LiveEvent(tweet_frame(tweet))
     assert [getattr(built, name) for name in LiveEvent.__slots__] == [getattr(parsed, name) for name in LiveEvent.__slots__]
 
 

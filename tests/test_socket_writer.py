@@ -12,7 +12,8 @@ import asyncio
 import orjson
 
 from http_api.socket_writer import RAW_SEND, SocketWriter
-from realtime.live_hub import LiveEvent, LiveSubscriber
+from realtime.live_hub import LiveSubscriber
+from realtime.live_protocol import LiveEvent
 
 
 class PausableSend:

@@ -14,28 +14,18 @@ import asyncio
 import collections
 import contextlib
 
-import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from realtime import metrics
 from realtime.errors import Unauthorized
-from realtime.live_hub import CLOSE_OVERLOADED, CLOSE_UNAUTHORIZED, LiveSubscriber
+from realtime.live_hub import LiveSubscriber
+from realtime.live_protocol import (PONG_FRAME, CloseCode, LiveClose, is_ping, parse_auth_frame, parse_client_frame,
+                                     ready_frame)
 from realtime.redis_client import is_transient
 
 from ..errors import error_response
 from ..socket_writer import SocketWriter
 from ..requests import client_address
-
-CLOSE_MALFORMED = 4400
-CLOSE_AUTH_TIMEOUT = 4408
-CLOSE_POLICY = 1008
-
-
-class LiveClose(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason = code, reason
-
 
 def origin_allowed(websocket: WebSocket, allowed: str) -> bool:
     """Browsers always send Origin; other clients (no Origin) cannot be tricked into connecting.
@@ -81,7 +71,7 @@ class PendingSockets:
 async def live(websocket: WebSocket) -> None:
     engine, settings = websocket.app.state.engine, websocket.app.state.settings
     if not origin_allowed(websocket, settings.allowed_origins):
-        await websocket.close(CLOSE_POLICY)  # before accept: the handshake answers 403
+        await websocket.close(CloseCode.POLICY)  # before accept: the handshake answers 403
         return
     pending, address = websocket.app.state.pending_sockets, client_address(websocket)
     if not pending.admit(address):
@@ -109,11 +99,11 @@ async def live(websocket: WebSocket) -> None:
         except Exception as exc:  # Redis away, out of memory, read-only, mid-failover: 1013, never a crash
             if not (is_transient(exc) or isinstance(exc, asyncio.TimeoutError)):
                 raise
-            raise LiveClose(CLOSE_OVERLOADED, "live delivery is unavailable; reconnect shortly") from None
+            raise LiveClose(CloseCode.OVERLOADED, "live delivery is unavailable; reconnect shortly") from None
         try:
             await asyncio.wait_for(_send_replay(websocket, subscriber, replay, username), settings.ws_ping_interval)
         except asyncio.TimeoutError:
-            raise LiveClose(CLOSE_OVERLOADED, "client too slow to take its replay") from None
+            raise LiveClose(CloseCode.OVERLOADED, "client too slow to take its replay") from None
         del replay  # not kept for the socket's lifetime
         subscriber.catch_up([])  # what arrived during the replay, then live
         await _pump(websocket, subscriber, engine.live_hub, settings.ws_ping_interval)
@@ -142,7 +132,7 @@ async def _deny(websocket: WebSocket, limit: int) -> None:
             429, "too_many_sockets", f"At most {limit} sockets per address may wait to authenticate.",
             {"Retry-After": "1"}))
     else:
-        await websocket.close(CLOSE_POLICY)
+        await websocket.close(CloseCode.POLICY)
 
 
 async def _send_replay(websocket: WebSocket, subscriber: LiveSubscriber, replay: list, username: str) -> None:
@@ -150,50 +140,28 @@ async def _send_replay(websocket: WebSocket, subscriber: LiveSubscriber, replay:
         await websocket.send_text(event.frame)
         subscriber.mark_sent(event)
     metrics.REPLAYED_EVENTS.inc(len(replay))
-    await websocket.send_text(orjson.dumps({"type": "ready", "username": username, "replayed": len(replay)}).decode())
+    await websocket.send_text(ready_frame(username, len(replay)))
 
 
 async def _authenticate(websocket: WebSocket, engine, timeout: float):
     try:
         message = await asyncio.wait_for(websocket.receive(), timeout)
     except asyncio.TimeoutError:
-        raise LiveClose(CLOSE_AUTH_TIMEOUT, "no auth frame in time") from None
+        raise LiveClose(CloseCode.AUTH_TIMEOUT, "no auth frame in time") from None
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
-    data = _parse_frame(message)
-    if data.get("type") != "auth":
-        raise LiveClose(CLOSE_MALFORMED, "the first frame must be {\"type\": \"auth\", ...}")
-    token, since = data.get("token"), data.get("since")
-    if token is not None and not isinstance(token, str):
-        raise LiveClose(CLOSE_MALFORMED, "token must be a string")
-    if isinstance(since, str) and since.isascii() and since.isdigit() and len(since) <= 16:
-        since = int(since)
-    elif not (since is None or (isinstance(since, int) and not isinstance(since, bool) and since >= 0)):
-        raise LiveClose(CLOSE_MALFORMED, "since must be a tweet id string or null")
+    auth = parse_auth_frame(parse_client_frame(message.get("text")))  # or LiveClose(4400)
     try:
-        session = await engine.sessions.lookup(token)
+        session = await engine.sessions.lookup(auth.token)
     except Unauthorized as exc:
-        raise LiveClose(CLOSE_UNAUTHORIZED, exc.message) from None
+        raise LiveClose(CloseCode.UNAUTHORIZED, exc.message) from None
     except Exception as exc:
         if not is_transient(exc):
             raise
-        raise LiveClose(CLOSE_OVERLOADED, "the service is unavailable; reconnect shortly") from None
+        raise LiveClose(CloseCode.OVERLOADED, "the service is unavailable; reconnect shortly") from None
     if session.user is None:
-        raise LiveClose(CLOSE_UNAUTHORIZED, "choose a username first")
-    return session, since
-
-
-def _parse_frame(message: dict) -> dict:
-    text = message.get("text")
-    if text is None:
-        raise LiveClose(CLOSE_MALFORMED, "frames are JSON text")
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise LiveClose(CLOSE_MALFORMED, "frames are JSON objects") from None
-    if not isinstance(data, dict):
-        raise LiveClose(CLOSE_MALFORMED, "frames are JSON objects")
-    return data
+        raise LiveClose(CloseCode.UNAUTHORIZED, "choose a username first")
+    return session, auth.since
 
 
 async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_timeout: float) -> None:
@@ -223,11 +191,9 @@ async def _receive_frames(websocket: WebSocket) -> None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        data = _parse_frame(message)
-        if data.get("type") == "ping":
-            await websocket.send_text('{"type":"pong"}')
-        else:
-            raise LiveClose(CLOSE_MALFORMED, "unexpected frame after auth")
+        if not is_ping(parse_client_frame(message.get("text"))):
+            raise LiveClose(CloseCode.MALFORMED, "unexpected frame after auth")
+        await websocket.send_text(PONG_FRAME)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str, timeout: float) -> None:
