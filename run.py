@@ -154,7 +154,7 @@ def serve(settings: Settings) -> None:
 
 async def run_workers(settings: Settings) -> None:
     from realtime.engine import Engine
-    from realtime.gc_tuning import tune_garbage_collector
+    from http_api.gc_tuning import tune_garbage_collector
 
     engine = await Engine.open(settings)
     count = max(1, settings.fanout_in_process)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     embedded = None
     redis_kind = "REDIS_URL"
     if not settings.redis_url:
-        from realtime.embedded_redis import EmbeddedRedis
+        from launcher.embedded_redis import EmbeddedRedis
 
         embedded = EmbeddedRedis(data_directory(settings.embedded_redis_dir), settings.embedded_redis)
         try:

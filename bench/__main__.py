@@ -95,7 +95,7 @@ async def run_phase(name: str, quick: bool) -> dict:
 
 def redis_version() -> dict[str, str]:
     """``redis_version`` and ``mem_allocator`` from ``redis-server --version`` (no server started)."""
-    from realtime.embedded_redis import find_redis_server
+    from launcher.embedded_redis import find_redis_server
 
     binary = find_redis_server()
     if binary is None:

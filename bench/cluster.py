@@ -48,7 +48,7 @@ from redis.crc import key_slot
 
 from realtime import keys
 from realtime.config import Settings
-from realtime.embedded_redis import RedisServerProcess
+from launcher.embedded_redis import RedisServerProcess
 from realtime.engine import Engine
 from realtime.ids import IdGenerator
 from realtime.text import normalize_username

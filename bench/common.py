@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from realtime.embedded_redis import RedisServerProcess, find_redis_server
+from launcher.embedded_redis import RedisServerProcess, find_redis_server
 
 __all__ = ["ROOT", "BENCHMARKS_MD", "private_redis", "machine", "command_line", "git_revision",
            "write_section", "Progress", "process_tree", "rss_bytes", "cpu_seconds", "machine_busy_seconds", "raise_open_files_limit"]
@@ -301,7 +301,7 @@ def run_in_child(coroutine) -> None:
     server's garbage collector settings, because a default full collection over thousands of
     client sockets stalls the reader for 100 ms or more and shows up as server latency
     (measured: 115 ms pauses in the socket process at 2,000 sockets)."""
-    from realtime.gc_tuning import tune_garbage_collector
+    from http_api.gc_tuning import tune_garbage_collector
 
     tune_garbage_collector()
     try:

@@ -166,7 +166,7 @@ class Service:
     """``python run.py`` in a child process on a free port; stopped by its pid."""
 
     def __init__(self, redis_url: str, workers: int, log_dir: Path, extra_env: Sequence[str] = ()) -> None:
-        from realtime.embedded_redis import free_port
+        from launcher.embedded_redis import free_port
 
         self.redis_url, self.workers, self.log_dir = redis_url, workers, log_dir
         self.extra_env = dict(item.split("=", 1) for item in extra_env)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from realtime.embedded_redis import free_port, stop_child
+from launcher.embedded_redis import free_port, stop_child
 from realtime import live_protocol
 
 from .common import (ROOT, finish_cli, run_in_child, cpu_seconds, machine, machine_busy_seconds, private_redis, process_tree,

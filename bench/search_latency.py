@@ -41,7 +41,7 @@ from pathlib import Path
 
 import httpx
 
-from realtime.embedded_redis import free_port, stop_child
+from launcher.embedded_redis import free_port, stop_child
 from realtime.redis_client import make_redis
 from realtime.ids import IdGenerator
 from realtime.search import MAX_HASHTAGS, MAX_USERS, HashtagIndex, parse_query

@@ -42,7 +42,7 @@ import orjson
 
 from realtime import keys
 from realtime.config import parse_duration
-from realtime.embedded_redis import RedisServerProcess, find_redis_server
+from launcher.embedded_redis import RedisServerProcess, find_redis_server
 from realtime.ids import min_id_at
 from realtime.redis_client import make_redis
 from realtime.search import HashtagIndex

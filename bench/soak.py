@@ -74,7 +74,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from realtime import keys
-from realtime.embedded_redis import RedisServerProcess, find_redis_server, stop_child
+from launcher.embedded_redis import RedisServerProcess, find_redis_server, stop_child
 from realtime.text import normalize_username
 
 from .common import BENCHMARKS_MD, ROOT, command_line, finish_cli, machine_of, process_tree, write_section

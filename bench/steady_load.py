@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from realtime.embedded_redis import RedisServerProcess
+from launcher.embedded_redis import RedisServerProcess
 
 from .common import (Progress, command_line, cpu_seconds, finish_cli, machine_of, private_redis,
                      raise_open_files_limit)

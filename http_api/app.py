@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 
 from realtime.config import Settings
 from realtime.engine import Engine
-from realtime.gc_tuning import tune_garbage_collector
+from .gc_tuning import tune_garbage_collector
 
 from .body_limit import BodyLimit
 from .endpoints import auth, live, operations, pages, search, timelines, tweets, users
@@ -29,7 +29,7 @@ log = logging.getLogger("chirp.app")
 
 def create_app(settings: Settings, *, tune_gc: bool = False) -> Starlette:
     """``tune_gc``: this process is the server (not a test embedding the app), so set its
-    garbage collector for thousands of sockets once started (realtime.gc_tuning)."""
+    garbage collector for thousands of sockets once started (http_api.gc_tuning)."""
     routes = [
         # Sign-in
         Route("/auth/google", auth.google_signin, methods=["POST"]),

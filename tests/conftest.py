@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from realtime.config import Settings
-from realtime.embedded_redis import RedisServerProcess, find_redis_server
+from launcher.embedded_redis import RedisServerProcess, find_redis_server
 
 from .redis_cluster import RedisCluster
 from .support import Api, Backend, ServiceProcess

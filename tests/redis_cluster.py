@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.retry import Retry
 
-from realtime.embedded_redis import SERVER_TUNING, binary_version, find_redis_server, stop_child
+from launcher.embedded_redis import SERVER_TUNING, binary_version, find_redis_server, stop_child
 
 __all__ = ["RedisCluster", "MIN_VERSION"]
 

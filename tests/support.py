@@ -19,7 +19,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 
-from realtime.embedded_redis import free_port, stop_child
+from launcher.embedded_redis import free_port, stop_child
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME_SCALE = float(os.environ.get("CHIRP_TEST_TIME_SCALE", "1"))

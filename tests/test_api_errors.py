@@ -20,7 +20,7 @@ from starlette.routing import Route
 from http_api.app import create_app
 from http_api.openapi import schema_generator
 from realtime.config import Settings
-from realtime.embedded_redis import RedisServerProcess
+from launcher.embedded_redis import RedisServerProcess
 from realtime.sessions import Sessions
 
 from .conftest import start_redis

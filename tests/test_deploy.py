@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from realtime.config import SETTINGS
-from realtime.embedded_redis import free_port, stop_child
+from launcher.embedded_redis import free_port, stop_child
 
 from .google_support import CLIENT_ID
 from .support import ROOT, TIMEOUT, unique_name, wait_until

@@ -1,4 +1,4 @@
-"""The server process tunes its garbage collector once started (realtime.gc_tuning);
+"""The server process tunes its garbage collector once started (http_api.gc_tuning);
 an app embedded in a test process leaves the collector alone."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import gc
 import subprocess
 import sys
 
-from realtime.gc_tuning import YOUNG_THRESHOLD
+from http_api.gc_tuning import YOUNG_THRESHOLD
 
 from .support import ROOT
 

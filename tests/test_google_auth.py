@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from realtime import google_auth
-from realtime.embedded_redis import free_port
+from launcher.embedded_redis import free_port
 
 from .google_support import CLIENT_ID, CertServer, GoogleStandIn, SigningKey, id_token_claims
 from .support import TIMEOUT, LiveClient, ServiceProcess, unique_name, wait_until

@@ -25,7 +25,7 @@ import redis
 import websockets
 
 from realtime import keys
-from realtime.embedded_redis import RedisServerProcess, find_redis_server
+from launcher.embedded_redis import RedisServerProcess, find_redis_server
 from realtime.text import normalize_username
 
 from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, metric, wait_until
