@@ -9,15 +9,14 @@ import logging
 import os
 
 from .config import Settings
-from .fanout import FanoutQueue, FanoutWorker, JobsInFlight
+from .fanout import FanoutQueue, FanoutWorker, JobsInFlight, shards_per_worker
 from .google_auth import GoogleCerts, GoogleVerifier
 from .id_lease import IdLease
 from .live_hub import LiveHub
-from .live_protocol import LiveEvent
 from .presence import Presence
 from .rate_limits import RateLimits
 from .redis_client import Redis, ReplicaAcks, cluster_health, is_cluster, open_redis, warm_up
-from .replay_cache import ReplayCache
+from .replay import Replay
 from .search import HashtagIndex, Search
 from .sessions import Sessions
 from .socket_limit import SocketLimit
@@ -57,8 +56,9 @@ class Engine:
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
                              hashtag_index=self.hashtag_index)
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
-        self.replay_cache = ReplayCache()
-        self.live_hub = LiveHub(redis, self._make_pubsub_client, self.live_catch_up, sharded=settings.redis_cluster)
+        self.replay = Replay(self.timelines, self.tweets)  # what a (re)connecting socket missed
+        self.live_hub = LiveHub(redis, self._make_pubsub_client, self.replay.events_after,
+                                sharded=settings.redis_cluster)
         self.presence = Presence(redis, self.live_hub)
         self.rate_limits = RateLimits(redis, settings)
         self.socket_limit = SocketLimit(redis, self.presence.process_id, settings.max_sockets_per_user)
@@ -109,20 +109,6 @@ class Engine:
         return await open_redis(self.settings.redis_url, cluster=self.settings.redis_cluster, blocking=True,
                                 retries=0, known_nodes=known)
 
-    async def live_catch_up(self, user: str, since: int | None) -> list[LiveEvent]:
-        """What entered ``user``'s home timeline after ``since``, oldest first, then what was
-        deleted from it after ``since`` arrived, as events; tweets rendered in the last seconds
-        come from the replay cache."""
-        ids, deleted = await self.timelines.changes_after(user, since)
-        events = {entry_id: event for entry_id in ids if (event := self.replay_cache.get(entry_id))}
-        missing = [entry_id for entry_id in ids if entry_id not in events]
-        for tweet in await self.tweets.hydrate(missing) if missing else []:
-            event = LiveEvent.of_tweet(tweet)
-            self.replay_cache.put(event)
-            events[event.entry_id] = event
-        return [events[entry_id] for entry_id in ids if entry_id in events] + [
-            LiveEvent.of_delete(entry_id) for entry_id in deleted]
-
     async def start_live(self) -> None:
         """Start the pub/sub listener and the presence heartbeat; return once listening."""
         self._start(self.live_hub.run(), "live-hub")
@@ -132,14 +118,8 @@ class Engine:
         await asyncio.wait_for(self.live_hub.connected.wait(), timeout=10)
 
     def start_fanout_workers(self, count: int) -> list[FanoutWorker]:
-        """``count`` workers over every shard: each shard has a worker here, and the shards
-        share them evenly (more workers than shards: several read the same shard)."""
-        tags = list(self.fanout_queue.tags)
-        if count >= len(tags):
-            assignment = [[tags[number % len(tags)]] for number in range(count)]
-        else:
-            assignment = [tags[number::count] for number in range(count)] if count else []
-        workers = [self.new_fanout_worker(shards) for shards in assignment]
+        """``count`` workers over every shard (realtime.fanout.shards_per_worker)."""
+        workers = [self.new_fanout_worker(shards) for shards in shards_per_worker(self.fanout_queue.tags, count)]
         for number, worker in enumerate(workers):
             self._fanout_workers[worker] = supervise(asyncio.create_task(worker.run(), name=f"fanout-worker-{number}"),
                                                      forever=True)

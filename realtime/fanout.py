@@ -49,6 +49,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from typing import Protocol
 
 from redis.exceptions import ResponseError
@@ -58,7 +59,8 @@ from .redis_client import Redis, ReplicaAcks, execute_scripted, is_redirect, is_
 from .scripts import CONFIRM_JOB, ENQUEUE_JOB, FINISH_JOB
 from .timelines import FULL_DEDUPE, NO_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
 
-__all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob", "Delivery", "JobSource", "JobsInFlight", "MAX_ATTEMPTS"]
+__all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob", "Delivery", "JobSource", "JobsInFlight", "MAX_ATTEMPTS",
+           "shards_per_worker"]
 
 log = logging.getLogger("chirp.fanout")
 
@@ -174,6 +176,15 @@ async def ensure_groups(redis: Redis, tags) -> None:
 def _no_replica_ack(what: str, timeout_ms: int) -> None:
     metrics.REPLICA_ACK_TIMEOUTS.inc()
     log.warning("%s: no replica acknowledged it within %d ms", what, timeout_ms)
+
+
+def shards_per_worker(tags: Sequence[str], count: int) -> list[list[str]]:
+    """The shards each of ``count`` workers reads: every shard has a worker, and the shards
+    share them evenly (more workers than shards: several read the same shard)."""
+    tags = list(tags)
+    if count >= len(tags):
+        return [[tags[number % len(tags)]] for number in range(count)]
+    return [tags[number::count] for number in range(count)] if count else []
 
 
 class FanoutJob:

@@ -14,6 +14,7 @@ import pytest
 from realtime import keys
 from realtime.config import Settings
 from realtime.engine import Engine
+from realtime.fanout import shards_per_worker
 
 from .conftest import start_redis
 from .support import TIMEOUT
@@ -223,3 +224,13 @@ async def test_authors_names_are_remembered_up_to_a_bound_and_unknown_users_are_
     with pytest.raises(NotFound):
         await engine.users.name_of_author("nobody")
     assert "nobody" not in engine.users._author_names
+
+
+@pytest.mark.parametrize("count, expected", [
+    (0, []),
+    (1, [["a", "b", "c", "d"]]),
+    (3, [["a", "d"], ["b"], ["c"]]),
+    (6, [["a"], ["b"], ["c"], ["d"], ["a"], ["b"]]),
+])
+def test_every_shard_has_a_worker_and_the_shards_share_them_evenly(count, expected):
+    assert shards_per_worker(["a", "b", "c", "d"], count) == expected

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from realtime.live_protocol import LiveEvent, tweet_frame
-from realtime.replay_cache import ReplayCache
+from realtime.replay import ReplayCache
 
 
 class Clock:
@@ -59,11 +59,11 @@ async def test_a_second_replay_of_the_same_tweets_reads_none_of_them_again(redis
     try:
         await engine.users.create("cachewriter")
         ids = [await engine.tweets.post("cachewriter", f"tweet {n}") for n in range(3)]
-        first = await engine.live_catch_up("cachewriter", None)
+        first = await engine.replay.events_after("cachewriter", None)
         assert [event.entry_id for event in first] == ids  # oldest first
-        misses = engine.replay_cache.misses
-        second = await engine.live_catch_up("cachewriter", ids[0])
+        misses = engine.replay.cache.misses
+        second = await engine.replay.events_after("cachewriter", ids[0])
         assert [event.entry_id for event in second] == ids[1:]
-        assert engine.replay_cache.misses == misses and [e.frame for e in second] == [e.frame for e in first[1:]]
+        assert engine.replay.cache.misses == misses and [e.frame for e in second] == [e.frame for e in first[1:]]
     finally:
         await engine.close()

@@ -1,4 +1,6 @@
-"""Tweet events rendered recently in this process, shared by the sockets that replay them.
+"""What a socket missed: ``Replay.events_after`` reads what entered (and left) a home
+timeline after a given id and renders it as live events, through the ``ReplayCache`` of
+tweet events rendered recently in this process, shared by the sockets that replay them.
 
 A connection storm (thousands of sockets reconnecting with ``since`` after a deploy or a
 network blip) replays mostly the same recent tweets to everyone. Reading and rendering
@@ -14,8 +16,10 @@ import time
 from collections.abc import Callable
 
 from .live_protocol import LiveEvent
+from .timelines import Timelines
+from .tweets import Tweets
 
-__all__ = ["ReplayCache"]
+__all__ = ["Replay", "ReplayCache"]
 
 
 class ReplayCache:
@@ -42,3 +46,22 @@ class ReplayCache:
         self._entries[event.entry_id] = (self._clock() + self.ttl, event)
         while len(self._entries) > self.max_entries:
             del self._entries[next(iter(self._entries))]
+
+
+class Replay:
+    def __init__(self, timelines: Timelines, tweets: Tweets, cache: ReplayCache | None = None) -> None:
+        self._timelines, self._tweets = timelines, tweets
+        self.cache = cache or ReplayCache()
+
+    async def events_after(self, user: str, since: int | None) -> list[LiveEvent]:
+        """What entered ``user``'s home timeline after ``since``, oldest first, then what was
+        deleted from it after ``since`` arrived, as events."""
+        ids, deleted = await self._timelines.changes_after(user, since)
+        events = {entry_id: event for entry_id in ids if (event := self.cache.get(entry_id))}
+        missing = [entry_id for entry_id in ids if entry_id not in events]
+        for tweet in await self._tweets.hydrate(missing) if missing else []:
+            event = LiveEvent.of_tweet(tweet)
+            self.cache.put(event)
+            events[event.entry_id] = event
+        return [events[entry_id] for entry_id in ids if entry_id in events] + [
+            LiveEvent.of_delete(entry_id) for entry_id in deleted]
