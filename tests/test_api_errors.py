@@ -440,6 +440,7 @@ def test_missing_garbage_or_unknown_bearer_tokens_answer_401(world, op):
 
 # -- Redis going away ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_calls_answer_503_redis_unavailable_while_redis_is_down_and_recover_when_it_returns(tmp_path):
     # A Redis and a service of our own: this test kills its Redis, the session's must live on.
     first = start_redis(tmp_path / "redis")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bench import live_shapes
+
+pytestmark = pytest.mark.slow  # runs the benchmark's smallest shapes end to end
 
 TINY = live_shapes.Sizes(celebrity_sockets=50, celebrity_tweets=2, celebrity_rate=4.0, big_followers=500,
                          big_sockets=20, big_tweets=2, storm_users=50, storm_posters=5, storm_per_poster=10,

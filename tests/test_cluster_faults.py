@@ -23,7 +23,7 @@ from realtime.text import normalize_username
 
 from .cluster_load import Ledger, LiveLedger, cluster_client, post_until, wait_fanout_idle
 from .redis_cluster import RedisCluster
-from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, unique_name, wait_until
+from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, eventually, unique_name
 
 pytestmark = pytest.mark.slow
 
@@ -100,8 +100,8 @@ async def test_a_master_killed_under_live_load_loses_no_acknowledged_tweet_and_d
         ledger, live, killed_at = await run_fault_under_load(service, kill_and_watch_health, authors, follower)
         assert health == [503], "/healthz must say so while a master is down"
         promoted = cluster.wait_failover(victim)
-        wait_until(lambda: api.http.get("/healthz").status_code == 200, timeout=3 * TIMEOUT,
-                   what="/healthz to answer 200 once the failover has completed")
+        await eventually(lambda: api.http.get("/healthz").status_code == 200, timeout=3 * TIMEOUT,
+                         what="/healthz to answer 200 once the failover has completed")
         with cluster_client(cluster) as client:
             wait_fanout_idle(client)
             assert_nothing_lost_or_doubled(ledger, live, client, follower)
@@ -155,7 +155,7 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
             stats = [Api(s.url).http.get("/stats").json() for s in (first, second)]
             return all(s["connections"] == 2 and len(s["processes"]) == 2 for s in stats)
 
-        wait_until(both_counted, what="/stats on each instance to count both instances' sockets")
+        await eventually(both_counted, what="/stats on each instance to count both instances' sockets")
         ids = [author.post_tweet(f"to both {n}") for n in range(5)]
         for client in (on_first, on_second):
             assert [await client.next_tweet_id() for _ in ids] == ids
@@ -173,7 +173,7 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
                 pending = client.xpending_range(stream, keys.FANOUT_GROUP, "-", "+", 1)
                 return pending[0]["consumer"] if pending else None
 
-            consumer = wait_until(holder, what="a worker to take the big job")  # ...and the killed one had it
+            consumer = await eventually(holder, what="a worker to take the big job")  # ...and the killed one had it
             victim, survivor = ((first, second) if f"-{first.process.pid}-" in consumer else (second, first))
             if victim is second:
                 await on_second.socket.close()
@@ -184,8 +184,8 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
                            _lpos_all(client, [keys.home_timeline(name) for name in fans], big)]
             assert home_counts == [1] * len(fans)
         assert Api(survivor.url).http.get("/healthz").status_code == 200
-        wait_until(lambda: len(Api(survivor.url).http.get("/stats").json()["processes"]) == 1,
-                   what="/stats to forget the killed instance")
+        await eventually(lambda: len(Api(survivor.url).http.get("/stats").json()["processes"]) == 1,
+                         what="/stats to forget the killed instance")
     finally:
         first.stop()
         second.stop()

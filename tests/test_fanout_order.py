@@ -84,6 +84,7 @@ async def test_a_short_follower_page_ends_the_fan_out_without_reading_an_empty_o
         await engine.close()
 
 
+@pytest.mark.slow
 async def test_a_job_whose_predecessor_was_abandoned_by_a_killed_worker_takes_it_over_first(private_redis):
     """A worker killed with an author's job in hand: the author's next job does not overtake
     it (the contract: in order per author); the next worker runs the abandoned one first."""

@@ -19,7 +19,9 @@ from realtime.engine import Engine
 from realtime.live_protocol import unaddress
 
 from .conftest import start_redis
-from .support import ROOT, TIMEOUT, wait_until
+from .support import ROOT, TIMEOUT, eventually
+
+pytestmark = pytest.mark.slow  # kills a fan-out worker mid-job
 
 FOLLOWERS = 10_000
 
@@ -83,7 +85,7 @@ async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_e
 
     first = start_worker(private_redis.url, tmp_path / "worker-1.log", FANOUT_BATCH_PAUSE="20ms")
     try:
-        wait_until(halfway, what="the first worker to get part of the way")
+        await eventually(halfway, what="the first worker to get part of the way")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -100,8 +102,8 @@ async def test_a_killed_worker_is_taken_over_and_every_follower_gets_the_tweet_e
 
     second = start_worker(private_redis.url, tmp_path / "worker-2.log")
     try:
-        wait_until(lambda: client.xlen(keys.fanout_stream(tag)) == 0, timeout=4 * TIMEOUT,
-                   what="the second worker to take over and finish the job")
+        await eventually(lambda: client.xlen(keys.fanout_stream(tag)) == 0, timeout=4 * TIMEOUT,
+                         what="the second worker to take over and finish the job")
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=TIMEOUT)

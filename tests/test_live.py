@@ -8,7 +8,7 @@ import time
 import pytest
 import websockets
 
-from .support import Api, LiveClient, metric
+from .support import Api, LiveClient, async_metric
 
 
 async def test_a_follower_receives_a_tweet_live(api, service):
@@ -113,7 +113,7 @@ async def test_posting_continuously_while_a_client_connects_shows_no_gap_and_no_
                 break
             posted.append(await asyncio.to_thread(alice.post_tweet, f"stream {n}"))
 
-    deferred_before = metric(service.url, "chirp_socket_writes_deferred_total")
+    deferred_before = await async_metric(service.url, "chirp_socket_writes_deferred_total")
     poster = asyncio.create_task(post_continuously())
     while len(posted) < 20:
         await asyncio.sleep(0.01)  # let the stream get going before connecting mid-stream
@@ -130,7 +130,7 @@ async def test_posting_continuously_while_a_client_connects_shows_no_gap_and_no_
     await live.socket.close()
     assert received == expected  # every tweet after `since`, once, in order
     # A client that keeps reading never makes uvicorn's send wait: every frame went inline.
-    assert metric(service.url, "chirp_socket_writes_deferred_total") == deferred_before
+    assert await async_metric(service.url, "chirp_socket_writes_deferred_total") == deferred_before
 
 
 async def test_one_users_several_sockets_on_two_processes_all_receive(api, service, redis_server, tmp_path):

@@ -28,7 +28,10 @@ from realtime import keys
 from launcher.embedded_redis import RedisServerProcess, find_redis_server
 from realtime.text import normalize_username
 
-from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, metric, wait_until
+from .support import (TIMEOUT, Api, LiveClient, ServiceProcess, User, async_metric, eventually, metric, post_tweets,
+                      wait_until)
+
+pytestmark = pytest.mark.slow  # kills and restarts servers, stalls hundreds of sockets
 
 #: 280 four-byte characters: the largest tweet frame (about 1.2 KB), so fewer tweets fill a socket.
 BIG_TWEET = "\U0001F426" * 280
@@ -154,15 +157,15 @@ async def test_a_stalled_client_is_closed_1013_while_a_healthy_client_keeps_rece
     alice, bob, carol = api.sign_in(), api.sign_in(), api.sign_in()
     bob.follow(alice)
     carol.follow(alice)
-    closes_before = metric(service.url, "chirp_slow_client_closes_total")
-    dropped_before = metric(service.url, "chirp_events_dropped_total")
+    closes_before = await async_metric(service.url, "chirp_slow_client_closes_total")
+    dropped_before = await async_metric(service.url, "chirp_events_dropped_total")
 
     stalled = await connect_stalled(service, bob.token)
     healthy = Reader(await LiveClient(service.url, carol.token).connect())
     posted: list[str] = []
     for _ in range(3000):  # bounded; about 80 big tweets fill the stalled socket here
         posted.append(await asyncio.to_thread(alice.post_tweet, BIG_TWEET))
-        if len(posted) % 5 == 0 and metric(service.url, "chirp_slow_client_closes_total") > closes_before:
+        if len(posted) % 5 == 0 and await async_metric(service.url, "chirp_slow_client_closes_total") > closes_before:
             break
     else:
         raise AssertionError("the stalled client was never closed as slow")
@@ -170,9 +173,9 @@ async def test_a_stalled_client_is_closed_1013_while_a_healthy_client_keeps_rece
 
     assert await healthy.wait_for(len(posted)) == posted  # every tweet, once, in order
     await healthy.stop()
-    assert metric(service.url, "chirp_slow_client_closes_total") == closes_before + 1  # only the stalled one
-    assert metric(service.url, "chirp_events_dropped_total") > dropped_before
-    assert metric(service.url, "chirp_socket_writes_deferred_total") > 0  # the stalled socket's, by a task
+    assert await async_metric(service.url, "chirp_slow_client_closes_total") == closes_before + 1  # only the stalled one
+    assert await async_metric(service.url, "chirp_events_dropped_total") > dropped_before
+    assert await async_metric(service.url, "chirp_socket_writes_deferred_total") > 0  # the stalled socket's, by a task
 
     # The stalled client resumes reading: what it had been sent, in order, then the close code.
     received = []
@@ -185,22 +188,23 @@ async def test_a_stalled_client_is_closed_1013_while_a_healthy_client_keeps_rece
     await healthy.client.socket.close()
 
 
-async def test_memory_stays_bounded_with_1000_stalled_clients_and_all_are_closed_1013(redis_server, services):
-    """1,000 sockets (the figure asked for; ~12 s here) on one process stop reading.
+async def test_memory_stays_bounded_with_1000_stalled_clients_and_all_are_closed_1013(single_redis, services):
+    """1,000 sockets (the figure asked for) on one process stop reading. One Redis only:
+    what is measured is the server process, the same on a cluster.
 
     Measured here: the 1,000 open sockets cost ~36 MB of RSS, and ~160 MB once each one's
     buffers are full (uvicorn's 64 KiB transport buffer, the 4-frame queue, allocator
     overhead). Once they are closed as slow, more tweets cost them nothing."""
     clients_count = 1000
-    service = services(redis_server.url, live_send_queue=SMALL_SEND_QUEUE)
+    service = services(single_redis.url, live_send_queue=SMALL_SEND_QUEUE)
     api = Api(service.url)
     alice, bob = api.sign_in(), api.sign_in()
     bob.follow(alice)
     async with LiveClient(service.url, bob.token):  # warm up the process's live path
-        alice.post_tweet("warm-up")
-    wait_until(lambda: metric(service.url, "chirp_open_sockets") == 0, what="the warm-up socket to close")
+        await post_tweets(alice, "warm-up", 1)
+    await eventually(lambda: sockets_open(service, 0), what="the warm-up socket to close")
     rss_before = rss_bytes(service.process.pid)
-    closes_before = metric(service.url, "chirp_slow_client_closes_total")
+    closes_before = await async_metric(service.url, "chirp_slow_client_closes_total")
 
     limit = asyncio.Semaphore(64)
 
@@ -209,27 +213,33 @@ async def test_memory_stays_bounded_with_1000_stalled_clients_and_all_are_closed
             return await connect_stalled(service, bob.token)
 
     clients = await asyncio.wait_for(asyncio.gather(*(connect() for _ in range(clients_count))), 6 * TIMEOUT)
-    assert metric(service.url, "chirp_open_sockets") == clients_count
+    assert await async_metric(service.url, "chirp_open_sockets") == clients_count
 
-    for n in range(3000):  # bounded
-        await asyncio.to_thread(alice.post_tweet, BIG_TWEET)
-        if n % 5 == 4 and metric(service.url, "chirp_slow_client_closes_total") >= closes_before + clients_count:
+    for _ in range(300):  # bounded
+        await post_tweets(alice, BIG_TWEET, 10)
+        if await async_metric(service.url, "chirp_slow_client_closes_total") >= closes_before + clients_count:
             break
     else:
         raise AssertionError("not every stalled client was closed as slow")
     growth = rss_bytes(service.process.pid) - rss_before
     assert growth < 200 * 2**20, f"the server grew by {growth / 2**20:.0f} MB with {clients_count} stalled clients"
-    for _ in range(100):  # the stalled clients are closed: what follows is not queued for them
-        await asyncio.to_thread(alice.post_tweet, BIG_TWEET)
+    await post_tweets(alice, BIG_TWEET, 100)  # the stalled clients are closed: this is not queued for them
     more = rss_bytes(service.process.pid) - rss_before - growth
     assert more < 10 * 2**20, f"the server grew by {more / 2**20:.0f} MB more after the stalled clients were closed"
 
-    # All drain at once what the server had buffered for them (~11 s here for the 1,000): each
-    # client's bound is the whole drain's, not the 10 s a single socket would get.
-    codes = await asyncio.wait_for(
-        asyncio.gather(*(client.close_code(timeout=6 * TIMEOUT) for client in clients)), 6 * TIMEOUT)
-    assert codes == [1013] * clients_count
-    wait_until(lambda: metric(service.url, "chirp_open_sockets") == 0, what="every stalled socket to be gone")
+    # A sample reads what the server had buffered for it, then its 1013; the rest hang up
+    # (draining all 1,000 took ~11 s of this test's own CPU, not the server's).
+    sample, rest = clients[:50], clients[50:]
+    for client in rest:
+        client.socket.transport.abort()
+    codes = await asyncio.wait_for(asyncio.gather(*(client.close_code(timeout=3 * TIMEOUT) for client in sample)),
+                                   3 * TIMEOUT)
+    assert codes == [1013] * len(sample)
+    await eventually(lambda: sockets_open(service, 0), what="every stalled socket to be gone")
+
+
+async def sockets_open(service: ServiceProcess, count: int) -> bool:
+    return await async_metric(service.url, "chirp_open_sockets") == count
 
 
 # -- Redis faults ---------------------------------------------------------------------
@@ -243,7 +253,7 @@ async def stream_through_a_redis_restart(own_redis: RedisServerProcess,
     api = Api(service.url)
     alice, bob = api.sign_in(), api.sign_in()
     bob.follow(alice)
-    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
+    reconnects_before = await async_metric(service.url, "chirp_pubsub_reconnects_total")
     live = Reader(await LiveClient(service.url, bob.token).connect())
 
     accepted: list[str] = []
@@ -257,7 +267,7 @@ async def stream_through_a_redis_restart(own_redis: RedisServerProcess,
             accepted.append(post_until_accepted(alice, f"stream {n}", refused))
 
     poster = asyncio.create_task(asyncio.to_thread(post_continuously))
-    await asyncio.to_thread(wait_until, lambda: len(accepted) >= 20, what="tweets before the outage")
+    await eventually(lambda: len(accepted) >= 20, what="tweets before the outage")
     await live.wait_for(10)
 
     own_redis.kill()
@@ -265,12 +275,12 @@ async def stream_through_a_redis_restart(own_redis: RedisServerProcess,
     during = len(accepted)
     own_redis.start()  # same port, same data directory: what was written survives
 
-    await asyncio.to_thread(wait_until, lambda: len(accepted) >= during + 20, what="tweets after the outage")
+    await eventually(lambda: len(accepted) >= during + 20, what="tweets after the outage")
     stop.set()
     await poster
     # Posts come back at once; the hub reconnects on its own backoff (up to 2 s).
-    await asyncio.to_thread(wait_until, lambda: metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before,
-                            what="the hub to reconnect")
+    await eventually(lambda: metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before,
+                     what="the hub to reconnect")
 
     await live.wait_for(len(accepted))
     sentinel = alice.post_tweet("sentinel")  # once it arrives, nothing else was on its way
@@ -338,10 +348,10 @@ async def test_repeated_pubsub_blips_while_posting_lose_and_reorder_nothing_on_1
     poster = asyncio.create_task(asyncio.to_thread(post_continuously))
     with redis.Redis.from_url(own_redis.url) as admin:
         for _ in range(5):  # the next blip may hit while the last catch-up is still running
-            before = metric(service.url, "chirp_pubsub_reconnects_total")
+            before = await async_metric(service.url, "chirp_pubsub_reconnects_total")
             assert admin.client_kill_filter(_type="pubsub") >= 1
-            await asyncio.to_thread(wait_until, lambda: metric(service.url, "chirp_pubsub_reconnects_total") > before,
-                                    what="the hub to reconnect")
+            await eventually(lambda: metric(service.url, "chirp_pubsub_reconnects_total") > before,
+                             what="the hub to reconnect")
     stop.set()
     await poster
 
@@ -364,7 +374,7 @@ async def test_after_a_pubsub_blip_a_client_that_connected_with_since_is_sent_on
     alice, bob = api.sign_in(), api.sign_in()
     bob.follow(alice)
     seen = [alice.post_tweet(f"seen before {n}") for n in range(3)]
-    wait_until(lambda: set(seen) <= set(bob.home_ids()), what="the fan-out to reach bob")
+    await eventually(lambda: set(seen) <= set(bob.home_ids()), what="the fan-out to reach bob")
     client = await LiveClient(service.url, bob.token, since=seen[-1]).connect()
     assert client.ready["replayed"] == 0
     live = Reader(client)
@@ -403,8 +413,8 @@ async def test_while_redis_is_down_a_new_socket_is_closed_1013_and_http_answers_
     service = services(own_redis.url)
     bob = Api(service.url).sign_in()
     own_redis.kill()
-    wait_until(lambda: httpx.get(service.url + "/healthz", timeout=TIMEOUT).status_code == 503,
-               what="/healthz to notice Redis is down")
+    await eventually(lambda: httpx.get(service.url + "/healthz", timeout=TIMEOUT).status_code == 503,
+                     what="/healthz to notice Redis is down")
 
     client = LiveClient(service.url, bob.token)
     await client.connect(auth=False)
@@ -444,12 +454,12 @@ async def test_a_sign_out_while_the_pubsub_connection_reconnects_still_closes_it
     api = Api(service.url)
     bob = api.sign_in()
     sockets = [await LiveClient(service.url, bob.token).connect() for _ in range(3)]
-    reconnects_before = metric(service.url, "chirp_pubsub_reconnects_total")
+    reconnects_before = await async_metric(service.url, "chirp_pubsub_reconnects_total")
     with redis.Redis.from_url(own_redis.url) as admin:
         assert admin.client_kill_filter(_type="pubsub") >= 1
         assert bob.request("POST", "/auth/signout").status_code == 204  # in the gap
     assert [await live.close_code() for live in sockets] == [4401] * 3
-    assert metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before
+    assert await async_metric(service.url, "chirp_pubsub_reconnects_total") > reconnects_before
 
 
 async def test_after_an_empty_redis_restart_open_sockets_are_closed_4401(own_redis, services):

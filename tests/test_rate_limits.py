@@ -15,7 +15,7 @@ from realtime.config import RateLimit, Settings, SettingsError
 from realtime.errors import RateLimited
 from realtime.rate_limits import RateLimits
 
-from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, unique_name, wait_until
+from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, eventually, unique_name
 from .test_api_errors import assert_error
 
 LIMITS = {"rate_limits": "on", "rate_limit_posts": "3/1m", "rate_limit_follows": "2/1m",
@@ -219,8 +219,8 @@ async def test_a_socket_that_leaves_frees_its_place(capped, redis_sync):
     one = await LiveClient(first.url, alice.token).connect()
     two = await LiveClient(second.url, alice.token).connect()
     await one.socket.close()
-    wait_until(lambda: redis_sync.zcard(keys.user_sockets(alice.username.lower())) == 1,
-               what="the closed socket to leave the count")
+    await eventually(lambda: redis_sync.zcard(keys.user_sockets(alice.username.lower())) == 1,
+                     what="the closed socket to leave the count")
     three = await LiveClient(first.url, alice.token).connect()
     try:
         tweet = alice.post_tweet("both stay")

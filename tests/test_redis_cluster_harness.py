@@ -82,6 +82,7 @@ def test_migrate_slot_moves_the_keys(cluster, client):
     cluster.wait_healthy(timeout=10)
 
 
+@pytest.mark.slow
 def test_failover_after_a_master_is_killed_and_it_comes_back_as_replica(cluster):
     victim = cluster.masters()[0]
     replica = cluster.replica_of(victim)

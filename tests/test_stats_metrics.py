@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from realtime import presence
 
 from .conftest import start_redis
-from .support import TIMEOUT, Api, LiveClient, RunPy, ServiceProcess, wait_until
+from .support import TIMEOUT, Api, LiveClient, RunPy, ServiceProcess, eventually, wait_until
 
 CHIRP_METRICS = {
     "chirp_open_sockets": "gauge",
@@ -112,23 +112,24 @@ async def test_stats_counts_connections_and_users_online_in_total_and_per_proces
             assert set(entry) == {"id", "connections", "users_online", "started_at"}
             assert 0 < time.time() - entry["started_at"] < 600
         assert {k: stats(first.url)[k] for k in expected} == expected  # any process answers the same
-    wait_until(lambda: stats(first.url)["connections"] == 0, what="/stats to forget closed sockets")
+    await eventually(lambda: stats(first.url)["connections"] == 0, what="/stats to forget closed sockets")
     assert stats(first.url)["users_online"] == 0
 
 
+@pytest.mark.slow
 async def test_a_process_killed_with_sigkill_drops_out_of_stats_within_the_presence_ttl(two_processes):
     first, second = two_processes
     api = Api(first.url)
     bob, carol = api.sign_in(), api.sign_in()
     survivor = await LiveClient(first.url, bob.token).connect()
     doomed = await LiveClient(second.url, carol.token).connect()
-    wait_until(lambda: stats(first.url)["connections"] == 2, what="/stats to count both sockets")
+    await eventually(lambda: stats(first.url)["connections"] == 2, what="/stats to count both sockets")
     assert len(stats(first.url)["processes"]) == 2
 
     second.process.kill()  # SIGKILL: no chance to leave; only the heartbeat's TTL tells
     killed_at = time.monotonic()
     second.process.wait(timeout=TIMEOUT)
-    wait_until(lambda: process_of(stats(first.url), second) is None, what="the killed process to leave /stats")
+    await eventually(lambda: process_of(stats(first.url), second) is None, what="the killed process to leave /stats")
     assert time.monotonic() - killed_at < presence.TTL + 2 * presence.BEAT_EVERY
     answer = stats(first.url)
     assert [p["id"] for p in answer["processes"]] == [process_of(answer, first)["id"]]
@@ -169,8 +170,8 @@ async def test_metrics_answers_prometheus_text_with_every_chirp_metric_and_count
                 value(after, "chirp_delivery_latency_seconds_count")
             assert value(after, "chirp_delivery_latency_seconds_sum") >= 0
             await carol_live.socket.close()
-            wait_until(lambda: value(scrape(service.url), "chirp_open_sockets") == 1, what="the gauge to drop")
-        wait_until(lambda: value(scrape(service.url), "chirp_open_sockets") == 0, what="the gauge to reach 0")
+            await eventually(lambda: value(scrape(service.url), "chirp_open_sockets") == 1, what="the gauge to drop")
+        await eventually(lambda: value(scrape(service.url), "chirp_open_sockets") == 0, what="the gauge to reach 0")
 
         missed = [alice.post_tweet(f"missed {n}") for n in range(3)]
         fanout_idle()
@@ -195,8 +196,8 @@ async def test_run_py_with_two_workers_delivers_to_sockets_on_both_and_sums_them
     clients: list[LiveClient] = []
     try:
         service.start()
-        wait_until(lambda: service.log().count("Application startup complete") >= 2,
-                   what="both worker processes to start")
+        await eventually(lambda: service.log().count("Application startup complete") >= 2,
+                         what="both worker processes to start")
         api = Api(url)
         alice, bob, carol = api.sign_in(), api.sign_in(), api.sign_in()
         bob.follow(alice)
