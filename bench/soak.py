@@ -940,7 +940,7 @@ def render(figures: dict, writes: Writes, faults: Faults, rows: list[dict], logs
         f"{figures['delete_missed']} (sent again in a replay: {figures['deletes_repeated']}).",
         "",
         f"Answers: {answers_text(writes.statuses)} ({writes.noise:,} of the POSTs the noisy author's big tweets while "
-        "a client stalled). A write answered 503 or not at all may still have been done (README, \"what a 201 "
+        "a client stalled). A write answered 503 or not at all may still have been done (README, \"What a 201 "
         f"promises\"): such entries reached the followers {figures['landed_unacknowledged']:,} times (not expected, "
         "not a problem).",
         "",

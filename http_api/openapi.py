@@ -90,7 +90,7 @@ class _DocstringSchemas(SchemaGenerator):
 schema_generator = _DocstringSchemas({
     "openapi": "3.0.3",
     "info": {"title": "Chirp", "version": "1.0",
-             "description": "A real-time tweet service. Live timelines: WebSocket GET /ws (see README)."},
+             "description": "A real-time tweet service. Live timelines: WebSocket GET /ws (see docs/API.md)."},
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {

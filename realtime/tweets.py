@@ -63,7 +63,7 @@ COUNTED_KEPT, COUNTED_TTL_MS = 32, 86_400_000
 class Tweets:
     """Every write goes the same way: record the fan-out job (the one atomic step, the
     source of truth), then apply it here with steps that are safe to redo, which the job's
-    worker redoes whatever happened to this call (``apply``). See README, "What a 201 promises"."""
+    worker redoes whatever happened to this call (``apply``). See docs/design.md, "What a 201 promises"."""
 
     def __init__(self, redis: Redis, ids: IdGenerator, users: Users, timelines: Timelines,
                  fanout: FanoutQueue, hashtag_index=None) -> None:

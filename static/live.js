@@ -1,4 +1,4 @@
-// The live home timeline over GET /ws (protocol: README, "Live timeline").
+// The live home timeline over GET /ws (protocol: docs/API.md and docs/design.md, "Live timeline").
 //
 // One named reconnect loop: connect, send the auth frame with `since` = the last entry id we
 // were sent (`retweet_id || id`), take the replay and `ready`, then live events. On any close

@@ -1,11 +1,11 @@
 """SIGKILL at each step of a post and of its fan-out, before and after each Redis write, and
-what README "Durable fan-out, and what a 201 promises" says then holds:
+what docs/design.md, "Durable fan-out, and what a 201 promises", says then holds:
 
 - a POST answered 201 reaches every follower's home timeline exactly once, and the author's
   own timelines and its hashtag's, and each recipient is named once in the live messages;
 - a POST never answered (its server died mid-request) is, once a fresh process has run the
   fan-out, either all of that or nowhere at all: nowhere when the server died before its job
-  was recorded (ENQUEUE_JOB), everywhere once it was (the README: "a request that fails before
+  was recorded (ENQUEUE_JOB), everywhere once it was (docs/design.md: "a request that fails before
   the job is recorded leaves nothing behind"; after it, "the tweet still appears");
 - an author's tweets arrive in the order they were posted, across the kill: each test has two
   posts by one author in flight. At a post step the first was answered 201 and its fan-out has

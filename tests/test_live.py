@@ -8,7 +8,9 @@ import time
 import pytest
 import websockets
 
-from .support import Api, LiveClient, async_metric
+from realtime.config import WS_IMPLEMENTATIONS
+
+from .support import Api, LiveClient, ServiceProcess, async_metric, post_tweets
 
 
 async def test_a_follower_receives_a_tweet_live(api, service):
@@ -216,3 +218,25 @@ async def test_a_foreign_origin_is_refused(api, service):
     same = f"http://127.0.0.1:{service.port}"
     async with LiveClient(service.url, bob.token, origin=same) as live:
         assert live.ready["username"] == bob.username
+
+
+@pytest.mark.parametrize("ws_impl", WS_IMPLEMENTATIONS)
+async def test_every_websocket_implementation_offered_speaks_the_whole_protocol(single_redis, tmp_path, ws_impl):
+    """WS_IMPL picks uvicorn's WebSocket implementation: each value offered replays, delivers
+    live, answers pings, sends frames through the raw-send path and closes 4400 on a bad frame."""
+    service = ServiceProcess(single_redis.url, ws_impl=ws_impl).start(tmp_path)
+    try:
+        api = Api(service.url)
+        alice, bob = api.sign_in(), api.sign_in()
+        bob.follow(alice)
+        before = (await post_tweets(alice, "before the socket", 1))[0]
+        async with LiveClient(service.url, bob.token) as live:
+            assert [frame["tweet"]["id"] for frame in live.replayed] == [before]
+            live_id = (await post_tweets(alice, f"live over {ws_impl}", 1))[0]
+            assert await live.next_tweet_id() == live_id
+            await live.send({"type": "ping"})
+            assert await live.next_frame() == {"type": "pong"}
+            await live.send({"type": "auth", "token": bob.token})  # only the first frame may be one
+            assert await live.close_code() == 4400
+    finally:
+        service.stop()

@@ -1,4 +1,4 @@
-"""``GET /ws``: the live home timeline (protocol in API.md and the README).
+"""``GET /ws``: the live home timeline (protocol: docs/API.md; its guarantees: docs/design.md).
 
 One socket's life: check Origin, accept, wait for the auth frame (4408 / 4400 / 4401),
 attach to the process's ``LiveHub`` (its lease written before reading, so there is no gap),
