@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .common import (Progress, command_line, finish_cli, machine_of, private_redis, raise_open_files_limit,
                      rss_bytes)
-from .live_load import BenchError, CpuMark, Plan, Service, SocketProcesses, _settle, cpu_table, create_users
+from .load_generator import BenchError, CpuMark, Plan, Service, SocketProcesses, settle, cpu_table, create_users
 
 __all__ = ["NAME", "TITLE", "measure", "main"]
 
@@ -62,7 +62,7 @@ async def run_steps(setup: dict) -> tuple[list[dict], dict, str, dict]:
                     facts["opened"] += opening["opened"]
                     facts["errors"] += opening["errors"]
                     previous = count
-                rss = await _settle(service, setup["settle"])
+                rss = await settle(service, setup["settle"])
                 samples.append({"sockets": facts["opened"], "rss": rss, "redis_rss": rss_bytes([redis_pid])})
                 print(f"  {facts['opened']:,} sockets open: service RSS {rss / 2**20:.1f} MiB", flush=True)
             pids = [pid for group in groups for pid in group.pids]

@@ -23,7 +23,7 @@ tweet already in its timeline), get ``ready`` with that count, and every live tw
 
 Only the public API (HTTP, ``/ws``), the ``followers:{name}`` set and ``tl:home:{name}``
 lists are used, so the benchmark does not depend on how the service delivers internally.
-Sockets and posts come from processes of their own (``bench.live_load``'s, or this
+Sockets and posts come from processes of their own (``bench.load_generator``'s, or this
 module's storm process), whose CPU (utime+stime) is reported; a generator process above
 85% of a core is called out as a possible bottleneck. Missing, duplicated or unexpected
 deliveries and errors are listed as problems (exit status 1); a time never is.
@@ -44,8 +44,8 @@ from pathlib import Path
 
 from .common import (Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit, rss_bytes,
                      run_in_child)
-from .live_load import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, _recv,
-                        _settle, check_deliveries, create_users, cpu_table, percentile)
+from .load_generator import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, recv_from_child,
+                        settle, check_deliveries, create_users, cpu_table, percentile)
 
 __all__ = ["Sizes", "FULL", "QUICK", "measure", "main"]
 
@@ -413,7 +413,7 @@ class StormProcesses:
         for process, conn, *_ in self.children:
             process.start()
         for _, conn, *_ in self.children:
-            if await _recv(conn, 60) != "loaded":
+            if await recv_from_child(conn, 60) != "loaded":
                 raise BenchError("a storm process did not start")
 
     def go(self, start_wall: float) -> None:
@@ -424,7 +424,7 @@ class StormProcesses:
         rows = []
         for _, conn, *_ in self.children:
             conn.send("finish")
-            rows += await _recv(conn, 120)
+            rows += await recv_from_child(conn, 120)
         return rows
 
     def stop(self) -> None:
@@ -507,7 +507,7 @@ async def storm(ctx: Context, sizes: Sizes) -> dict:
     print(f"  {1 + len(base)} tweets posted; waiting for them in every home timeline", flush=True)
     await _wait_timelines(ctx, users, [since, *base], MAX_SECONDS)
     await ctx.service.restart()
-    rss_before = await _settle(ctx.service)
+    rss_before = await settle(ctx.service)
     window = sizes.storm_window
     schedule = [(name, tokens[name], index * window / len(users)) for index, name in enumerate(users)]
     sockets = StormProcesses(ctx.service.ws_url, schedule, since, sizes.socket_procs)

@@ -7,7 +7,7 @@ Everything on 127.0.0.1, started here and stopped (or killed) by its pid:
 
 - one redis-server on a free port with AOF on and ``appendfsync always``, so a restart on
   the same port and directory, even after SIGKILL, has every write Redis answered;
-- ``python run.py --workers 2`` (``bench.live_load.Service``: rate limits off), whose two
+- ``python run.py --workers 2`` (``bench.load_generator.Service``: rate limits off), whose two
   server processes each run ``FANOUT_IN_PROCESS`` fan-out workers too, and two
   ``python run.py worker`` processes (fan-out only). ``FANOUT_CLAIM_IDLE`` is 5 s, so the
   jobs of a killed worker are taken over within the run, and the timelines are long enough
@@ -78,7 +78,7 @@ from launcher.embedded_redis import RedisServerProcess, find_redis_server, stop_
 from realtime.text import normalize_username
 
 from .common import BENCHMARKS_MD, ROOT, command_line, finish_cli, machine_of, process_tree, write_section
-from .live_load import Service
+from .load_generator import Service
 
 # The tests' own clients: the API as any client speaks it, the /ws protocol, and the wait
 # for the fan-out streams to empty (as bench/cluster.py uses them).
@@ -940,7 +940,7 @@ def render(figures: dict, writes: Writes, faults: Faults, rows: list[dict], logs
         f"{figures['delete_missed']} (sent again in a replay: {figures['deletes_repeated']}).",
         "",
         f"Answers: {answers_text(writes.statuses)} ({writes.noise:,} of the POSTs the noisy author's big tweets while "
-        "a client stalled). A write answered 503 or not at all may still have been done (README, \"What a 201 "
+        "a client stalled). A write answered 503 or not at all may still have been done (README, \"what a 201 "
         f"promises\"): such entries reached the followers {figures['landed_unacknowledged']:,} times (not expected, "
         "not a problem).",
         "",

@@ -3,7 +3,7 @@
     python -m bench.steady_load [--quick] [--no-write]
 
 One setup kept for every step (N=2,000 sockets, K=100 followers per poster, 100 posters;
-``--quick``: N=200, K=20, 20 posters), built by ``bench.live_load``'s pieces: a private
+``--quick``: N=200, K=20, 20 posters), built by ``bench.load_generator``'s pieces: a private
 redis-server, ``python run.py`` with rate limits off, users and follows over HTTP, the
 sockets in a process of their own. Then R rises step by step (50, 100, 150, 200, 250,
 300, 400, 500, 600, 800 tweets/s, each ``STEP_SECONDS`` s; quick: 20, 40 for 2 s), a new
@@ -32,7 +32,7 @@ from launcher.embedded_redis import RedisServerProcess
 
 from .common import (Progress, command_line, cpu_seconds, finish_cli, machine_of, private_redis,
                      raise_open_files_limit)
-from .live_load import (BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, check_deliveries,
+from .load_generator import (BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, check_deliveries,
                         create_users, saturation_notes, SATURATED)
 
 __all__ = ["NAME", "TITLE", "Backend", "run_steps", "measure", "main"]
@@ -78,7 +78,7 @@ def private_backend() -> Iterator[Backend]:
 
 @dataclasses.dataclass(frozen=True)
 class RedisCpuMark:
-    """``live_load.CpuMark`` for any backend: its ``redis`` is the Σ of the masters, and each
+    """``load_generator.CpuMark`` for any backend: its ``redis`` is the Σ of the masters, and each
     master's and the replicas' CPU seconds are kept besides."""
 
     mark: CpuMark
@@ -105,7 +105,7 @@ class RedisCpuMark:
 
 
 def _notes(cpu: dict) -> list[str]:
-    """``live_load.saturation_notes``, where "redis-server" is the busiest master: saturation is
+    """``load_generator.saturation_notes``, where "redis-server" is the busiest master: saturation is
     of one process. The other nodes still count in the machine's total (added to this process's
     CPU, which the notes only add up). On one Redis this is ``saturation_notes(cpu)`` itself."""
     busiest = max(cpu["masters"])

