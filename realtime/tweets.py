@@ -117,7 +117,7 @@ class Tweets:
         hashtags' timelines now (a read right after the 201 sees the tweet) and leaves the work
         that grows with the tweet's retweets to the job's worker; the worker writes them again
         with its first batch."""
-        unmarked = False  # counted, the mark that it was still to write (with the request's timelines)
+        unmarked = False  # the counts were added and their "counted" mark is still to write
         if job.kind == "post":
             delivery, unmarked = await self._apply_post(job.tweet_id, job.author, orjson.loads(job.fields["tweet"]),
                                                         in_request=in_request)
