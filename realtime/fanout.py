@@ -55,6 +55,7 @@ from typing import Protocol
 from redis.exceptions import ResponseError
 
 from . import keys, metrics
+from .progress import AwaitableCount
 from .redis_client import Redis, ReplicaAcks, execute_scripted, is_redirect, is_transient, queue_script
 from .scripts import CONFIRM_JOB, ENQUEUE_JOB, FINISH_JOB
 from .timelines import FULL_DEDUPE, NO_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
@@ -255,7 +256,7 @@ class FanoutWorker:
         self.batch_pause = batch_pause
         self.claim_idle_ms = int(claim_idle * 1000)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self.jobs_done = 0
+        self.finished_jobs = AwaitableCount()  # await worker.finished_jobs.reached(n)
         self.entries_written = 0
         self.reconnects = 0
         self._stopping = False
@@ -454,7 +455,7 @@ class FanoutWorker:
             keys=[keys.fanout_stream(tag), keys.fanout_last_job(tag), keys.fanout_progress(tag, entry_id),
                   keys.fanout_dead_letters(tag)],
             args=[keys.FANOUT_GROUP, entry_id, job.author if job else "", error, DEAD_LETTER_CAP])
-        self.jobs_done += 1
+        self.finished_jobs.add()
 
     async def run_job(self, job: FanoutJob, *, resumed: bool) -> None:
         delivery = await self._source.apply(job)

@@ -47,6 +47,7 @@ from collections.abc import Awaitable, Callable
 
 from . import keys, metrics
 from .live_protocol import CloseCode, LiveEvent, probe_message, probe_nonce, unaddress
+from .progress import AwaitableCount
 from .redis_client import Redis, RedisDown
 from .supervision import supervise
 
@@ -238,7 +239,7 @@ class LiveHub:
         self.connected = asyncio.Event()
         self.empty = asyncio.Event()
         self.empty.set()
-        self.reconnects = 0
+        self.reconnected = AwaitableCount()  # reconnections done, each with its leases rewritten
         self._connection_number = 0  # bumped when the connection drops; stale catch-ups stop
 
     # -- numbers for presence and /stats ----------------------------------------------
@@ -413,7 +414,7 @@ class LiveHub:
                 if self.sharded:
                     tasks.append(asyncio.create_task(self._probe_nodes(), name="live-pubsub-probes"))
                 if not first:
-                    self.reconnects += 1
+                    self.reconnected.add()
                     metrics.PUBSUB_RECONNECTS.inc()
                     log.info("pub/sub reconnected; leases rewritten for %d users", len(self._subscribers))
                     self._start(self._catch_up_everyone(self._connection_number), "live-catch-up")

@@ -22,7 +22,7 @@ from realtime.config import Settings
 from launcher.embedded_redis import RedisServerProcess, find_redis_server
 
 from .redis_cluster import RedisCluster
-from .support import Api, Backend, ServiceProcess
+from .support import Api, Backend, ServiceProcess, eventually, wait_until
 
 
 def start_redis(directory) -> RedisServerProcess:
@@ -77,22 +77,33 @@ def api(service):
     client.http.close()
 
 
-@pytest.fixture
-def fanout_idle(redis_sync):
-    """A function that waits until every recorded fan-out job is done."""
-    from realtime import keys
+class FanoutIdle:
+    """Waits until every recorded fan-out job is done: ``fanout_idle()`` in a sync test,
+    ``await fanout_idle.wait()`` in an async one (its loop keeps running meanwhile)."""
 
-    from .support import wait_until
+    def __init__(self, redis_sync) -> None:
+        self._redis = redis_sync
 
-    def idle() -> bool:
+    def _idle(self) -> bool:
+        from realtime import keys
+
         try:
             groups = [group for tag in keys.fanout_shard_tags(Settings.fanout_shards)
-                      for group in redis_sync.xinfo_groups(keys.fanout_stream(tag))]
+                      for group in self._redis.xinfo_groups(keys.fanout_stream(tag))]
         except redis.ResponseError:
             return True
         return all(int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0 for g in groups)
 
-    return lambda: wait_until(idle, what="fan-out to finish")
+    def __call__(self) -> None:
+        wait_until(self._idle, what="fan-out to finish")
+
+    async def wait(self) -> None:
+        await eventually(self._idle, what="fan-out to finish")
+
+
+@pytest.fixture
+def fanout_idle(redis_sync) -> FanoutIdle:
+    return FanoutIdle(redis_sync)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ died after recording its job still reaches everyone."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import orjson
@@ -17,7 +16,7 @@ from realtime.engine import Engine
 from realtime.fanout import shards_per_worker
 
 from .conftest import start_redis
-from .support import TIMEOUT
+from .support import eventually
 
 
 @pytest.fixture
@@ -33,14 +32,6 @@ async def engine(tmp_path):
     server.stop()
 
 
-async def until(predicate, what: str):
-    deadline = time.monotonic() + TIMEOUT
-    while not (value := await predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)  # polling Redis state that a worker task changes, bounded
-    return value
-
-
 async def home(engine: Engine) -> list[int]:
     return [int(i) for i in await engine.redis.lrange(keys.home_timeline("reader"), 0, -1)]
 
@@ -50,7 +41,7 @@ async def test_a_poison_job_goes_to_the_dead_letters_and_the_authors_next_job_ru
     good = await engine.tweets.post("writer", "after the poison")
     workers = engine.start_fanout_workers(1)
     tag = engine.fanout_queue.tag_of("writer")
-    await until(lambda: _empty(engine, tag), "both jobs to be done")
+    await eventually(lambda: _empty(engine, tag), what="both jobs to be done")
     [(_, dead)] = await engine.redis.xrange(keys.fanout_dead_letters(tag))
     assert dead["id"] == "12345" and "JSONDecodeError" in dead["error"]
     assert await home(engine) == [good]
@@ -71,7 +62,7 @@ async def test_a_post_whose_request_died_after_its_job_was_recorded_still_reache
     await engine.fanout_queue.enqueue("post", tweet_id, "writer", tweet=orjson.dumps(fields).decode())
     assert not await engine.redis.exists(keys.tweet(tweet_id))
     engine.start_fanout_workers(1)
-    assert await until(lambda: home(engine), "the reader's home timeline") == [tweet_id]
+    assert await eventually(lambda: home(engine), what="the reader's home timeline") == [tweet_id]
     assert (await engine.tweets.get(tweet_id))["content"] == "only the job exists"
     assert [int(i) for i in await engine.redis.lrange(keys.user_timeline("writer"), 0, -1)] == [tweet_id]
     assert [int(i) for i in await engine.redis.lrange(keys.hashtag_timeline("orphan"), 0, -1)] == [tweet_id]
@@ -116,8 +107,9 @@ async def test_deleting_a_much_retweeted_tweet_leaves_the_retweets_to_the_job(en
                                                                                            "next": None}
     engine.start_fanout_workers(2)
     for name in retweeters:
-        await until(lambda name=name: _timeline_empty(engine, name), f"{name}'s retweet to leave their timeline")
-    assert await until(lambda: _gone(engine, original), "the retweets hash to empty")
+        await eventually(lambda name=name: _timeline_empty(engine, name),
+                         what=f"{name}'s retweet to leave their timeline")
+    assert await eventually(lambda: _gone(engine, original), what="the retweets hash to empty")
 
 
 async def _timeline_empty(engine: Engine, name: str) -> bool:

@@ -70,10 +70,7 @@ async def test_a_short_follower_page_ends_the_fan_out_without_reading_an_empty_o
         await engine.redis.config_resetstat()
         tweet_id = await engine.tweets.post("pager", "to 150")
         [worker] = engine.start_fanout_workers(1)
-        deadline = asyncio.get_running_loop().time() + TIMEOUT
-        while worker.jobs_done < 1:
-            assert asyncio.get_running_loop().time() < deadline, "the job never finished"
-            await asyncio.sleep(0.01)  # the worker has no completion event; its counter is polled
+        await asyncio.wait_for(worker.finished_jobs.reached(1), TIMEOUT)
         pipe = engine.redis.pipeline(transaction=False)
         for name in followers:
             pipe.lpos(keys.home_timeline(name), tweet_id)
@@ -103,11 +100,9 @@ async def test_a_job_whose_predecessor_was_abandoned_by_a_killed_worker_takes_it
         assert taken[0][1][0][1]["id"] == str(first)
         [worker] = engine.start_fanout_workers(1)
         home = keys.home_timeline("reader")
-        deadline = time.monotonic() + TIMEOUT
-        while await engine.redis.llen(home) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # polling a timeline another task writes, bounded
+        assert await asyncio.wait_for(worker.finished_jobs.reached(2), TIMEOUT) == 2
         assert [int(i) for i in await engine.redis.lrange(home, 0, -1)] == [second, first]  # head: newest arrival
-        assert worker.jobs_done == 2 and await engine.redis.xlen(stream) == 0
+        assert await engine.redis.xlen(stream) == 0
     finally:
         await engine.close()
 

@@ -32,7 +32,7 @@ async def test_no_follower_no_delivery_and_unfollow_stops_delivery(api, service,
         assert await live.next_tweet_id() == first
         assert bob.request("DELETE", f"/users/{alice.username}/follow").status_code == 204
         alice.post_tweet("you no longer follow me")
-        fanout_idle()
+        await fanout_idle.wait()
         # Bob's own tweet enters his timeline after that fan-out finished: if the unfollowed
         # tweet had been published to bob, it would have arrived first.
         sentinel = bob.post_tweet("sentinel")
@@ -63,7 +63,7 @@ async def test_reconnecting_with_since_replays_exactly_what_was_missed_oldest_fi
         seen = alice.post_tweet("seen live")
         assert await live.next_tweet_id() == seen
     missed = [alice.post_tweet(f"missed {n}") for n in range(5)]
-    fanout_idle()
+    await fanout_idle.wait()
     async with LiveClient(service.url, bob.token, since=seen) as again:
         assert [f["tweet"]["id"] for f in again.replayed] == missed
         assert again.ready["replayed"] == 5
@@ -80,7 +80,7 @@ async def test_a_delete_made_while_offline_is_replayed_after_reconnecting_with_s
     assert alice.request("DELETE", f"/tweets/{held[0]}").status_code == 204
     assert alice.request("DELETE", f"/tweets/{held[2]}").status_code == 204  # `since` itself
     missed = alice.post_tweet("missed")
-    fanout_idle()
+    await fanout_idle.wait()
     async with LiveClient(service.url, bob.token, since=held[2]) as again:
         assert again.replayed == [
             {"type": "tweet", "tweet": again.replayed[0]["tweet"]},
@@ -96,7 +96,7 @@ async def test_deletes_from_before_since_arrived_are_not_replayed(api, service, 
     early = alice.post_tweet("deleted before bob saw anything newer")
     assert alice.request("DELETE", f"/tweets/{early}").status_code == 204
     seen = alice.post_tweet("seen")
-    fanout_idle()
+    await fanout_idle.wait()
     async with LiveClient(service.url, bob.token, since=seen) as again:
         assert again.replayed == [] and again.ready["replayed"] == 0
     async with LiveClient(service.url, bob.token) as fresh:  # holds nothing: no deletes at all
@@ -125,7 +125,7 @@ async def test_posting_continuously_while_a_client_connects_shows_no_gap_and_no_
         await asyncio.sleep(0.01)
     stop.set()
     await poster
-    fanout_idle()
+    await fanout_idle.wait()
     expected = posted[6:]
     while len(received) < len(expected):
         received.append(await live.next_tweet_id())

@@ -174,12 +174,11 @@ async def test_renewals_failing_for_too_long_make_the_hub_reconnect_and_rewrite_
     monkeypatch.setattr(live_hub, "LEASE", 0.15)
     monkeypatch.setattr(live_hub, "RENEWAL_RETRY", 0.05)
     monkeypatch.setattr(live_hub, "RENEWAL_OVERDUE", 0.1)
-    reconnects = hub.reconnects
+    reconnects = hub.reconnected.value
     renewing = asyncio.create_task(hub.keep_leases())
     try:
         async with asyncio.timeout(10):
-            while hub.reconnects == reconnects or not hub.connected.is_set():
-                await asyncio.sleep(0.01)  # polling the hub's counter: it has no event for "reconnected"
+            await hub.reconnected.reached(reconnects + 1)
     finally:
         renewing.cancel()
     assert await leased(engine, "leaseivy"), "the reconnect rewrote the lease"

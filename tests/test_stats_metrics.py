@@ -174,7 +174,7 @@ async def test_metrics_answers_prometheus_text_with_every_chirp_metric_and_count
         await eventually(lambda: value(scrape(service.url), "chirp_open_sockets") == 0, what="the gauge to reach 0")
 
         missed = [alice.post_tweet(f"missed {n}") for n in range(3)]
-        fanout_idle()
+        await fanout_idle.wait()
         async with LiveClient(service.url, bob.token, since=tweet_id) as again:
             assert [f["tweet"]["id"] for f in again.replayed] == missed
         final = scrape(service.url)

@@ -15,18 +15,11 @@ from realtime import id_lease, metrics, presence
 from realtime.errors import Unavailable
 from realtime.id_lease import IdLease
 
-from .support import TIMEOUT
+from .support import eventually
 
 
 def failures(loop: str) -> float:
     return metrics.LOOP_FAILURES.labels(loop)._value.get()
-
-
-async def eventually(predicate, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)  # polling state another task changes, bounded
 
 
 async def test_an_id_lease_that_cannot_be_renewed_stops_ids_in_time_and_resumes(monkeypatch):
@@ -44,13 +37,13 @@ async def test_an_id_lease_that_cannot_be_renewed_stops_ids_in_time_and_resumes(
     generator.valid_until = time.monotonic() + 0.2  # as if the lease were about to lapse
     keeper = asyncio.create_task(lease.keep())
     try:
-        await eventually(lambda: failures("id-lease") >= before + 3, "renewals to fail and be retried")
+        await eventually(lambda: failures("id-lease") >= before + 3, what="renewals to fail and be retried")
         assert not keeper.done(), "the renewal loop ended on an error"
         await asyncio.sleep(max(0.0, generator.valid_until - time.monotonic()) + 0.01)
         with pytest.raises(Unavailable):
             generator.next_id()
         lease._renew = renew
-        await eventually(lambda: generator.valid_until > time.monotonic() + 60, "a renewal to succeed")
+        await eventually(lambda: generator.valid_until > time.monotonic() + 60, what="a renewal to succeed")
         assert generator.next_id() > 0
     finally:
         keeper.cancel()
@@ -72,7 +65,7 @@ async def test_the_presence_heartbeat_survives_errors_that_are_not_lost_connecti
     before = failures("presence")
     heart = asyncio.create_task(Failing(fakeredis.FakeAsyncRedis(), Hub()).run())
     try:
-        await eventually(lambda: len(beats) >= 5, "the heartbeat to go on after three failures")
+        await eventually(lambda: len(beats) >= 5, what="the heartbeat to go on after three failures")
         assert failures("presence") == before + 3
     finally:
         heart.cancel()
