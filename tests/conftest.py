@@ -71,10 +71,10 @@ def service(redis_server, tmp_path_factory):
 
 
 @pytest.fixture
-def api(service):
+async def api(service):
     client = Api(service.url)
     yield client
-    client.http.close()
+    await client.aclose()
 
 
 class FanoutIdle:

@@ -137,14 +137,31 @@ class ServiceProcess:
 
 
 class Api:
-    """A thin client of the public API, as any client would speak it."""
+    """A thin client of the public API, as any client would speak it. Sync, for sync tests;
+    async tests use ``await api.aio_sign_in()`` and ``user.aio``, which never block the loop."""
 
     def __init__(self, base_url: str) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=TIMEOUT)
+        self._async_http: httpx.AsyncClient | None = None
+
+    @property
+    def async_http(self) -> httpx.AsyncClient:
+        if self._async_http is None:  # made in the test's loop (the session's), and kept for it
+            self._async_http = httpx.AsyncClient(base_url=self.http.base_url, timeout=TIMEOUT)
+        return self._async_http
+
+    async def aclose(self) -> None:
+        self.http.close()
+        if self._async_http is not None:
+            await self._async_http.aclose()
 
     def sign_in(self, username: str | None = None) -> User:
-        username = username or unique_name()
-        answer = self.http.post("/auth/dev", json={"username": username})
+        return self._user(self.http.post("/auth/dev", json={"username": username or unique_name()}))
+
+    async def aio_sign_in(self, username: str | None = None) -> User:
+        return self._user(await self.async_http.post("/auth/dev", json={"username": username or unique_name()}))
+
+    def _user(self, answer: httpx.Response) -> User:
         assert answer.status_code == 200, answer.text
         return User(self, answer.json()["username"], answer.json()["token"])
 
@@ -180,6 +197,35 @@ class User:
 
     def home_ids(self) -> list[str]:
         return [t.get("retweet_id") or t["id"] for t in self.home(count=100)["tweets"]]
+
+    @property
+    def aio(self) -> AsyncUser:
+        return AsyncUser(self)
+
+
+class AsyncUser:
+    """``User``'s calls for async tests: the same answers, checked the same way."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+
+    async def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {**self.user.headers, **kwargs.pop("headers", {})}
+        return await self.user.api.async_http.request(method, path, headers=headers, **kwargs)
+
+    async def post_tweet(self, content: str) -> str:
+        answer = await self.request("POST", "/tweets", json={"content": content})
+        assert answer.status_code == 201, answer.text
+        return answer.headers["location"].rsplit("/", 1)[1]
+
+    async def follow(self, other: User | str) -> None:
+        name = other.username if isinstance(other, User) else other
+        answer = await self.request("PUT", f"/users/{name}/follow")
+        assert answer.status_code == 204, answer.text
+
+    async def delete_tweet(self, tweet_id: str) -> None:
+        answer = await self.request("DELETE", f"/tweets/{tweet_id}")
+        assert answer.status_code == 204, answer.text
 
 
 class LiveClient:
