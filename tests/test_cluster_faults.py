@@ -156,7 +156,7 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
             return all(s["connections"] == 2 and len(s["processes"]) == 2 for s in stats)
 
         await eventually(both_counted, what="/stats on each instance to count both instances' sockets")
-        ids = [author.post_tweet(f"to both {n}") for n in range(5)]
+        ids = [await author.aio.post_tweet(f"to both {n}") for n in range(5)]
         for client in (on_first, on_second):
             assert [await client.next_tweet_id() for _ in ids] == ids
         await on_first.socket.close()
@@ -165,7 +165,7 @@ async def test_two_instances_on_one_cluster_share_users_and_one_finishes_the_oth
         author_key = normalize_username(author.username)
         with cluster_client(cluster) as client:
             client.zadd(keys.followers(author_key), {name: 0 for name in fans})
-            big = author.post_tweet("to three thousand")
+            big = await author.aio.post_tweet("to three thousand")
             tag = keys.fanout_tag_of(author_key, Settings.fanout_shards)
             stream = keys.fanout_stream(tag)
 

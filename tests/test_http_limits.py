@@ -140,7 +140,7 @@ async def test_unauthenticated_sockets_per_address_are_capped_with_429(limited):
     assert denied.value.response.status_code == 429
     assert orjson.loads(denied.value.response.body)["error"]["code"] == "too_many_sockets"
     # One of them authenticates: its place is free again, and a signed-in client gets in.
-    user = Api(limited.url).sign_in()
+    user = await Api(limited.url).aio_sign_in()
     await waiting[0].send(orjson.dumps({"type": "auth", "token": user.token}).decode())
     assert orjson.loads(await asyncio.wait_for(waiting[0].recv(), TIMEOUT))["type"] == "ready"
     async with LiveClient(limited.url, user.token) as client:
@@ -166,8 +166,8 @@ async def test_a_stalled_client_holds_no_more_than_the_send_buffer_setting(singl
     service = ServiceProcess(single_redis.url, socket_send_buffer=send_buffer, live_send_queue="4").start(tmp_path)
     try:
         api = Api(service.url)
-        alice, bob = api.sign_in(), api.sign_in()
-        bob.follow(alice)
+        alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+        await bob.aio.follow(alice)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.connect(("127.0.0.1", service.port))  # rcvbuf left to autotuning: the stall is the only limit
         client = await LiveClient(service.url, bob.token, sock=sock, max_queue=1, ping_interval=None,

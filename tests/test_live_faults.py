@@ -154,9 +154,9 @@ async def test_a_stalled_client_is_closed_1013_while_a_healthy_client_keeps_rece
         redis_server, services):
     service = services(redis_server.url, live_send_queue=SMALL_SEND_QUEUE)
     api = Api(service.url)
-    alice, bob, carol = api.sign_in(), api.sign_in(), api.sign_in()
-    bob.follow(alice)
-    carol.follow(alice)
+    alice, bob, carol = await api.aio_sign_in(), await api.aio_sign_in(), await api.aio_sign_in()
+    await bob.aio.follow(alice)
+    await carol.aio.follow(alice)
     closes_before = await async_metric(service.url, "chirp_slow_client_closes_total")
     dropped_before = await async_metric(service.url, "chirp_events_dropped_total")
 
@@ -198,8 +198,8 @@ async def test_memory_stays_bounded_with_1000_stalled_clients_and_all_are_closed
     clients_count = 1000
     service = services(single_redis.url, live_send_queue=SMALL_SEND_QUEUE)
     api = Api(service.url)
-    alice, bob = api.sign_in(), api.sign_in()
-    bob.follow(alice)
+    alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+    await bob.aio.follow(alice)
     async with LiveClient(service.url, bob.token):  # warm up the process's live path
         await post_tweets(alice, "warm-up", 1)
     await eventually(lambda: sockets_open(service, 0), what="the warm-up socket to close")
@@ -251,8 +251,8 @@ async def stream_through_a_redis_restart(own_redis: RedisServerProcess,
     port and data; bob follows her, live. Answers (accepted ids, ids bob received live, ids in
     the arrival order of bob's home timeline), once every accepted tweet has arrived."""
     api = Api(service.url)
-    alice, bob = api.sign_in(), api.sign_in()
-    bob.follow(alice)
+    alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+    await bob.aio.follow(alice)
     reconnects_before = await async_metric(service.url, "chirp_pubsub_reconnects_total")
     live = Reader(await LiveClient(service.url, bob.token).connect())
 
@@ -283,7 +283,7 @@ async def stream_through_a_redis_restart(own_redis: RedisServerProcess,
                      what="the hub to reconnect")
 
     await live.wait_for(len(accepted))
-    sentinel = alice.post_tweet("sentinel")  # once it arrives, nothing else was on its way
+    sentinel = await alice.aio.post_tweet("sentinel")  # once it arrives, nothing else was on its way
     received = list(await live.wait_for(len(accepted) + 1))
     assert received[-1] == sentinel and len(received) == len(accepted) + 1
     await live.stop()
@@ -309,19 +309,19 @@ async def test_killing_the_pubsub_connection_resubscribes_and_tweets_right_after
         own_redis, services):
     service = services(own_redis.url)
     api = Api(service.url)
-    alice, bob = api.sign_in(), api.sign_in()
-    bob.follow(alice)
+    alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+    await bob.aio.follow(alice)
     live = Reader(await LiveClient(service.url, bob.token).connect())
-    before = alice.post_tweet("before the blip")
+    before = await alice.aio.post_tweet("before the blip")
     assert await live.wait_for(1) == [before]
 
     with pubsub_blip(own_redis, service):
-        right_after = [alice.post_tweet(f"right after the blip {n}") for n in range(5)]
-    later = [alice.post_tweet(f"after the reconnect {n}") for n in range(5)]
+        right_after = [await alice.aio.post_tweet(f"right after the blip {n}") for n in range(5)]
+    later = [await alice.aio.post_tweet(f"after the reconnect {n}") for n in range(5)]
 
     expected = [before, *right_after, *later]
     assert await live.wait_for(len(expected)) == expected
-    sentinel = alice.post_tweet("sentinel")
+    sentinel = await alice.aio.post_tweet("sentinel")
     assert (await live.wait_for(len(expected) + 1)) == [*expected, sentinel]  # no duplicate was on its way
     await live.stop()
     await live.client.socket.close()
@@ -330,10 +330,10 @@ async def test_killing_the_pubsub_connection_resubscribes_and_tweets_right_after
 async def test_repeated_pubsub_blips_while_posting_lose_and_reorder_nothing_on_100_sockets(own_redis, services):
     service = services(own_redis.url)
     api = Api(service.url)
-    alice = api.sign_in()
-    followers = [api.sign_in() for _ in range(100)]
+    alice = await api.aio_sign_in()
+    followers = [await api.aio_sign_in() for _ in range(100)]
     for follower in followers:
-        follower.follow(alice)
+        await follower.aio.follow(alice)
     readers = [Reader(await LiveClient(service.url, follower.token).connect()) for follower in followers]
 
     accepted: list[str] = []
@@ -343,7 +343,7 @@ async def test_repeated_pubsub_blips_while_posting_lose_and_reorder_nothing_on_1
         for n in range(5000):  # bounded
             if stop.is_set():
                 return
-            accepted.append(alice.post_tweet(f"stream {n}"))
+            accepted.append(alice.post_tweet(f"stream {n}"))  # in a thread of its own
 
     poster = asyncio.create_task(asyncio.to_thread(post_continuously))
     with redis.Redis.from_url(own_redis.url) as admin:
@@ -358,7 +358,7 @@ async def test_repeated_pubsub_blips_while_posting_lose_and_reorder_nothing_on_1
     received = await asyncio.wait_for(
         asyncio.gather(*(reader.wait_for(len(accepted), timeout=None) for reader in readers)), TIMEOUT)
     assert all(ids == accepted for ids in received)  # every socket: every tweet, once, in order
-    sentinel = alice.post_tweet("sentinel")
+    sentinel = await alice.aio.post_tweet("sentinel")
     received = await asyncio.wait_for(
         asyncio.gather(*(reader.wait_for(len(accepted) + 1, timeout=None) for reader in readers)), TIMEOUT)
     assert all(ids[-1] == sentinel and len(ids) == len(accepted) + 1 for ids in received)
@@ -371,9 +371,9 @@ async def test_after_a_pubsub_blip_a_client_that_connected_with_since_is_sent_on
         own_redis, services):
     service = services(own_redis.url)
     api = Api(service.url)
-    alice, bob = api.sign_in(), api.sign_in()
-    bob.follow(alice)
-    seen = [alice.post_tweet(f"seen before {n}") for n in range(3)]
+    alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+    await bob.aio.follow(alice)
+    seen = [await alice.aio.post_tweet(f"seen before {n}") for n in range(3)]
     await eventually(lambda: set(seen) <= set(bob.home_ids()), what="the fan-out to reach bob")
     client = await LiveClient(service.url, bob.token, since=seen[-1]).connect()
     assert client.ready["replayed"] == 0
@@ -381,8 +381,8 @@ async def test_after_a_pubsub_blip_a_client_that_connected_with_since_is_sent_on
 
     with pubsub_blip(own_redis, service):
         pass
-    new = alice.post_tweet("after the blip")
-    sentinel = alice.post_tweet("sentinel")
+    new = await alice.aio.post_tweet("after the blip")
+    sentinel = await alice.aio.post_tweet("sentinel")
     assert await live.wait_for(2) == [new, sentinel]  # nothing from before `since` again
     await live.stop()
     await client.socket.close()
@@ -392,26 +392,26 @@ async def test_a_delete_during_a_pubsub_blip_arrives_once_and_one_from_before_is
         own_redis, services):
     service = services(own_redis.url)
     api = Api(service.url)
-    alice, bob = api.sign_in(), api.sign_in()
-    bob.follow(alice)
+    alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+    await bob.aio.follow(alice)
     async with LiveClient(service.url, bob.token) as live:
-        first, second = alice.post_tweet("deleted before the blip"), alice.post_tweet("deleted during it")
+        first, second = await alice.aio.post_tweet("deleted before the blip"), await alice.aio.post_tweet("deleted during it")
         assert [await live.next_tweet_id(), await live.next_tweet_id()] == [first, second]
         assert alice.request("DELETE", f"/tweets/{first}").status_code == 204
         assert await live.next_frame() == {"type": "delete", "id": first}
 
         with pubsub_blip(own_redis, service):
             assert alice.request("DELETE", f"/tweets/{second}").status_code == 204  # maybe unheard: the catch-up's
-        sentinel = alice.post_tweet("sentinel")
+        sentinel = await alice.aio.post_tweet("sentinel")
         frames = [await live.next_frame(), await live.next_frame()]
         assert frames == [{"type": "delete", "id": second}, frames[1]] and frames[1]["tweet"]["id"] == sentinel
-        after = alice.post_tweet("after")
+        after = await alice.aio.post_tweet("after")
         assert await live.next_tweet_id() == after  # no delete repeated on the way
 
 
 async def test_while_redis_is_down_a_new_socket_is_closed_1013_and_http_answers_503(own_redis, services):
     service = services(own_redis.url)
-    bob = Api(service.url).sign_in()
+    bob = await Api(service.url).aio_sign_in()
     own_redis.kill()
     await eventually(lambda: httpx.get(service.url + "/healthz", timeout=TIMEOUT).status_code == 503,
                      what="/healthz to notice Redis is down")
@@ -434,7 +434,7 @@ async def test_while_redis_is_down_a_new_socket_is_closed_1013_and_http_answers_
 async def test_sigterm_closes_connected_sockets_with_1013_not_1012(redis_server, services):
     service = services(redis_server.url)
     api = Api(service.url)
-    bob, carol = api.sign_in(), api.sign_in()
+    bob, carol = await api.aio_sign_in(), await api.aio_sign_in()
     clients = [await LiveClient(service.url, user.token).connect() for user in (bob, bob, carol)]
 
     service.process.send_signal(signal.SIGTERM)
@@ -452,7 +452,7 @@ async def test_a_sign_out_while_the_pubsub_connection_reconnects_still_closes_it
     re-check that follows every reconnect."""
     service = services(own_redis.url)
     api = Api(service.url)
-    bob = api.sign_in()
+    bob = await api.aio_sign_in()
     sockets = [await LiveClient(service.url, bob.token).connect() for _ in range(3)]
     reconnects_before = await async_metric(service.url, "chirp_pubsub_reconnects_total")
     with redis.Redis.from_url(own_redis.url) as admin:
@@ -467,7 +467,7 @@ async def test_after_an_empty_redis_restart_open_sockets_are_closed_4401(own_red
     in again) instead of staying open and deaf."""
     service = services(own_redis.url)
     api = Api(service.url)
-    bob = api.sign_in()
+    bob = await api.aio_sign_in()
     live = await LiveClient(service.url, bob.token).connect()
     with redis.Redis.from_url(own_redis.url) as admin:
         admin.flushall()  # our own server: as if it had restarted with no persistence
@@ -481,8 +481,8 @@ async def test_redis_out_of_memory_answers_503_and_loses_no_acknowledged_tweet(o
     follower's home timeline and on its live socket once, in order."""
     service = services(own_redis.url)
     api = Api(service.url)
-    alice, bob = api.sign_in(), api.sign_in()
-    bob.follow(alice)
+    alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+    await bob.aio.follow(alice)
     live = Reader(await LiveClient(service.url, bob.token).connect())
     accepted, statuses = [], []
     with redis.Redis.from_url(own_redis.url, decode_responses=True) as admin:
@@ -503,7 +503,7 @@ async def test_redis_out_of_memory_answers_503_and_loses_no_acknowledged_tweet(o
             answer = bob.request(method, path, json={"username": "oomcheck"})
             assert answer.status_code in (204, 200, 503), (path, answer.status_code, answer.text)
         admin.config_set("maxmemory", 0)
-    later = alice.post_tweet("memory is back")
+    later = await alice.aio.post_tweet("memory is back")
     accepted.append(later)
     assert await live.wait_for(len(accepted), timeout=4 * TIMEOUT) == accepted
     with redis.Redis.from_url(own_redis.url, decode_responses=True) as client:

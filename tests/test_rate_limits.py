@@ -194,18 +194,18 @@ def capped(redis_server, tmp_path_factory):
 
 async def test_beyond_the_socket_limit_the_oldest_socket_anywhere_is_closed_with_4409(capped):
     first, second = capped
-    alice = Api(first.url).sign_in()
+    alice = await Api(first.url).aio_sign_in()
     oldest = await LiveClient(first.url, alice.token).connect()
     middle = await LiveClient(second.url, alice.token).connect()
     newest = await LiveClient(first.url, alice.token).connect()  # the third: the oldest goes
     try:
         assert await oldest.close_code() == 4409
-        tweet = alice.post_tweet("still live on the two newest")
+        tweet = await alice.aio.post_tweet("still live on the two newest")
         assert await middle.next_tweet_id() == tweet
         assert await newest.next_tweet_id() == tweet
         latest = await LiveClient(second.url, alice.token).connect()  # the middle one goes, on another process
         assert await middle.close_code() == 4409
-        tweet = alice.post_tweet("again")
+        tweet = await alice.aio.post_tweet("again")
         assert await newest.next_tweet_id() == tweet
         assert await latest.next_tweet_id() == tweet
         await latest.socket.close()
@@ -215,7 +215,7 @@ async def test_beyond_the_socket_limit_the_oldest_socket_anywhere_is_closed_with
 
 async def test_a_socket_that_leaves_frees_its_place(capped, redis_sync):
     first, second = capped
-    alice = Api(first.url).sign_in()
+    alice = await Api(first.url).aio_sign_in()
     one = await LiveClient(first.url, alice.token).connect()
     two = await LiveClient(second.url, alice.token).connect()
     await one.socket.close()
@@ -223,7 +223,7 @@ async def test_a_socket_that_leaves_frees_its_place(capped, redis_sync):
                      what="the closed socket to leave the count")
     three = await LiveClient(first.url, alice.token).connect()
     try:
-        tweet = alice.post_tweet("both stay")
+        tweet = await alice.aio.post_tweet("both stay")
         assert await two.next_tweet_id() == tweet
         assert await three.next_tweet_id() == tweet
     finally:
@@ -233,13 +233,13 @@ async def test_a_socket_that_leaves_frees_its_place(capped, redis_sync):
 
 async def test_sockets_left_behind_by_a_dead_process_do_not_count(capped, redis_sync):
     first, _ = capped
-    alice = Api(first.url).sign_in()
+    alice = await Api(first.url).aio_sign_in()
     # A process that died holding two of alice's sockets: no presence heartbeat, entries older than any.
     redis_sync.zadd(keys.user_sockets(alice.username.lower()), {"deadhost-1-dead|1": 1, "deadhost-1-dead|2": 2})
     one = await LiveClient(first.url, alice.token).connect()
     two = await LiveClient(first.url, alice.token).connect()
     try:
-        tweet = alice.post_tweet("nobody was closed")
+        tweet = await alice.aio.post_tweet("nobody was closed")
         assert await one.next_tweet_id() == tweet
         assert await two.next_tweet_id() == tweet
         assert set(redis_sync.zrange(keys.user_sockets(alice.username.lower()), 0, -1)).isdisjoint(

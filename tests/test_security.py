@@ -126,7 +126,7 @@ def test_a_wildcard_or_malformed_cors_origin_stops_start_up(value):
 # -- WebSocket ----------------------------------------------------------------------------------
 
 async def test_the_websocket_takes_only_the_configured_origins_when_some_are(google_configured):
-    bob = Api(google_configured.url).sign_in()
+    bob = await Api(google_configured.url).aio_sign_in()
     for origin in ("https://evil.example", f"http://127.0.0.1:{google_configured.port}", "null"):
         with pytest.raises(websockets.InvalidStatus) as refused:
             await LiveClient(google_configured.url, bob.token, origin=origin).connect()

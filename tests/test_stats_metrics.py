@@ -97,7 +97,7 @@ def two_processes(own_redis, tmp_path):
 async def test_stats_counts_connections_and_users_online_in_total_and_per_process(two_processes):
     first, second = two_processes
     api = Api(first.url)
-    bob, carol = api.sign_in(), api.sign_in()
+    bob, carol = await api.aio_sign_in(), await api.aio_sign_in()
     async with LiveClient(first.url, bob.token), LiveClient(first.url, bob.token), \
             LiveClient(first.url, carol.token), LiveClient(second.url, bob.token):
         # bob: two sockets on the first process and one on the second; carol: one on the first
@@ -120,7 +120,7 @@ async def test_stats_counts_connections_and_users_online_in_total_and_per_proces
 async def test_a_process_killed_with_sigkill_drops_out_of_stats_within_the_presence_ttl(two_processes):
     first, second = two_processes
     api = Api(first.url)
-    bob, carol = api.sign_in(), api.sign_in()
+    bob, carol = await api.aio_sign_in(), await api.aio_sign_in()
     survivor = await LiveClient(first.url, bob.token).connect()
     doomed = await LiveClient(second.url, carol.token).connect()
     await eventually(lambda: stats(first.url)["connections"] == 2, what="/stats to count both sockets")
@@ -147,9 +147,9 @@ async def test_metrics_answers_prometheus_text_with_every_chirp_metric_and_count
     service = ServiceProcess(redis_server.url).start(tmp_path)  # its own process: its own numbers
     try:
         api = Api(service.url)
-        alice, bob, carol = api.sign_in(), api.sign_in(), api.sign_in()
-        bob.follow(alice)
-        carol.follow(alice)
+        alice, bob, carol = await api.aio_sign_in(), await api.aio_sign_in(), await api.aio_sign_in()
+        await bob.aio.follow(alice)
+        await carol.aio.follow(alice)
         before = scrape(service.url)
         for name, kind in CHIRP_METRICS.items():
             assert name in before and before[name].type == kind, name
@@ -157,7 +157,7 @@ async def test_metrics_answers_prometheus_text_with_every_chirp_metric_and_count
 
         async with LiveClient(service.url, bob.token) as bob_live, LiveClient(service.url, carol.token) as carol_live:
             assert value(scrape(service.url), "chirp_open_sockets") == 2
-            tweet_id = alice.post_tweet("measured")
+            tweet_id = await alice.aio.post_tweet("measured")
             assert await bob_live.next_tweet_id() == tweet_id
             assert await carol_live.next_tweet_id() == tweet_id
             latencies_before = value(before, "chirp_delivery_latency_seconds_count")
@@ -173,7 +173,7 @@ async def test_metrics_answers_prometheus_text_with_every_chirp_metric_and_count
             await eventually(lambda: value(scrape(service.url), "chirp_open_sockets") == 1, what="the gauge to drop")
         await eventually(lambda: value(scrape(service.url), "chirp_open_sockets") == 0, what="the gauge to reach 0")
 
-        missed = [alice.post_tweet(f"missed {n}") for n in range(3)]
+        missed = [await alice.aio.post_tweet(f"missed {n}") for n in range(3)]
         await fanout_idle.wait()
         async with LiveClient(service.url, bob.token, since=tweet_id) as again:
             assert [f["tweet"]["id"] for f in again.replayed] == missed
@@ -199,9 +199,9 @@ async def test_run_py_with_two_workers_delivers_to_sockets_on_both_and_sums_them
         await eventually(lambda: service.log().count("Application startup complete") >= 2,
                          what="both worker processes to start")
         api = Api(url)
-        alice, bob, carol = api.sign_in(), api.sign_in(), api.sign_in()
-        bob.follow(alice)
-        carol.follow(alice)
+        alice, bob, carol = await api.aio_sign_in(), await api.aio_sign_in(), await api.aio_sign_in()
+        await bob.aio.follow(alice)
+        await carol.aio.follow(alice)
 
         # The kernel hands each new connection to either worker; open sockets until both hold some.
         for _ in range(6):  # bounded: 60 sockets at most
@@ -214,8 +214,8 @@ async def test_run_py_with_two_workers_delivers_to_sockets_on_both_and_sums_them
         assert answer["users_online"] == 2
 
         for n in range(4):  # each through a fresh connection, so through either worker
-            poster = Api(url).sign_in(alice.username)
-            tweet_id = poster.post_tweet(f"to every socket {n}")
+            poster = await Api(url).aio_sign_in(alice.username)
+            tweet_id = await poster.aio.post_tweet(f"to every socket {n}")
             poster.api.http.close()
             ids = await asyncio.gather(*(client.next_tweet_id() for client in clients))
             assert ids == [tweet_id] * len(clients)
