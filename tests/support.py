@@ -366,10 +366,5 @@ async def at_most(limit: int, calls: Iterable[Awaitable]) -> list:
 
 
 async def post_tweets(user: User, content: str, count: int) -> list[str]:
-    """``count`` tweets by ``user``, sent concurrently from an async client; their ids."""
-    async with httpx.AsyncClient(base_url=user.api.http.base_url, headers=user.headers, timeout=TIMEOUT) as http:
-        answers = await at_most(CONCURRENT_REQUESTS,
-                                (http.post("/tweets", json={"content": content}) for _ in range(count)))
-    refused = [answer for answer in answers if answer.status_code != 201]
-    assert not refused, refused[0].text
-    return [answer.headers["location"].rsplit("/", 1)[1] for answer in answers]
+    """``count`` tweets by ``user``, sent concurrently (at most CONCURRENT_REQUESTS at once); their ids."""
+    return await at_most(CONCURRENT_REQUESTS, (user.aio.post_tweet(content) for _ in range(count)))
