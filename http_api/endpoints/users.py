@@ -60,7 +60,7 @@ async def create_user(request: Request) -> Json:
 
 async def get_profile(request: Request) -> Json:
     """
-    summary: A user's profile with counts (``me`` is the caller)
+    summary: A user's profile with counts (the username me is the caller)
     tags: [users]
     parameters: [username]
     responses:
