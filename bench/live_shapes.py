@@ -44,8 +44,9 @@ from pathlib import Path
 
 from .common import (Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit, rss_bytes,
                      run_in_child)
-from .load_generator import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service, SocketProcesses, recv_from_child,
-                        settle, check_deliveries, create_users, cpu_table, percentile)
+from .load_generator import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service,
+                             SocketProcesses, check_deliveries, cpu_table, create_users, percentile,
+                             recv_from_child, settle)
 
 __all__ = ["Sizes", "FULL", "QUICK", "measure", "main"]
 

@@ -1,7 +1,7 @@
 """The OpenAPI document, built from the YAML in each endpoint's docstring, and Swagger UI
 served from the swagger-ui-bundle package so /docs works with no internet access.
 
-The docstrings use three shorthands, expanded here, so that what every operation shares is
+The docstrings use four shorthands, expanded here, so that what every operation shares is
 written once, in the components below:
 
 - a string in ``parameters`` names a component parameter: ``parameters: [username, count]``;
@@ -57,9 +57,10 @@ def _response(response: Any) -> Any:
     if isinstance(response, str):
         return _ref("responses", response)
     if isinstance(response, dict) and "json" in response:
-        body = response.pop("json")
+        body = response["json"]
         schema = _ref("schemas", body) if isinstance(body, str) else body
-        response = {**response, "content": {"application/json": {"schema": schema}}}
+        rest = {key: value for key, value in response.items() if key != "json"}
+        return {**rest, "content": {"application/json": {"schema": schema}}}
     return response
 
 
@@ -83,7 +84,7 @@ class _DocstringSchemas(SchemaGenerator):
     def get_schema(self, routes: list) -> dict[str, Any]:
         schema = super().get_schema(routes)
         components = schema["components"]
-        responses = {name: _response(dict(response)) for name, response in components["responses"].items()}
+        responses = {name: _response(response) for name, response in components["responses"].items()}
         return _string_keys({**schema, "components": {**components, "responses": responses}})
 
 

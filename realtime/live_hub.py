@@ -3,8 +3,8 @@
 ``LiveHub`` holds this process's single Redis pub/sub connection, subscribed to two
 channels: the process's own (``live:process:<id>``) and the control channel. A timeline
 write sends one message per process that has a socket of a recipient, naming them (the
-format is realtime.live_protocol's); the hub parses the event once and offers the same frame to every local ``LiveSubscriber`` of those users. Each subscriber has a
-bounded queue; one that fills (the client stopped reading) is closed with 1013 and never
+format is realtime.live_protocol's); the hub parses the event once and offers the same
+frame to every local ``LiveSubscriber`` of those users. Each subscriber has a bounded queue; one that fills (the client stopped reading) is closed with 1013 and never
 slows anyone else.
 
 Where a user's sockets are is a lease per (user, process) in ``live:at:{user}``: written

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 
 import orjson
 
-__all__ = ["CloseCode", "LiveClose", "ProtocolError", "AuthFrame", "LiveEvent", "tweet_frame", "delete_frame", "ready_frame", "is_ping",
-           "PONG_FRAME", "parse_client_frame", "parse_auth_frame", "addressed", "unaddress", "LUA_ADDRESSED",
-           "session_revoked_event", "sockets_evicted_event", "probe_message", "probe_nonce"]
+__all__ = ["CloseCode", "LiveClose", "ProtocolError", "AuthFrame", "LiveEvent", "tweet_frame", "delete_frame",
+           "ready_frame", "PONG_FRAME", "parse_client_frame", "parse_auth_frame", "is_ping", "addressed", "unaddress",
+           "LUA_ADDRESSED", "session_revoked_event", "sockets_evicted_event", "probe_message", "probe_nonce"]
 
 
 class CloseCode(enum.IntEnum):
@@ -126,12 +126,15 @@ def unaddress(data: str) -> tuple[list[str], str]:
     return names.split(" "), event
 
 
+_SESSION_REVOKED, _SOCKETS_EVICTED = "session_revoked", "sockets_evicted"
+
+
 def session_revoked_event(token_hash: str) -> str:
-    return orjson.dumps({"type": "session_revoked", "token_hash": token_hash}).decode()
+    return orjson.dumps({"type": _SESSION_REVOKED, "token_hash": token_hash}).decode()
 
 
 def sockets_evicted_event(socket_ids: list[str]) -> str:
-    return orjson.dumps({"type": "sockets_evicted", "socket_ids": socket_ids}).decode()
+    return orjson.dumps({"type": _SOCKETS_EVICTED, "socket_ids": socket_ids}).decode()
 
 
 _PROBE = _NAMES_END + "probe:"  # no recipients: never mistaken for an event
@@ -189,8 +192,8 @@ class LiveEvent:
 
     @property
     def is_control(self) -> bool:
-        return self.kind in ("session_revoked", "sockets_evicted")
+        return self.kind in (_SESSION_REVOKED, _SOCKETS_EVICTED)
 
     @property
     def revokes_session(self) -> bool:
-        return self.kind == "session_revoked"
+        return self.kind == _SESSION_REVOKED

@@ -11,8 +11,8 @@ __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients (``addressed``, realtime.live_protocol) on
-# the process's channel. Only home timelines go out live. Where a user's sockets are is the sorted set
-# presence_before .. user .. presence_after (process -> lease end, ms), in the same slot as
+# the process's channel. Only home timelines go out live. Where a user's sockets are is the
+# sorted set presence_before .. user .. presence_after (process -> lease end, ms), in the same slot as
 # the user's timeline key, so it is read in the same atomic step as the write: a socket
 # registered before the write hears it, one registered after reads it from the timeline.
 # (That key is derived, not passed in KEYS, to spare one argument per follower; being in

@@ -72,5 +72,6 @@ class Sessions:
         pipe.delete(keys.session(session.token_hash))
         if session.user:
             pipe.zrem(keys.user_sessions(session.user), session.token_hash)
-            queue_publish(pipe, keys.CONTROL_CHANNEL, addressed([session.user], session_revoked_event(session.token_hash)))
+            revoked = session_revoked_event(session.token_hash)
+            queue_publish(pipe, keys.CONTROL_CHANNEL, addressed([session.user], revoked))
         await pipe.execute()

@@ -10,8 +10,9 @@ With no arguments it runs the whole suite in two passes: the tests not marked ``
 spread over ``CHIRP_TEST_WORKERS`` processes (pytest-xdist; each starts servers of its own),
 then the slow ones (fault and load tests) on two, so that no more than two heavy tests share
 the machine. Each file's tests run together, in order, on one worker: a module's fixtures
-(a browser's signed-in users, say) see what its earlier tests did, as in one process. ``--fast`` is the first pass alone. Any
-other arguments go to a single ``python -m pytest`` as given.
+(a browser's signed-in users, say) see what its earlier tests did, as in one process.
+``--fast`` is the first pass alone. Any other arguments go to a single ``python -m pytest``
+as given.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import os
 import pytest
 import redis
 
+from realtime import keys
 from realtime.config import Settings
 from launcher.embedded_redis import RedisServerProcess, find_redis_server
 
@@ -85,8 +86,6 @@ class FanoutIdle:
         self._redis = redis_sync
 
     def _idle(self) -> bool:
-        from realtime import keys
-
         try:
             groups = [group for tag in keys.fanout_shard_tags(Settings.fanout_shards)
                       for group in self._redis.xinfo_groups(keys.fanout_stream(tag))]

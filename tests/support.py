@@ -180,15 +180,10 @@ class User:
         return self.request("GET", path, **kwargs)
 
     def post_tweet(self, content: str) -> str:
-        answer = self.request("POST", "/tweets", json={"content": content})
-        assert answer.status_code == 201, answer.text
-        assert answer.content == b""
-        return answer.headers["location"].rsplit("/", 1)[1]
+        return _posted_id(self.request("POST", "/tweets", json={"content": content}))
 
     def follow(self, other: User | str) -> None:
-        name = other.username if isinstance(other, User) else other
-        answer = self.request("PUT", f"/users/{name}/follow")
-        assert answer.status_code == 204, answer.text
+        _assert_no_content(self.request("PUT", _follow_path(other)))
 
     def home(self, **params) -> dict:
         answer = self.get("/timelines/home", params=params)
@@ -214,18 +209,28 @@ class AsyncUser:
         return await self.user.api.async_http.request(method, path, headers=headers, **kwargs)
 
     async def post_tweet(self, content: str) -> str:
-        answer = await self.request("POST", "/tweets", json={"content": content})
-        assert answer.status_code == 201, answer.text
-        return answer.headers["location"].rsplit("/", 1)[1]
+        return _posted_id(await self.request("POST", "/tweets", json={"content": content}))
 
     async def follow(self, other: User | str) -> None:
-        name = other.username if isinstance(other, User) else other
-        answer = await self.request("PUT", f"/users/{name}/follow")
-        assert answer.status_code == 204, answer.text
+        _assert_no_content(await self.request("PUT", _follow_path(other)))
 
     async def delete_tweet(self, tweet_id: str) -> None:
-        answer = await self.request("DELETE", f"/tweets/{tweet_id}")
-        assert answer.status_code == 204, answer.text
+        _assert_no_content(await self.request("DELETE", f"/tweets/{tweet_id}"))
+
+
+def _posted_id(answer: httpx.Response) -> str:
+    """The id of the tweet a POST /tweets made: 201, no body, its address in Location."""
+    assert answer.status_code == 201, answer.text
+    assert answer.content == b""
+    return answer.headers["location"].rsplit("/", 1)[1]
+
+
+def _follow_path(other: User | str) -> str:
+    return f"/users/{other.username if isinstance(other, User) else other}/follow"
+
+
+def _assert_no_content(answer: httpx.Response) -> None:
+    assert answer.status_code == 204, answer.text
 
 
 class LiveClient:
