@@ -134,8 +134,10 @@ class Engine:
         return await cluster_health(self.redis)
 
     async def close(self) -> None:
-        for worker in self._fanout_workers:
+        for worker, task in self._fanout_workers.items():
             worker.stop()
+            if worker.waiting_for_jobs:  # nothing in hand: no need to sit out its blocking read
+                task.cancel()
         if self._fanout_workers:
             await asyncio.wait(self._fanout_workers.values(), timeout=3)
         tasks = self._tasks + list(self._fanout_workers.values())

@@ -260,6 +260,9 @@ class FanoutWorker:
         self.entries_written = 0
         self.reconnects = 0
         self._stopping = False
+        #: True while the worker waits in its blocking read with no job in hand: a cancel
+        #: then loses nothing (an entry read as it lands is taken over, as after a crash).
+        self.waiting_for_jobs = False
         self._next_claim_check = 0.0
         self._finish_job = redis.register_script(FINISH_JOB)
         self._confirm_job = redis.register_script(CONFIRM_JOB)
@@ -270,8 +273,8 @@ class FanoutWorker:
     def stop(self) -> None:
         """Finish the job in hand and return from ``run`` within about a second.
 
-        Preferred to cancelling: a job stopped between batches needs no takeover, and a
-        redis-py blocking read does not always give way to a cancel promptly.
+        Preferred to cancelling a worker in a job: a job stopped between batches needs no
+        takeover. One waiting for jobs (``waiting_for_jobs``) the engine cancels at once.
         """
         self._stopping = True
 
@@ -351,9 +354,13 @@ class FanoutWorker:
             # A new entry's delivery resets its idle time: reading it is a first confirmation
             # that the job is this worker's (later than this, so the fence errs early).
             read_at = time.monotonic()
-            answer = await self._blocking.xreadgroup(
-                keys.FANOUT_GROUP, self.consumer, {keys.fanout_stream(tag): ">" for tag in group}, count=1,
-                block=block)
+            self.waiting_for_jobs = True
+            try:
+                answer = await self._blocking.xreadgroup(
+                    keys.FANOUT_GROUP, self.consumer, {keys.fanout_stream(tag): ">" for tag in group}, count=1,
+                    block=block)
+            finally:
+                self.waiting_for_jobs = False
             for stream, entries in answer or []:
                 tag = _tag_of_stream(stream)
                 for entry_id, fields in entries:
