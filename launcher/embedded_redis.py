@@ -12,6 +12,7 @@ import functools
 import importlib.util
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -55,7 +56,35 @@ def find_redis_server() -> str | None:
     return max(working, key=versions.__getitem__) if working else None
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range Linux takes outgoing connections' local ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default; IANA's 49152-65535 elsewhere is covered below
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and redis-server bind
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port to listen on, above the ephemeral range where there is room (61000-65535 on
+    Linux): a port from bind(0) comes from that range, and between our check and the
+    server's bind an outgoing connection (a test opens thousands) could take it."""
+    _, high = _ephemeral_ports()
+    if 65535 - high >= 1000:
+        for _ in range(50):
+            port = random.randint(high + 1, 65535)
+            if _bindable(host, port):
+                return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

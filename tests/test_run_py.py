@@ -111,3 +111,14 @@ def test_ctrl_c_in_a_terminal_stops_the_app_then_its_redis_quietly(tmp_path):
     assert "Shutting down" in log and "Application shutdown complete" in log, log
     shutdown = log[log.index("Shutting down"):]
     assert "WARNING" not in shutdown and "ERROR" not in shutdown and "Traceback" not in shutdown, shutdown
+
+
+def test_free_ports_are_outside_the_range_outgoing_connections_take_theirs_from():
+    # A port from bind(0) is an ephemeral one, which a client's connect can take between
+    # our check and the server's bind (it made a test fail with EADDRINUSE).
+    from launcher.embedded_redis import _ephemeral_ports, free_port
+
+    low, high = _ephemeral_ports()
+    ports = {free_port() for _ in range(20)}
+    assert all(not low <= port <= high for port in ports), sorted(ports)
+    assert len(ports) > 1  # not one fixed port
