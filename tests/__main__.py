@@ -58,9 +58,9 @@ def provide_chromium() -> None:
 
 def _workers() -> str:
     # Most of a test's time is spent waiting on the servers it drives, so workers beyond the
-    # cores pay: the fast pass on this 2-core machine took 198 s in one process, 111 s on 4
-    # workers, 104 s on 6 (a file per worker).
-    return os.environ.get("CHIRP_TEST_WORKERS") or str(min(6, 3 * (os.cpu_count() or 1)))
+    # cores pay, up to a point: on this 2-core machine the fast pass on one backend took
+    # 58 s on 3 workers, 55 s on 4, 66 s on 5, 65 s on 6 (each worker starts servers of its own).
+    return os.environ.get("CHIRP_TEST_WORKERS") or str(min(4, 2 * (os.cpu_count() or 1)))
 
 
 def _pytest(*args: str) -> int:
