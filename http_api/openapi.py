@@ -34,10 +34,11 @@ _ERROR = {
 }
 _TWEET = {
     "type": "object",
-    "required": ["id", "from", "timestamp", "content", "likes", "retweets", "mentions", "hashtags"],
+    "required": ["id", "from", "display_name", "timestamp", "content", "likes", "retweets", "mentions", "hashtags"],
     "properties": {
         "id": {"type": "string", "description": "53-bit time-ordered integer, as a string"},
         "from": {"type": "string"},
+        "display_name": {"type": "string", "description": "the author's, as it is now"},
         "timestamp": {"type": "number", "description": "seconds since the Unix epoch"},
         "content": {"type": "string"},
         "likes": {"type": "integer"},
@@ -46,6 +47,8 @@ _TWEET = {
         "hashtags": {"type": "array", "items": {"type": "string", "example": "#python"}},
         "retweeted_by": {"type": "string", "description": "only on a retweet entry in a timeline"},
         "retweet_id": {"type": "string", "description": "the retweet entry's own id (use it as before/since)"},
+        "liked": {"type": "boolean", "description": "whether the signed-in caller likes it (only for one)"},
+        "retweeted": {"type": "boolean", "description": "whether the signed-in caller retweeted it (only for one)"},
     },
 }
 
@@ -103,7 +106,9 @@ schema_generator = _DocstringSchemas({
             "Profile": {"type": "object", "properties": {
                 "username": {"type": "string"}, "display_name": {"type": "string"}, "bio": {"type": "string"},
                 "created_at": {"type": "number"}, "followers": {"type": "integer"},
-                "following": {"type": "integer"}, "tweets": {"type": "integer"}}},
+                "following": {"type": "integer"}, "tweets": {"type": "integer"},
+                "you_follow": {"type": "boolean", "description": "for a signed-in caller looking at someone else"},
+                "follows_you": {"type": "boolean", "description": "for a signed-in caller looking at someone else"}}},
             "UserPage": {"type": "object", "required": ["users", "next"], "properties": {
                 "users": {"type": "array", "items": {"type": "string"}},
                 "next": {"type": "string", "nullable": True}}},

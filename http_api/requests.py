@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 from starlette.requests import HTTPConnection, Request
 
-from realtime.errors import BadRequest, Forbidden, Unprocessable, UnsupportedMediaType
+from realtime.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, UnsupportedMediaType
 from realtime.sessions import Session
 from realtime.text import check_username
 
-__all__ = ["read_json", "count_param", "before_param", "bearer_token", "current_session", "signed_in_user",
+__all__ = ["read_json", "count_param", "before_param", "bearer_token", "current_session", "signed_in_user", "viewer",
            "optional_str", "new_username", "client_address", "RESERVED_USERNAMES"]
 
 DEFAULT_COUNT = 20
@@ -105,3 +105,15 @@ async def signed_in_user(request: Request) -> str:
     if session.user is None:
         raise Forbidden("Choose a username first with POST /users.", code="username_required")
     return session.user
+
+
+async def viewer(request: Request) -> str | None:
+    """Who is looking, for a public call: the caller's lowercase username when the request
+    carries a live session that has one, else None. A public call answers anyone, so a token
+    that is not (or no longer) valid only leaves out what is the caller's own (their flags)."""
+    if bearer_token(request) is None:
+        return None
+    try:
+        return (await current_session(request)).user
+    except Unauthorized:
+        return None

@@ -326,17 +326,19 @@ class Search:
     async def _hashtags(self, prefix: str) -> list[str]:
         return ["#" + tag for tag, _ in await self.hashtags.top(prefix, MAX_HASHTAGS)]
 
-    async def _tweets_with(self, tag: str, count: int) -> list[dict]:
-        return (await self._tweets.page(keys.hashtag_timeline(tag), count=count, before=None))["tweets"]
+    async def _tweets_with(self, tag: str, count: int, viewer: str | None) -> list[dict]:
+        page = await self._tweets.page(keys.hashtag_timeline(tag), count=count, before=None, viewer=viewer)
+        return page["tweets"]
 
-    async def search(self, query: SearchQuery, *, count: int = DEFAULT_TWEETS) -> dict:
-        """``{"users", "hashtags", "tweets"}``; the three parts are read concurrently."""
+    async def search(self, query: SearchQuery, *, count: int = DEFAULT_TWEETS, viewer: str | None = None) -> dict:
+        """``{"users", "hashtags", "tweets"}``; the three parts are read concurrently; the
+        tweets carry ``viewer``'s flags (realtime.tweets.Tweets.render_stored)."""
         async def nothing() -> list:
             return []
 
         users, hashtags, tweets = await asyncio.gather(
             self.users(query.prefix) if query.users else nothing(),
             self._hashtags(query.prefix) if query.hashtags else nothing(),
-            self._tweets_with(query.prefix, count) if query.tweets else nothing(),
+            self._tweets_with(query.prefix, count, viewer) if query.tweets else nothing(),
         )
         return {"users": users, "hashtags": hashtags, "tweets": tweets}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import orjson
 
@@ -41,10 +41,11 @@ def parse_tweet_id(raw: object) -> int:
     raise NotFound("No such tweet.", code="tweet_not_found")
 
 
-def _render(tweet_id: int, fields: dict) -> dict:
+def _render(tweet_id: int, fields: dict, display_names: dict[str, str | None]) -> dict:
     return {
         "id": str(tweet_id),
         "from": fields["from"],
+        "display_name": display_names.get(fields["author"]) or fields["from"],
         "timestamp": float(fields["ts"]),
         "content": fields["content"],
         "likes": max(0, int(fields.get("likes", 0))),
@@ -275,46 +276,68 @@ class Tweets:
         fields = await self._fields(tweet_id)
         return int(fields["of"]) if fields["kind"] == "retweet" else tweet_id
 
-    async def get(self, tweet_id: int) -> dict:
-        shown = await self.hydrate([tweet_id])
+    async def get(self, tweet_id: int, *, viewer: str | None = None) -> dict:
+        shown = await self.hydrate([tweet_id], viewer=viewer)
         if not shown:
             raise NotFound("No such tweet.", code="tweet_not_found")
         return shown[0]
 
-    async def hydrate(self, ids: Sequence[int]) -> list[dict]:
+    async def hydrate(self, ids: Sequence[int], *, viewer: str | None = None) -> list[dict]:
         """The tweets behind timeline ids, in the same order; deleted ones are skipped."""
         pipe = self._redis.pipeline(transaction=False)
         for tweet_id in ids:
             pipe.hgetall(keys.tweet(tweet_id))
-        return await self.render_stored(list(zip(ids, await pipe.execute())))
+        return await self.render_stored(list(zip(ids, await pipe.execute())), viewer=viewer)
 
-    async def render_stored(self, entries: Sequence[tuple[int, dict]]) -> list[dict]:
-        """Tweets from (id, stored fields) pairs already read; only retweets' originals are read."""
+    async def render_stored(self, entries: Sequence[tuple[int, dict]], *, viewer: str | None = None) -> list[dict]:
+        """Tweets from (id, stored fields) pairs already read, each with its author's display
+        name as it is now and, for a ``viewer`` (a lowercase username), whether they liked and
+        retweeted it. One more round trip reads all of that and retweets' originals; a third,
+        only when an original's author was not among the others, that author's name."""
         entries = [(tweet_id, fields) for tweet_id, fields in entries if fields and "deleted" not in fields]
-        originals = {int(f["of"]) for _, f in entries if f.get("kind") == "retweet"}
-        original_fields: dict[int, dict] = {}
-        if originals:
-            pipe = self._redis.pipeline(transaction=False)
-            for original in originals:
-                pipe.hgetall(keys.tweet(original))
-            original_fields = dict(zip(originals, await pipe.execute()))
+        originals = list({int(f["of"]) for _, f in entries if f.get("kind") == "retweet"})
+        shown_ids = list(dict.fromkeys(int(f["of"]) if f.get("kind") == "retweet" else tweet_id
+                                       for tweet_id, f in entries))
+        authors = list({f["author"] for _, f in entries if f.get("kind") != "retweet"})
+        pipe = self._redis.pipeline(transaction=False)
+        for original in originals:
+            pipe.hgetall(keys.tweet(original))
+        for author in authors:
+            pipe.hget(keys.user(author), "display_name")
+        if viewer is not None:
+            for tweet_id in shown_ids:
+                pipe.sismember(keys.likes(tweet_id), viewer)
+                pipe.hexists(keys.retweets(tweet_id), viewer)
+        answers = iter(await pipe.execute() if entries else [])
+        original_fields = {original: next(answers) for original in originals}
+        display_names = {author: next(answers) for author in authors}
+        flags = {tweet_id: (bool(next(answers)), bool(next(answers))) for tweet_id in shown_ids} if viewer else {}
+        await self._read_display_names(display_names, original_fields.values())
         shown = []
         for tweet_id, fields in entries:
-            if not fields:
-                continue
             if fields.get("kind") == "retweet":
                 source = original_fields.get(int(fields["of"]))
                 if not source or "deleted" in source:
                     continue
-                tweet = _render(int(fields["of"]), source)
+                tweet = _render(int(fields["of"]), source, display_names)
                 tweet["retweeted_by"] = fields["from"]
                 tweet["retweet_id"] = str(tweet_id)
             else:
-                tweet = _render(tweet_id, fields)
+                tweet = _render(tweet_id, fields, display_names)
+            if viewer is not None:
+                tweet["liked"], tweet["retweeted"] = flags[int(tweet["id"])]
             shown.append(tweet)
         return shown
 
-    async def page(self, timeline_key: str, *, count: int, before: int | None) -> dict:
+    async def _read_display_names(self, display_names: dict[str, str | None], more: Iterable[dict]) -> None:
+        missing = list({f["author"] for f in more if f and "deleted" not in f} - display_names.keys())
+        if missing:
+            pipe = self._redis.pipeline(transaction=False)
+            for author in missing:
+                pipe.hget(keys.user(author), "display_name")
+            display_names.update(zip(missing, await pipe.execute()))
+
+    async def page(self, timeline_key: str, *, count: int, before: int | None, viewer: str | None = None) -> dict:
         """One page of a timeline: ``{"tweets": [...newest first], "next": id | None}``."""
         candidates = await self._timelines.ids_before(timeline_key, before)
         shown: list[dict] = []
@@ -322,7 +345,7 @@ class Tweets:
         while len(shown) < count and position < len(candidates):
             chunk = candidates[position: position + count - len(shown)]
             position += len(chunk)
-            shown.extend(await self.hydrate(chunk))
+            shown.extend(await self.hydrate(chunk, viewer=viewer))
         more = position < len(candidates)
         last = shown[-1] if shown else None
         next_id = (last.get("retweet_id") or last["id"]) if (more and last) else None

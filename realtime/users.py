@@ -112,16 +112,22 @@ class Users:
             pipe.hget(keys.user(lower), "username")
         return {lower: name for lower, name in zip(lowers, await pipe.execute()) if name}
 
-    async def profile(self, name: str) -> dict:
+    async def profile(self, name: str, *, viewer: str | None = None) -> dict:
+        """The profile with its counts; for a ``viewer`` (lowercase) other than its owner, also
+        whether the viewer follows them and they the viewer."""
         lower = normalize_username(name)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(keys.user(lower))
         pipe.zcard(keys.followers(lower))
         pipe.zcard(keys.following(lower))
-        fields, followers, following = await pipe.execute()
+        relations = viewer is not None and viewer != lower
+        if relations:
+            pipe.zscore(keys.following(viewer), lower)
+            pipe.zscore(keys.followers(viewer), lower)
+        fields, followers, following, *relation = await pipe.execute()
         if not fields.get("username"):
             raise NotFound("No such user.", code="user_not_found")
-        return {
+        shown = {
             "username": fields["username"],
             "display_name": fields.get("display_name", fields["username"]),
             "bio": fields.get("bio", ""),
@@ -130,6 +136,9 @@ class Users:
             "following": following,
             "tweets": max(0, int(fields.get("tweets", 0))),
         }
+        if relations:
+            shown["you_follow"], shown["follows_you"] = (score is not None for score in relation)
+        return shown
 
     async def update(self, name: str, *, display_name: object = None, bio: object = None) -> dict:
         changes = {}

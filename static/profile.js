@@ -8,20 +8,6 @@ import {heading, setTitle, toast} from './ui.js';
 
 const same = (a, b) => a.toLowerCase() === b.toLowerCase();
 
-/** Whether `me` follows `name`: the API has no such flag, so look through whom `me` follows. */
-async function follows(me, name) {
-  let cursor = null;
-  for (let page = 0; page < 20; page += 1) {
-    const query = new URLSearchParams({count: '100'});
-    if (cursor) query.set('cursor', cursor);
-    const answer = await api('GET', `/users/${seg(me)}/following?${query}`);
-    if (answer.users.some((user) => same(user, name))) return true;
-    if (!answer.next) return false;
-    cursor = answer.next;
-  }
-  return false;
-}
-
 function counts(profile) {
   const item = (value, label) => h('li', {}, h('strong', {}, value.toLocaleString()), ' ', label);
   return h('ul', {class: 'counts', 'aria-label': 'Counts'},
@@ -31,17 +17,15 @@ function counts(profile) {
 }
 
 function followButton(app, profile, redraw) {
-  const button = h('button', {type: 'button', class: 'button primary follow', disabled: true,
-                              'aria-pressed': 'false'}, 'Follow');
-  let following = false;
+  const button = h('button', {type: 'button', class: 'button primary follow', 'aria-pressed': 'false'}, 'Follow');
+  let following = profile.you_follow === true;
   const show = () => {
     button.textContent = following ? 'Unfollow' : 'Follow';
     button.className = `button follow ${following ? 'secondary' : 'primary'}`;
     button.setAttribute('aria-pressed', String(following));
     button.setAttribute('aria-label', `${following ? 'Unfollow' : 'Follow'} @${profile.username}`);
   };
-  follows(app.me, profile.username).then((answer) => { following = answer; show(); button.disabled = false; },
-                                         () => { button.disabled = false; });
+  show();
   button.addEventListener('click', async () => {
     const next = !following;
     button.disabled = true;
@@ -103,7 +87,8 @@ function profileCard(app, profile) {
         avatar(shown.username, 'large'),
         h('div', {class: 'profile-names'},
           heading(shown.display_name || shown.username, 'h1', {id: 'profile-name'}),
-          h('p', {class: 'handle'}, '@' + shown.username)),
+          h('p', {class: 'handle'}, '@' + shown.username,
+            shown.follows_you ? h('span', {class: 'follows-you'}, 'Follows you') : null)),
         h('div', {class: 'profile-action'}, action)),
       shown.bio ? h('p', {class: 'bio', dir: 'auto'}, shown.bio) : null,
       h('p', {class: 'joined'}, `Joined ${formatDate(shown.created_at)}`),

@@ -48,10 +48,10 @@ export function avatar(name, size = 'small') {
 const same = (a, b) => Boolean(a && b) && a.toLowerCase() === b.toLowerCase();
 
 /**
- * One tweet. `ctx`: {me, isLiked(id), isRetweeted(tweet), like(tweet), retweet(tweet), remove(tweet)}.
+ * One tweet. `ctx`: {me, isLiked(tweet), isRetweeted(tweet), like(tweet), retweet(tweet), remove(tweet)}.
  */
 export function renderTweet(tweet, ctx) {
-  const liked = ctx.isLiked(tweet.id);
+  const liked = ctx.isLiked(tweet);
   const retweeted = ctx.isRetweeted(tweet);
   const mine = same(tweet.from, ctx.me);
   const labelId = `t-${entryId(tweet)}`;
@@ -95,7 +95,9 @@ export function renderTweet(tweet, ctx) {
       avatar(tweet.from),
       h('div', {class: 'tweet-main'},
         h('p', {class: 'tweet-head', id: labelId},
-          h('a', {class: 'author', href: `#/u/${tweet.from}`}, '@' + tweet.from),
+          h('a', {class: 'author', href: `#/u/${tweet.from}`},
+            h('span', {class: 'display-name', dir: 'auto'}, tweet.display_name || tweet.from), ' ',
+            h('span', {class: 'handle'}, '@' + tweet.from)),
           h('span', {class: 'sep', 'aria-hidden': 'true'}, ' · '),
           timeElement(tweet.timestamp)),
         h('p', {class: 'content', dir: 'auto'}, contentNodes(tweet)),

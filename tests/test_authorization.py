@@ -57,9 +57,10 @@ ROUTES = {
 }
 
 #: Every key a tweet or a profile may show: none of them says who received a tweet.
-TWEET_KEYS = {"id", "from", "timestamp", "content", "likes", "retweets", "mentions", "hashtags",
-              "retweeted_by", "retweet_id"}
-PROFILE_KEYS = {"username", "display_name", "bio", "created_at", "followers", "following", "tweets"}
+TWEET_KEYS = {"id", "from", "display_name", "timestamp", "content", "likes", "retweets", "mentions", "hashtags",
+              "retweeted_by", "retweet_id", "liked", "retweeted"}
+PROFILE_KEYS = {"username", "display_name", "bio", "created_at", "followers", "following", "tweets",
+                "you_follow", "follows_you"}
 
 
 def operations() -> list[tuple[str, str]]:
@@ -127,7 +128,7 @@ def assert_nothing_shows_who_received_a_tweet(answer: httpx.Response) -> None:
         if isinstance(node, dict):
             if "content" in node and "from" in node:
                 assert set(node) <= TWEET_KEYS, node
-            if "display_name" in node:
+            elif "display_name" in node:
                 assert set(node) <= PROFILE_KEYS, node
             for value in node.values():
                 walk(value)

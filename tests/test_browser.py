@@ -117,7 +117,7 @@ def test_a_tweet_that_looks_like_html_is_shown_as_those_characters_and_runs_noth
         assert person.page.evaluate("typeof window.__xss") == "undefined"
 
 
-def test_like_retweet_and_delete_show_at_once_and_are_still_right_after_a_reload(alice, bob, tag):
+def test_like_retweet_and_delete_show_at_once_and_are_still_right_after_a_reload(browser, service, alice, bob, tag):
     from playwright.sync_api import expect
 
     first = bob.entries.first  # alice's html-looking tweet, newest in bob's timeline
@@ -131,6 +131,18 @@ def test_like_retweet_and_delete_show_at_once_and_are_still_right_after_a_reload
     like = bob.page.locator(f'article[data-tweet-id="{tweet_id}"] button[data-action=like]').first
     expect(like).to_have_attribute("aria-pressed", "true")
     expect(like).to_contain_text("1")
+
+    # What bob did is the server's to say (liked, you_follow): his second device shows it too,
+    # with alice's display name on her tweets.
+    device = Person(browser, service.url, bob.username).sign_in()
+    try:
+        there = device.page.locator(f'article[data-tweet-id="{tweet_id}"]').first
+        expect(there.locator("button[data-action=like]")).to_have_attribute("aria-pressed", "true")
+        expect(there.locator(".author .display-name")).to_have_text(alice.username)  # none chosen: the username
+        device.go(f"#/u/{alice.username}")
+        expect(device.page.get_by_role("button", name=f"Unfollow @{alice.username}")).to_be_visible()
+    finally:
+        device.close()
 
     # A retweet by bob enters bob's own home timeline (live), undoing it takes it out.
     bob.page.locator(f'article[data-tweet-id="{tweet_id}"] button[data-action=retweet]').first.click()
@@ -181,6 +193,7 @@ def test_you_edit_your_own_profile_and_it_stays_after_a_reload(alice):
     alice.page.reload()
     expect(alice.page.get_by_role("heading", level=1)).to_have_text("Alice Liddell")
     expect(alice.page.locator(".bio")).to_have_text("Writes the live timeline. Coffee first, then <b>bold</b> ideas.")
+    expect(alice.page.locator("article .author .display-name").first).to_have_text("Alice Liddell")  # her tweets too
     alice.page.get_by_role("link", name="Home", exact=True).click()
 
 

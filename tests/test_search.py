@@ -214,8 +214,8 @@ def test_a_hash_input_answers_that_hashtags_latest_tweets_rendered_like_its_time
     posted = [(alice if n % 2 else bob).post_tweet(f"#{base}news number {n}") for n in range(12)]
     alice.post_tweet(f"#{base}newsy is another tag")
     fanout_idle()
-    timeline = alice.get(f"/hashtags/{base}news/tweets", params={"count": 10}).json()["tweets"]
-    answer = found(api, f"#{base}news")
+    timeline = api.http.get(f"/hashtags/{base}news/tweets", params={"count": 10}).json()["tweets"]
+    answer = found(api, f"#{base}news")  # both anonymous: no liked/retweeted flags in either
     assert answer["tweets"] == timeline
     assert [t["id"] for t in answer["tweets"]] == posted[::-1][:10]
     assert answer["hashtags"] == [f"#{base}news", f"#{base}newsy"]

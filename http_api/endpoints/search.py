@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from realtime.search import DEFAULT_TWEETS, parse_query
 
-from ..requests import count_param
+from ..requests import count_param, viewer
 from ..responses import Json
 
 
@@ -54,6 +54,6 @@ async def search(request: Request) -> Json:
     started = time.perf_counter()
     query = parse_query(request.path_params["input"])
     count = count_param(request, default=DEFAULT_TWEETS)
-    answer = Json(await request.app.state.engine.search.search(query, count=count))
+    answer = Json(await request.app.state.engine.search.search(query, count=count, viewer=await viewer(request)))
     answer.headers["Server-Timing"] = f"search;dur={(time.perf_counter() - started) * 1000:.3f}"
     return answer

@@ -10,16 +10,18 @@ from realtime import keys
 from realtime.errors import Unprocessable
 from realtime.text import normalize_username
 
-from ..requests import before_param, count_param, signed_in_user
+from ..requests import before_param, count_param, signed_in_user, viewer
 from ..responses import Json
 
 _TAG = re.compile(r"^#?([A-Za-z0-9_]{1,100})$")
 
 
 
-async def _page(request: Request, key: str) -> Json:
+async def _page(request: Request, key: str, me: str | None = None) -> Json:
+    """``me``: the caller, known already (home); else whoever the token names, if anyone."""
     count, before = count_param(request), before_param(request)
-    return Json(await request.app.state.engine.tweets.page(key, count=count, before=before))
+    looking = me or await viewer(request)
+    return Json(await request.app.state.engine.tweets.page(key, count=count, before=before, viewer=looking))
 
 
 async def home(request: Request) -> Json:
@@ -33,7 +35,7 @@ async def home(request: Request) -> Json:
     errors: [400, 401, 422]
     """
     me = await signed_in_user(request)
-    return await _page(request, keys.home_timeline(me))
+    return await _page(request, keys.home_timeline(me), me)
 
 
 async def user_tweets(request: Request) -> Json:

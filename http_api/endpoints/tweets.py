@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from realtime.tweets import parse_tweet_id
 
-from ..requests import read_json, signed_in_user
+from ..requests import read_json, signed_in_user, viewer
 from ..responses import Json, no_content
 
 
@@ -51,7 +51,7 @@ async def get_tweet(request: Request) -> Json:
     errors: [404]
     """
     tweet_id = parse_tweet_id(request.path_params["tweet_id"])
-    return Json(await request.app.state.engine.tweets.get(tweet_id))
+    return Json(await request.app.state.engine.tweets.get(tweet_id, viewer=await viewer(request)))
 
 
 async def delete_tweet(request: Request):

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from realtime.errors import BadRequest, Conflict
 from realtime.text import normalize_username
 
-from ..requests import count_param, current_session, new_username, optional_str, read_json, signed_in_user
+from ..requests import count_param, current_session, new_username, optional_str, read_json, signed_in_user, viewer
 from ..responses import Json, no_content
 
 _CURSOR = re.compile(r"^[a-z0-9_]{1,15}$")
@@ -72,8 +72,10 @@ async def get_profile(request: Request) -> Json:
     engine = request.app.state.engine
     name = request.path_params["username"]
     if name == "me":
-        name = await signed_in_user(request)
-    return Json(await engine.users.profile(await engine.users.require(name)))
+        name = looking = await signed_in_user(request)
+    else:
+        looking = await viewer(request)
+    return Json(await engine.users.profile(await engine.users.require(name), viewer=looking))
 
 
 async def edit_profile(request: Request) -> Json:
