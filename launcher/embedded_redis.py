@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["find_redis_server", "binary_version", "free_port", "stop_child", "RedisServerProcess", "EmbeddedRedis",
+__all__ = ["find_redis_server", "binary_version", "free_port", "port_is_free", "stop_child", "RedisServerProcess", "EmbeddedRedis",
            "SERVER_TUNING"]
 
 log = logging.getLogger("chirp.embedded_redis")
@@ -65,9 +65,12 @@ def _ephemeral_ports() -> tuple[int, int]:
         return 32768, 60999  # Linux's default; IANA's 49152-65535 elsewhere is covered below
 
 
-def _bindable(host: str, port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1", *, reuse: bool = True) -> bool:
+    """Whether host:port can be bound now. ``reuse`` binds with SO_REUSEADDR, as uvicorn and
+    redis-server do, so the TIME_WAIT connections a stopped server left do not count."""
     with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and redis-server bind
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -83,7 +86,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     if 65535 - high >= 1000:
         for _ in range(50):
             port = random.randint(high + 1, 65535)
-            if _bindable(host, port):
+            if port_is_free(port, host):
                 return port
     with socket.socket() as sock:
         sock.bind((host, 0))

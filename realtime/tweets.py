@@ -311,7 +311,7 @@ class Tweets:
         answers = iter(await pipe.execute() if entries else [])
         original_fields = {original: next(answers) for original in originals}
         display_names = {author: next(answers) for author in authors}
-        flags = {tweet_id: (bool(next(answers)), bool(next(answers))) for tweet_id in shown_ids} if viewer else {}
+        flags = {tweet_id: (bool(next(answers)), bool(next(answers))) for tweet_id in shown_ids} if viewer is not None else {}
         await self._read_display_names(display_names, original_fields.values())
         shown = []
         for tweet_id, fields in entries:

