@@ -15,7 +15,7 @@ from realtime.engine import Engine
 from .gc_tuning import tune_garbage_collector
 
 from .body_limit import BodyLimit
-from .endpoints import auth, live, operations, pages, search, timelines, tweets, users
+from .endpoints import auth, live, notifications, operations, pages, search, timelines, tweets, users
 from .errors import EXCEPTION_HANDLERS
 from .openapi import docs_init, docs_page, openapi_json, swagger_assets
 from .security_headers import SecurityHeaders
@@ -57,6 +57,9 @@ def create_app(settings: Settings, *, tune_gc: bool = False) -> Starlette:
         Route("/timelines/home", timelines.home, methods=["GET"]),
         Route("/hashtags/{tag}/tweets", timelines.hashtag, methods=["GET"]),
         Route("/tweet/search/{input}", search.search, methods=["GET"]),
+
+        Route("/notifications", notifications.list_notifications, methods=["GET"]),
+        Route("/notifications/read", notifications.mark_read, methods=["POST"]),
         # Live
         WebSocketRoute("/ws", live.live),
         # Operations

@@ -109,6 +109,17 @@ schema_generator = _DocstringSchemas({
                 "following": {"type": "integer"}, "tweets": {"type": "integer"},
                 "you_follow": {"type": "boolean", "description": "for a signed-in caller looking at someone else"},
                 "follows_you": {"type": "boolean", "description": "for a signed-in caller looking at someone else"}}},
+            "Notification": {"type": "object", "required": ["id", "type", "from", "timestamp"], "properties": {
+                "id": {"type": "string", "description": "53-bit integer, as a string; larger is newer"},
+                "type": {"type": "string", "enum": ["mention", "like", "retweet", "follow"]},
+                "from": {"type": "string", "description": "who did it"},
+                "timestamp": {"type": "number", "description": "seconds since the Unix epoch"},
+                "tweet": {"allOf": [{"$ref": "#/components/schemas/Tweet"}],
+                          "description": "the tweet it is about (all but a follow)"}}},
+            "NotificationPage": {"type": "object", "required": ["notifications", "next", "unread"], "properties": {
+                "notifications": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
+                "next": {"type": "string", "nullable": True},
+                "unread": {"type": "integer", "description": "newer than the read mark"}}},
             "UserPage": {"type": "object", "required": ["users", "next"], "properties": {
                 "users": {"type": "array", "items": {"type": "string"}},
                 "next": {"type": "string", "nullable": True}}},

@@ -13,6 +13,7 @@ from .fanout import FanoutQueue, FanoutWorker, JobsInFlight, shards_per_worker
 from .google_auth import GoogleCerts, GoogleVerifier
 from .id_lease import IdLease
 from .live_hub import LiveHub
+from .notifications import Notifications
 from .presence import Presence
 from .rate_limits import RateLimits
 from .redis_client import Redis, ReplicaAcks, cluster_health, is_cluster, open_redis, warm_up
@@ -42,10 +43,11 @@ class Engine:
         self.redis = redis
         self.blocking_redis = blocking_redis
         self.id_lease = id_lease
-        self.users = Users(redis)
         self.sessions = Sessions(redis)
         self.timelines = Timelines(redis, max_age=settings.timeline_max_age,
                                    max_length=settings.timeline_max_length, cluster=settings.redis_cluster)
+        self.notifications = Notifications(redis, id_lease.generator, self.timelines)
+        self.users = Users(redis, self.notifications)
         # On a cluster, posts and fan-out writes wait for a replica (realtime.redis_client.ReplicaAcks).
         self.replica_acks = (ReplicaAcks(redis, settings.replica_ack_timeout)
                              if settings.redis_cluster and settings.replica_ack_timeout else None)
@@ -54,9 +56,9 @@ class Engine:
         self.fanout_queue = FanoutQueue(redis, settings.fanout_shards, acks=self.replica_acks)
         self.hashtag_index = HashtagIndex(redis, self.timelines)
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
-                             hashtag_index=self.hashtag_index)
+                             hashtag_index=self.hashtag_index, notifications=self.notifications)
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
-        self.replay = Replay(self.timelines, self.tweets)  # what a (re)connecting socket missed
+        self.replay = Replay(self.timelines, self.tweets, self.notifications)  # what a (re)connecting socket missed
         self.live_hub = LiveHub(redis, self._make_pubsub_client, self.replay.events_after,
                                 sharded=settings.redis_cluster)
         self.presence = Presence(redis, self.live_hub)

@@ -18,7 +18,7 @@ __all__ = [
     "user", "counted_tweets", "followers", "following", "usernames", "session", "user_sessions",
     "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
     "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
-    "rate_limit", "user_sockets",
+    "rate_limit", "user_sockets", "notifications", "notifications_read",
 ]
 
 
@@ -117,6 +117,17 @@ def rate_limit(name: str, who: str) -> str:
 def user_sockets(name: str) -> str:
     """Sorted set: the user's live sockets on every process (``process|n``), scored by connect time (µs)."""
     return f"sockets:{{{name}}}"
+
+
+def notifications(name: str) -> str:
+    """Sorted set: the user's notifications, ``type|from|tweet id`` scored by the notification's
+    id (realtime.notifications). In the user's slot, with the presence that its script reads."""
+    return f"notes:{{{name}}}"
+
+
+def notifications_read(name: str) -> str:
+    """String: the id of the newest notification the user has read."""
+    return f"notes:read:{{{name}}}"
 
 
 def tweet(tweet_id: int | str) -> str:

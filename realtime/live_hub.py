@@ -98,8 +98,9 @@ class LiveSubscriber:
     kept (usually none): a catch-up from that tweet finds them again.
     """
 
-    __slots__ = ("user", "token_hash", "socket_id", "expires_at", "max_queue", "state", "last_id", "close_code",
-                 "close_reason", "on_wake", "_frames", "_buffer", "_seen", "_deletes_sent")
+    __slots__ = ("user", "token_hash", "socket_id", "expires_at", "max_queue", "state", "last_id",
+                 "last_notification_id", "close_code", "close_reason", "on_wake", "_frames", "_buffer", "_seen",
+                 "_deletes_sent")
 
     def __init__(self, user: str, token_hash: str, *, queue_size: int, expires_at: float = float("inf"),
                  socket_id: str | None = None) -> None:
@@ -110,6 +111,9 @@ class LiveSubscriber:
         self.max_queue = queue_size
         self.state = SubscriberState.REPLAYING
         self.last_id: int | None = None
+        #: The newest notification sent (ids grow per user, realtime.notifications): a catch-up
+        #: sends the ones after it. None: none sent, and none to catch up on.
+        self.last_notification_id: int | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.on_wake: Callable[[], None] | None = None
@@ -153,7 +157,9 @@ class LiveSubscriber:
         self._note_sent(event)
 
     def _note_sent(self, event: LiveEvent) -> None:
-        if event.entry_id is not None:
+        if event.notification_id is not None:
+            self.last_notification_id = max(self.last_notification_id or 0, event.notification_id)
+        elif event.entry_id is not None:
             self.last_id, self._deletes_sent = event.entry_id, None
         elif event.deleted_id is not None:
             if self._deletes_sent is None:
@@ -208,8 +214,9 @@ class LiveSubscriber:
             self.on_wake()
 
 
-#: What ``user``'s home timeline gained and lost after entry ``since``, as events.
-CatchUp = Callable[[str, int | None], Awaitable[list[LiveEvent]]]
+#: What ``user``'s home timeline gained and lost after entry ``since``, and the notifications
+#: after the last one sent (None: none), as events (realtime.replay.Replay.events_after).
+CatchUp = Callable[[str, int | None, int | None], Awaitable[list[LiveEvent]]]
 
 
 class LiveHub:
@@ -635,7 +642,7 @@ class LiveHub:
             if subscriber.state is not SubscriberState.BUFFERING:
                 continue
             try:
-                events = await self._catch_up(subscriber.user, subscriber.last_id)
+                events = await self._catch_up(subscriber.user, subscriber.last_id, subscriber.last_notification_id)
             except Exception as exc:  # any failure: the client reconnects with since, never buffers forever
                 log.warning("catch-up of a socket of %s failed (%s); closing it 1013", subscriber.user, exc)
                 subscriber.close(CloseCode.OVERLOADED, "could not catch up")

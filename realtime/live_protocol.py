@@ -1,8 +1,9 @@
 """The live protocol's wire formats, all in one place.
 
 - The frames a socket exchanges with its client (docs/API.md, "Live timeline"): ``auth``
-  and ``ping`` from the client; ``tweet``, ``delete``, ``ready`` and ``pong`` to it; and the
-  close codes, ``CloseCode``.
+  and ``ping`` from the client; ``tweet``, ``delete``, ``notification``, ``ready`` and
+  ``pong`` to it; and the close codes, ``CloseCode``. (A notification's live frame is
+  rendered by realtime.notifications, which must put its id in the script that adds it.)
 - The message a write publishes to a server process: the recipients' names, then the
   event, ``"ann bob\\n<event JSON>"``. The Lua scripts (realtime.scripts) build it with
   ``LUA_ADDRESSED``, Python with ``addressed``; the hub reads it with ``unaddress``.
@@ -152,7 +153,8 @@ def probe_nonce(data: str) -> str | None:
 class LiveEvent:
     """A published event, parsed once per process, whatever the number of sockets."""
 
-    __slots__ = ("frame", "kind", "entry_id", "deleted_id", "posted_at", "token_hash", "socket_ids")
+    __slots__ = ("frame", "kind", "entry_id", "deleted_id", "notification_id", "posted_at", "token_hash",
+                 "socket_ids")
 
     def __init__(self, frame: str) -> None:
         self.frame = frame
@@ -160,6 +162,7 @@ class LiveEvent:
         self.kind: str = data.get("type", "")
         self.entry_id: int | None = None
         self.deleted_id: int | None = int(data["id"]) if self.kind == "delete" else None
+        self.notification_id: int | None = int(data["notification"]["id"]) if self.kind == "notification" else None
         self.posted_at: float | None = None
         self.token_hash: str | None = data.get("token_hash")
         self.socket_ids: list[str] | tuple = data.get("socket_ids") or ()  # sockets_evicted
@@ -176,18 +179,24 @@ class LiveEvent:
         event = cls.__new__(cls)
         event.frame, event.kind, event.token_hash, event.socket_ids = tweet_frame(tweet), "tweet", None, ()
         event.entry_id = int(tweet.get("retweet_id") or tweet["id"])
-        event.posted_at, event.deleted_id = tweet.get("timestamp"), None
+        event.posted_at, event.deleted_id, event.notification_id = tweet.get("timestamp"), None, None
         return event
+
+    @classmethod
+    def of_notification(cls, notification: dict) -> LiveEvent:
+        return cls(orjson.dumps({"type": "notification", "notification": notification}).decode())
 
     @classmethod
     def of_delete(cls, tweet_id: int) -> LiveEvent:
         return cls(delete_frame(tweet_id))
 
     @property
-    def dedupe_key(self) -> int | None:
-        """What a catch-up must not send twice: a tweet's entry, or a delete (negated)."""
+    def dedupe_key(self) -> int | tuple | None:
+        """What a catch-up must not send twice: a tweet's entry, a delete (negated), a notification."""
         if self.entry_id is not None:
             return self.entry_id
+        if self.notification_id is not None:
+            return ("notification", self.notification_id)  # its ids are not tweet ids
         return -self.deleted_id if self.deleted_id is not None else None
 
     @property

@@ -1,5 +1,5 @@
 """What a socket missed: ``Replay.events_after`` reads what entered (and left) a home
-timeline after a given id and renders it as live events, through the ``ReplayCache`` of
+timeline after a given id, and the notifications after another, and renders them as live events, through the ``ReplayCache`` of
 tweet events rendered recently in this process, shared by the sockets that replay them.
 
 A connection storm (thousands of sockets reconnecting with ``since`` after a deploy or a
@@ -12,10 +12,12 @@ timelines by its delete job, and that job's live event reaches every attached so
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
 from .live_protocol import LiveEvent
+from .notifications import Notifications
 from .timelines import Timelines
 from .tweets import Tweets
 
@@ -49,14 +51,21 @@ class ReplayCache:
 
 
 class Replay:
-    def __init__(self, timelines: Timelines, tweets: Tweets, cache: ReplayCache | None = None) -> None:
-        self._timelines, self._tweets = timelines, tweets
+    def __init__(self, timelines: Timelines, tweets: Tweets, notifications: Notifications,
+                 cache: ReplayCache | None = None) -> None:
+        self._timelines, self._tweets, self._notifications = timelines, tweets, notifications
         self.cache = cache or ReplayCache()
 
-    async def events_after(self, user: str, since: int | None) -> list[LiveEvent]:
+    async def events_after(self, user: str, since: int | None, notifications_after: int | None) -> list[LiveEvent]:
         """What entered ``user``'s home timeline after ``since``, oldest first, then what was
-        deleted from it after ``since`` arrived, as events."""
-        ids, deleted = await self._timelines.changes_after(user, since)
+        deleted from it after ``since`` arrived, then the notifications newer than
+        ``notifications_after`` (None: none), as events."""
+        changes = self._timelines.changes_after(user, since)
+        if notifications_after is None:
+            (ids, deleted), notes = await changes, []
+        else:
+            (ids, deleted), notes = await asyncio.gather(
+                changes, self._notifications.after(user, notifications_after, self._tweets.hydrate))
         events = {entry_id: event for entry_id in ids if (event := self.cache.get(entry_id))}
         missing = [entry_id for entry_id in ids if entry_id not in events]
         for tweet in await self._tweets.hydrate(missing) if missing else []:
@@ -64,4 +73,4 @@ class Replay:
             self.cache.put(event)
             events[event.entry_id] = event
         return [events[entry_id] for entry_id in ids if entry_id in events] + [
-            LiveEvent.of_delete(entry_id) for entry_id in deleted]
+            LiveEvent.of_delete(entry_id) for entry_id in deleted] + [LiveEvent.of_notification(note) for note in notes]

@@ -7,7 +7,8 @@ from __future__ import annotations
 from .live_protocol import LUA_ADDRESSED
 
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
-           "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET"]
+           "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET",
+           "ADD_NOTIFICATION", "FORGET_NOTIFICATIONS", "MARK_NOTIFICATIONS_READ", "COUNT_UNREAD"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients (``addressed``, realtime.live_protocol) on
@@ -266,6 +267,58 @@ if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 if live_tweet(KEYS[1]) then redis.call('HINCRBY', KEYS[1], 'retweets', -1) end
 return 1
+"""
+
+#: Add a notification unless the user has this one (``type|from|tweet``) already, and send
+#: it live to their sockets. Its id is ARGV's, or one more than the newest one's when that
+#: is not smaller: ids grow with every notification added, so that "every notification after
+#: N" finds each one added after N was (realtime.replay). KEYS: the user's notifications.
+#: ARGV: owner (lowercase), member, id, min_id (older ones leave), max_length, ttl_ms, the
+#: live frame before and after its id, then the live event arguments (see _LIVE_EVENTS).
+#: Returns the id, or 0 when the user had it.
+ADD_NOTIFICATION = """
+local owner, member, id = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local min_id, max_length, ttl_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local message = ''
+""" + _LIVE_EVENTS.format(first=9) + """
+if redis.call('ZSCORE', KEYS[1], member) then return 0 end
+local newest = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+if newest and tonumber(newest) >= id then id = tonumber(newest) + 1 end
+redis.call('ZADD', KEYS[1], id, member)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. min_id)
+local extra = redis.call('ZCARD', KEYS[1]) - max_length
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+message = ARGV[7] .. string.format('%.0f', id) .. ARGV[8]
+note_recipient(home_prefix .. owner .. '}')
+publish_to_recipients()
+return id
+"""
+
+#: Remove a deleted tweet's notifications from one user's. KEYS: the user's notifications.
+#: ARGV: ``|<tweet id>``, the end of their members. Returns how many left.
+FORGET_NOTIFICATIONS = """
+local suffix, removed = ARGV[1], 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(member, -#suffix) == suffix then removed = removed + redis.call('ZREM', KEYS[1], member) end
+end
+return removed
+"""
+
+#: The user has read up to a notification id: the mark only moves forward (a stale tab
+#: cannot make read ones unread again). KEYS: read mark. ARGV: id, ttl_ms.
+MARK_NOTIFICATIONS_READ = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+#: How many notifications are newer than the read mark and ``min_id``. KEYS: notifications,
+#: read mark. ARGV: min_id.
+COUNT_UNREAD = """
+local after = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[1]) - 1)
+return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', after), '+inf')
 """
 
 #: KEYS: lease key. ARGV: owner, ttl_ms. Extends the lease when we still hold it.

@@ -63,7 +63,8 @@ class Timelines:
             by_slot[key_slot(key.encode())].append(key)
         return list(by_slot.values())
 
-    def _live_args(self) -> list:
+    def live_args(self) -> list:
+        """The live event arguments of a script that publishes (realtime.scripts._LIVE_EVENTS)."""
         # Presence leases are wall-clock deadlines set by each server process (LiveHub).
         prefix, mid = (_USER_CHANNEL_PREFIX, _USER_CHANNEL_MID) if self._cluster else _PROCESS_CHANNEL
         return [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, prefix, int(time.time() * 1000), mid]
@@ -78,14 +79,14 @@ class Timelines:
         and one call takes them all (realtime.scripts.PUSH_ON_NODE).
         """
         common = [tweet_id, self.oldest_allowed_id(), self.max_length, int(self.max_age * 1000), dedupe_window,
-                  message, *self._live_args()]
+                  message, *self.live_args()]
         return await self._queue(pipe, self._push_on_node if on_node else self._push, keys, common, on_node)
 
     async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
                            on_node: bool = False) -> int:
         """Queue removals of ``tweet_id`` from ``keys``; live events as for ``queue_push``."""
         common = [tweet_id, message, _DELETES_PREFIX, self.max_length, int(self.max_age * 1000),
-                  int(self._clock() * 1000), *self._live_args()]
+                  int(self._clock() * 1000), *self.live_args()]
         return await self._queue(pipe, self._remove_on_node if on_node else self._remove, keys, common, on_node)
 
     async def _queue(self, pipe, script, keys: Sequence[str], common: list, on_node: bool) -> int:

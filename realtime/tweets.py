@@ -18,10 +18,11 @@ from .errors import Forbidden, NotFound
 from .fanout import Delivery, FanoutJob, FanoutQueue
 from .ids import IdGenerator
 from .live_protocol import delete_frame, tweet_frame
+from .notifications import Notifications
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import (CLAIM_RETWEET, COUNT_TWEET, CREATE_TWEET, DELETE_TWEET, MARK_COUNTED, RELEASE_RETWEET,
                       TOGGLE_MEMBER)
-from .text import clean_content, parse_hashtags, parse_mentions
+from .text import clean_content, normalize_username, parse_hashtags, parse_mentions
 from .timelines import Timelines
 from .users import Users
 
@@ -67,8 +68,9 @@ class Tweets:
     worker redoes whatever happened to this call (``apply``). See docs/design.md, "What a 201 promises"."""
 
     def __init__(self, redis: Redis, ids: IdGenerator, users: Users, timelines: Timelines,
-                 fanout: FanoutQueue, hashtag_index=None) -> None:
+                 fanout: FanoutQueue, hashtag_index=None, notifications: Notifications | None = None) -> None:
         self._redis = redis
+        self._notifications = notifications
         self._ids = ids
         self._users = users
         self._timelines = timelines
@@ -128,6 +130,8 @@ class Tweets:
             delivery = await self._apply_delete(job.tweet_id, job.author, job.fields)
             if not in_request:
                 await self._delete_retweets_of(job.tweet_id)
+                if self._notifications is not None:
+                    await self._notifications.forget_tweet([job.author, *delivery.mentions], job.tweet_id)
         else:
             raise ValueError(f"unknown kind of job {job.kind!r}")
         if in_request and (delivery is not None or unmarked):
@@ -168,11 +172,28 @@ class Tweets:
         shown = await self.render_stored([(tweet_id, fields)])
         if not shown:
             return None, unmarked
+        if not in_request:  # the job's worker, which always runs, notifies: once, however often it runs
+            await self._notify_of_post(author, fields, shown[0])
         own = _own_timelines(author)
         if fields["kind"] != "tweet":
             return Delivery(tweet_frame(shown[0]), own=own), unmarked
         return Delivery(tweet_frame(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
                         own=own), unmarked
+
+    async def _notify_of_post(self, author: str, fields: dict, shown: dict) -> None:
+        """A tweet's mentioned users, or a retweet's original author, are notified."""
+        if self._notifications is None:
+            return
+        pipe, queued = self._redis.pipeline(transaction=False), False
+        if fields["kind"] == "retweet":
+            original = {key: value for key, value in shown.items() if key not in ("retweeted_by", "retweet_id")}
+            queued = await self._notifications.queue_notify(pipe, normalize_username(original["from"]), "retweet",
+                                                            fields["from"], original)
+        else:
+            for name in _lower_names(fields):
+                queued |= await self._notifications.queue_notify(pipe, name, "mention", fields["from"], shown)
+        if queued:
+            await execute_scripted(pipe)
 
     async def _create_and_count(self, tweet_id: int, author: str, stored: dict) -> int:
         """The request's CREATE_TWEET and counts in one round trip: the counts go whatever
@@ -242,11 +263,16 @@ class Tweets:
                                      hashtags=fields.get("hashtags", "[]"))
 
     async def like(self, me: str, tweet_id: int, *, liked: bool = True) -> None:
-        original = await self._original_id(tweet_id)
+        original, fields = await self._original(tweet_id)
         changed = await self._toggle(keys=[keys.tweet(original), keys.likes(original)],
                                      args=["add" if liked else "remove", me, "likes"])
         if changed == -1:
             raise NotFound("No such tweet.", code="tweet_not_found")
+        if liked and self._notifications is not None:  # liked before too: a retry mends a lost one
+            shown = await self.render_stored([(original, fields)])
+            if shown:
+                await self._notifications.notify(fields["author"], "like", await self._users.name_of_author(me),
+                                                 shown[0])
 
     async def retweet(self, me: str, tweet_id: int) -> None:
         original = await self._original_id(tweet_id)
@@ -275,6 +301,13 @@ class Tweets:
     async def _original_id(self, tweet_id: int) -> int:
         fields = await self._fields(tweet_id)
         return int(fields["of"]) if fields["kind"] == "retweet" else tweet_id
+
+    async def _original(self, tweet_id: int) -> tuple[int, dict]:
+        """The id and fields of the tweet itself, or of the original of a retweet entry."""
+        fields = await self._fields(tweet_id)
+        if fields["kind"] != "retweet":
+            return tweet_id, fields
+        return int(fields["of"]), await self._fields(int(fields["of"]))
 
     async def get(self, tweet_id: int, *, viewer: str | None = None) -> dict:
         shown = await self.hydrate([tweet_id], viewer=viewer)

@@ -21,8 +21,9 @@ AUTHOR_NAMES_KEPT = 10_000
 
 
 class Users:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, notifications=None) -> None:
         self._redis = redis
+        self._notifications = notifications  # realtime.notifications.Notifications: of follows
         self._author_names: dict[str, str] = {}
 
     async def create(self, username: object, display_name: object = None, bio: object = None) -> dict:
@@ -172,6 +173,8 @@ class Users:
             pipe.zrem(keys.following(me), target)
             pipe.zrem(keys.followers(target), me)
         await pipe.execute()
+        if follow and self._notifications is not None:  # after: a retry of the PUT mends a lost one
+            await self._notifications.notify(target, "follow", await self.name_of_author(me))
 
     async def follower_names(self, name: str, *, after: str = "", count: int = 1000) -> list[str]:
         """Lowercase follower names in lexicographic order, strictly after ``after``."""

@@ -234,7 +234,9 @@ def _assert_no_content(answer: httpx.Response) -> None:
 
 
 class LiveClient:
-    """A real ``websockets`` client speaking the /ws protocol."""
+    """A real ``websockets`` client speaking the /ws protocol. Notification frames are kept
+    apart, in ``notifications`` (their own stream, read with ``next_notification``), so that
+    a test of tweets reads tweets whoever follows or mentions its users."""
 
     def __init__(self, base_url: str, token: str | None, since: str | None = None, **connect_options) -> None:
         self.url = base_url.replace("http://", "ws://") + "/ws"
@@ -244,6 +246,9 @@ class LiveClient:
         self.socket = None
         self.replayed: list[dict] = []
         self.ready: dict | None = None
+        self.notifications: list[dict] = []  # every one received, replayed or live, oldest first
+        self._notifications_read = 0
+        self._others: list[dict] = []  # frames read while looking for a notification
 
     async def __aenter__(self) -> LiveClient:
         return await self.connect()
@@ -271,11 +276,34 @@ class LiveClient:
         await self.socket.send(orjson.dumps(data).decode())
 
     async def next_frame(self, timeout: float = TIMEOUT) -> dict:
+        """The next frame that is not a notification."""
+        if self._others:
+            return self._others.pop(0)
+        return await self._read_until(lambda frame: frame.get("type") != "notification", timeout)
+
+    async def next_notification(self, timeout: float = TIMEOUT) -> dict:
+        """The next notification not yet returned (other frames meanwhile wait for ``next_frame``)."""
+        if self._notifications_read == len(self.notifications):
+            await self._read_until(lambda frame: frame.get("type") == "notification", timeout)
+        self._notifications_read += 1
+        return self.notifications[self._notifications_read - 1]
+
+    async def _read_until(self, wanted: Callable[[dict], bool], timeout: float) -> dict:
         import asyncio
 
         import orjson
 
-        return orjson.loads(await asyncio.wait_for(self.socket.recv(), timeout))
+        async def read() -> dict:
+            while True:
+                frame = orjson.loads(await self.socket.recv())
+                if frame.get("type") == "notification":
+                    self.notifications.append(frame["notification"])
+                if wanted(frame):
+                    return frame
+                if frame.get("type") != "notification":
+                    self._others.append(frame)
+
+        return await asyncio.wait_for(read(), timeout)
 
     async def next_tweet_id(self, timeout: float = TIMEOUT) -> str:
         frame = await self.next_frame(timeout)

@@ -77,6 +77,7 @@ PENDING_SESSION_OPERATIONS = {("POST", "/users")}
 NOT_CONFIGURED_HERE = {("POST", "/auth/google"): (404, "google_signin_disabled")}
 
 USERNAME_PATTERN = "^[A-Za-z0-9_]{1,15}$"
+ID_PATTERN = "^[0-9]{1,16}$"
 
 
 def op_id(op: tuple[str, str]) -> str:
@@ -134,7 +135,9 @@ def sample_body(schema: dict) -> dict:
     body = {}
     for name, prop in schema.get("properties", {}).items():
         assert prop.get("type") == "string", f"no sample value for {name}: {prop}; teach sample_body"
-        if "pattern" in prop:
+        if prop.get("pattern") == ID_PATTERN:
+            body[name] = "1"
+        elif "pattern" in prop:
             assert prop["pattern"] == USERNAME_PATTERN, f"no sample value for pattern {prop['pattern']}"
             body[name] = unique_name("e")
         else:

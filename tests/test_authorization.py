@@ -45,6 +45,8 @@ ROUTES = {
     ("GET", "/timelines/home"): OWN,
     ("GET", "/hashtags/{tag}/tweets"): PUBLIC,
     ("GET", "/tweet/search/{input}"): PUBLIC,
+    ("GET", "/notifications"): OWN,
+    ("POST", "/notifications/read"): OWN,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/stats"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
@@ -111,7 +113,8 @@ def body_for(method: str, path: str) -> dict | None:
             ("POST", "/auth/google"): {"credential": "a.b.c"},
             ("POST", "/users"): {"username": unique_name("z")},
             ("PATCH", "/users/me"): {"display_name": "Not Alice", "bio": "taken over"},
-            ("POST", "/tweets"): {"content": "from whoever calls"}}.get((method, path))
+            ("POST", "/tweets"): {"content": "from whoever calls"},
+            ("POST", "/notifications/read"): {"up_to": "1"}}.get((method, path))
 
 
 def call(alice: Alice, op: tuple[str, str], token: str | None) -> httpx.Response:
@@ -177,6 +180,8 @@ def test_with_another_users_token(alice, op):
         assert alice.api.http.get(answer.headers["location"]).json()["from"] == bob.username
     if op == ("GET", "/timelines/home"):
         assert alice.tweet_id not in [t["id"] for t in answer.json()["tweets"]]  # bob follows nobody
+    if op == ("GET", "/notifications"):
+        assert answer.json() == {"notifications": [], "next": None, "unread": 0}  # bob's: nobody did a thing
     if op == ("POST", "/auth/signout"):
         assert_error(bob.get("/timelines/home"), 401)  # bob's session ended, alice's did not (state above)
 

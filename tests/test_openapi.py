@@ -269,6 +269,10 @@ def _tour(api: Api, backend) -> None:
                          ("GET", "/users/nosuchuser_x/tweets"), ("POST", "/users")]:
         body = {"bio": "edited"} if method == "PATCH" else {"username": unique_name()} if method == "POST" else None
         reader.request(method, path, json=body)
+    newest = author.get("/notifications").json()["notifications"][0]  # reader's like and follow at least
+    author.request("POST", "/notifications/read", json={"up_to": newest["id"]})
+    author.request("POST", "/notifications/read", json={"up_to": "not an id"})
+    reader.get("/notifications?count=1")
     author.request("DELETE", f"/tweets/{tweet}")
     reader.get(f"/tweets/{tweet}")
     pending = pending_session(backend)

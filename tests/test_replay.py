@@ -59,10 +59,10 @@ async def test_a_second_replay_of_the_same_tweets_reads_none_of_them_again(redis
     try:
         await engine.users.create("cachewriter")
         ids = [await engine.tweets.post("cachewriter", f"tweet {n}") for n in range(3)]
-        first = await engine.replay.events_after("cachewriter", None)
+        first = await engine.replay.events_after("cachewriter", None, None)
         assert [event.entry_id for event in first] == ids  # oldest first
         misses = engine.replay.cache.misses
-        second = await engine.replay.events_after("cachewriter", ids[0])
+        second = await engine.replay.events_after("cachewriter", ids[0], None)
         assert [event.entry_id for event in second] == ids[1:]
         assert engine.replay.cache.misses == misses and [e.frame for e in second] == [e.frame for e in first[1:]]
     finally:

@@ -94,7 +94,11 @@ async def live(websocket: WebSocket) -> None:
             # wherever it is, is closed with 4409 (its process hears it on the control channel).
             await engine.socket_limit.register(session.user, subscriber.socket_id)
             registered = True
-            replay = await engine.replay.events_after(session.user, since)
+            replay = await engine.replay.events_after(session.user, since, since)
+            # The notifications after ``since``, or with none (a client that shows none yet reads
+            # GET /notifications), after the newest now: read once the hub buffers for the socket.
+            subscriber.last_notification_id = since if since is not None else (
+                await engine.notifications.newest_id(session.user))
             username = await engine.users.canonical(session.user) or session.user
         except Exception as exc:  # Redis away, out of memory, read-only, mid-failover: 1013, never a crash
             if not (is_transient(exc) or isinstance(exc, asyncio.TimeoutError)):
