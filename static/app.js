@@ -1,13 +1,15 @@
 // The browser client, top to bottom: read the server's sign-in options, restore the session
 // (localStorage), then either the sign-in page or the app: header (search, live indicator,
-// sign out), a hash router (#/, #/u/name, #/u/name/mentions, #/tag/name), and the live home
-// timeline kept current over /ws for as long as you are signed in, whatever view shows.
+// sign out, the notifications badge), a hash router (#/, #/notifications, #/u/name,
+// #/u/name/mentions, #/tag/name), and the live home timeline and notifications kept current over
+// /ws for as long as you are signed in, whatever view shows.
 
 import {ApiError, api, forgetSession, loadSession, pageQuery, whenUnauthorized} from './api.js';
 import {h, refreshTimes} from './dom.js';
 import {tweetActions} from './actions.js';
 import {homeView} from './home.js';
 import {LiveConnection, State} from './live.js';
+import {Notifications} from './notifications.js';
 import {hashtagView, profileView} from './profile.js';
 import {SearchBox} from './search.js';
 import {chooseUsernameView, signInView} from './signin.js';
@@ -19,7 +21,7 @@ const topbar = document.getElementById('topbar');
 const indicator = document.getElementById('live-indicator');
 
 let config = {dev_signin: false, google_client_id: null};
-let app = null;  // while signed in: {me, ctx, home, live, view}
+let app = null;  // while signed in: {me, ctx, home, notifications, live, view}
 
 async function start() {
   try {
@@ -75,6 +77,10 @@ async function enter(me) {
     },
     delete(id) {
       for (const list of [app.home, app.view && app.view.list]) if (list) list.remove(id);
+      app.notifications.forgetTweet(id);
+    },
+    notification(note) {
+      app.notifications.add(note);
     },
     state: showLiveState,
     unauthorized() {
@@ -84,14 +90,15 @@ async function enter(me) {
       toast('Live updates stopped in this window because too many are open. Reload to resume.', 'error');
     },
   });
-  app = {me, ctx, home, live, view: null};
+  const notifications = new Notifications(document.getElementById('nav-notifications'));
+  app = {me, ctx, home, notifications, live, view: null};
   topbar.hidden = false;
   document.getElementById('nav-profile').href = `#/u/${me}`;
   new SearchBox(document.getElementById('search'), (hash) => { location.hash = hash; });
   window.addEventListener('hashchange', route);
   await route();
   try {
-    await home.loadFirst();
+    await Promise.all([home.loadFirst(), notifications.load()]);
   } catch { /* shown in the list; the live replay fills in when the server is back */ }
   if (app && app.live === live) live.start(home.newestEntryId());
 }
@@ -107,6 +114,8 @@ async function route() {
       view = await profileView(session, match[1], match[2]);
     } else if ((match = path.match(/^\/tag\/([A-Za-z0-9_]{1,100})$/))) {
       view = await hashtagView(session, match[1].toLowerCase());
+    } else if (path === '/notifications') {
+      view = {element: session.notifications.view(), list: null, leave: () => session.notifications.leave()};
     } else {
       view = {element: homeView(session.home, (tweet) => tweet && session.home.addNewest(tweet, {highlight: false})),
               list: null};
@@ -116,6 +125,7 @@ async function route() {
     view = {element: h('section', {class: 'card'}, heading('Something went wrong'), h('p', {}, error.message)), list: null};
   }
   if (app !== session) return;  // signed out while loading
+  if (session.view && session.view.leave && session.view !== view) session.view.leave();
   session.view = view;
   main.replaceChildren(view.element);
   for (const link of document.querySelectorAll('.nav-list a')) {

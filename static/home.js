@@ -2,7 +2,7 @@
 
 import {api} from './api.js';
 import {codePoints, h} from './dom.js';
-import {heading, setTitle, toast} from './ui.js';
+import {heading, setTitle} from './ui.js';
 
 export const LIMIT = 280;
 
@@ -45,8 +45,7 @@ function composer(onPosted) {
       const response = await fetchPost(sent);
       if (text.value === sent) text.value = '';  // keep anything typed while it was sending
       update();
-      onPosted(response);
-      toast('Posted.');
+      onPosted(response);  // it shows at the top of the timeline: no toast needed
     } catch (failure) {
       error.dataset.kind = 'server';
       error.textContent = failure.message;

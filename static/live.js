@@ -25,7 +25,8 @@ export const CLOSE_REPLACED = 4409;  // too many windows of this user: this one 
 export class LiveConnection {
   /**
    * @param {() => string|null} token   the current session token
-   * @param {object} handlers  {tweet(tweet), delete(id), state(state, detail), unauthorized(), replaced(), ready(frame)}
+   * @param {object} handlers  {tweet(tweet), delete(id), notification(note), state(state, detail), unauthorized(),
+   *                            replaced(), ready(frame)}
    */
   constructor(token, handlers) {
     this.token = token;
@@ -94,6 +95,8 @@ export class LiveConnection {
       this.handlers.tweet(frame.tweet);
     } else if (frame.type === 'delete') {
       this.handlers.delete(frame.id);
+    } else if (frame.type === 'notification' && frame.notification) {
+      this.handlers.notification(frame.notification);  // its id is no tweet's: `since` stays
     } else if (frame.type === 'ready') {
       this.attempts = 0;
       this.setState(State.LIVE);

@@ -2,10 +2,13 @@
 
 import {h} from './dom.js';
 
+const MAX_TOASTS = 2;  // more would cover the page: the oldest gives way
+
 export function toast(message, kind = 'info') {
   const region = document.getElementById('toasts');
   const item = h('p', {class: `toast ${kind}`}, message);
   region.append(item);
+  while (region.children.length > MAX_TOASTS) region.firstElementChild.remove();
   setTimeout(() => item.remove(), 5000);
 }
 

@@ -412,3 +412,45 @@ def test_the_monitor_page_counts_a_third_browser_that_connects(browser, service,
         monitor.set_viewport_size(DESKTOP)
     finally:
         erin.close()
+
+
+def test_a_mention_a_like_and_a_follow_show_as_notifications_live_with_the_unread_badge(browser, service):
+    from playwright.sync_api import expect
+
+    api = Api(service.url)
+    dana = Person(browser, service.url, unique_name("dana")).sign_in()
+    try:
+        erin, fred = api.sign_in(), api.sign_in()
+        own = User(api, dana.username, dana.token).post_tweet("like this one")
+        link = dana.page.locator("#nav-notifications")
+        badge = link.locator(".badge")
+        expect(badge).to_be_hidden()
+
+        mention = erin.post_tweet(f"hey @{dana.username}, look")
+        assert erin.request("PUT", f"/tweets/{own}/like").status_code == 204
+        expect(badge).to_have_text("2")  # live, on the home view
+        expect(link).to_have_attribute("aria-label", "Notifications, 2 unread")
+
+        link.click()
+        notes = dana.page.get_by_role("list", name="Notifications").locator("li.note")
+        expect(notes).to_have_count(2)
+        expect(notes.nth(0)).to_contain_text(f"{erin.username} liked your tweet")
+        expect(notes.nth(0)).to_contain_text("like this one")
+        expect(notes.nth(1)).to_contain_text(f"{erin.username} mentioned you")
+        expect(notes.nth(0)).to_have_class(re.compile(r"\bnew\b"))
+        expect(badge).to_be_hidden()  # seen: read
+        fred.follow(dana.username)
+        expect(notes.first).to_contain_text(f"{fred.username} followed you")  # live, while the view shows
+        expect(badge).to_be_hidden()
+        assert erin.request("DELETE", f"/tweets/{mention}").status_code == 204
+        expect(notes).to_have_count(2)  # the deleted mention leaves, live
+        expect(dana.page.get_by_role("list", name="Notifications")).not_to_contain_text("mentioned you")
+        screenshot(dana.page, "notifications")
+
+        dana.page.reload()
+        expect(dana.indicator).to_have_attribute("data-state", "live")
+        expect(badge).to_be_hidden()  # the read mark is the server's
+        assert unlabelled_controls(dana.page) == []
+    finally:
+        dana.close()
+        api.http.close()
