@@ -24,6 +24,7 @@ from .socket_limit import SocketLimit
 from .supervision import supervise
 from .timelines import Timelines
 from .tweets import Tweets
+from .watches import CountsPublisher
 from .users import Users
 
 __all__ = ["Engine"]
@@ -56,7 +57,8 @@ class Engine:
         self.fanout_queue = FanoutQueue(redis, settings.fanout_shards, acks=self.replica_acks)
         self.hashtag_index = HashtagIndex(redis, self.timelines)
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
-                             hashtag_index=self.hashtag_index, notifications=self.notifications)
+                             hashtag_index=self.hashtag_index, notifications=self.notifications,
+                             counts=CountsPublisher(redis, sharded=settings.redis_cluster))
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
         self.replay = Replay(self.timelines, self.tweets, self.notifications)  # what a (re)connecting socket missed
         self.live_hub = LiveHub(redis, self._make_pubsub_client, self.replay.events_after,

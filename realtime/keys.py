@@ -18,7 +18,7 @@ __all__ = [
     "user", "counted_tweets", "followers", "following", "usernames", "session", "user_sessions",
     "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
     "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
-    "rate_limit", "user_sockets", "notifications", "notifications_read",
+    "rate_limit", "user_sockets", "notifications", "notifications_read", "count_watchers",
 ]
 
 
@@ -136,6 +136,12 @@ def tweet(tweet_id: int | str) -> str:
 
 def likes(tweet_id: int | str) -> str:
     return f"likes:{{{tweet_id}}}"
+
+
+def count_watchers(tweet_id: int | str) -> str:
+    """Sorted set: the server processes with a socket watching the tweet's counts, scored by
+    the end of their lease (Unix ms); in the tweet's slot (realtime.watches)."""
+    return f"watch:{{{tweet_id}}}"
 
 
 def retweets(tweet_id: int | str) -> str:

@@ -50,6 +50,7 @@ from .live_protocol import CloseCode, LiveEvent, probe_message, probe_nonce, una
 from .progress import AwaitableCount
 from .redis_client import Redis, RedisDown
 from .supervision import supervise
+from .watches import CountWatches
 
 __all__ = ["LiveHub", "LiveSubscriber", "SubscriberState", "TopologyChanged"]
 
@@ -228,6 +229,8 @@ class LiveHub:
         self.process_id = process_id or new_process_id()
         self.channel = keys.process_channel(self.process_id)
         self.sharded = sharded
+        #: The tweets whose counts local sockets watch; their messages come on ``channel``.
+        self.watches = CountWatches(redis, self.process_id)
         self._leaving: set[str] = set()  # sharded channels we unsubscribe from ourselves
         self._subscribed: dict[str, asyncio.Future] = {}  # sharded: user -> their channel's confirmation
         self._probes: dict[str, asyncio.Future] = {}  # nonce -> its echo
@@ -299,6 +302,7 @@ class LiveHub:
         """Forget ``subscriber``. Its user's lease stays until the next renewal (no Redis call
         per socket that leaves; events for the user meanwhile are ignored here)."""
         subscriber.close(subscriber.close_code or 1000)
+        self.watches.forget(subscriber)
         subs = self._subscribers.get(subscriber.user)
         if subs is None or subscriber not in subs:
             return
@@ -360,6 +364,7 @@ class LiveHub:
         """On shutdown: this process no longer takes anyone's events."""
         leased, self._leased = self._leased, set()
         await self._remove_leases(leased)
+        await self.watches.release()
 
     async def _remove_leases(self, users: set[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -378,6 +383,7 @@ class LiveHub:
                 self._removal_done.set()
             await self._unsubscribe_users(gone - self._subscribers.keys())
         await self._write_leases(list(self._subscribers))
+        await self.watches.renew()
         self._renewed_at = time.monotonic()
 
     async def _unsubscribe_users(self, users: set[str]) -> None:
@@ -416,6 +422,7 @@ class LiveHub:
                 await asyncio.wait_for(asyncio.gather(*confirmations), timeout=10)
                 # Redis may have restarted empty: our users' leases before anyone goes live.
                 await asyncio.wait_for(self._write_leases(list(self._subscribers)), timeout=10)
+                await asyncio.wait_for(self.watches.renew(), timeout=10)
                 self._renewed_at = time.monotonic()
                 self.connected.set()
                 if self.sharded:
@@ -458,11 +465,12 @@ class LiveHub:
             self._unconfirmed = {channel: loop.create_future() for channel in (keys.CONTROL_CHANNEL, self.channel)}
             await self._pubsub.subscribe(*self._unconfirmed)
             return list(self._unconfirmed.values())
-        self._unconfirmed = {keys.CONTROL_CHANNEL: loop.create_future()}
+        # Our own channel too: the counts of watched tweets come there (realtime.watches).
+        self._unconfirmed = {channel: loop.create_future() for channel in (keys.CONTROL_CHANNEL, self.channel)}
         self._subscribed = {}
         self._leaving = set()
-        await self._pubsub.ssubscribe(keys.CONTROL_CHANNEL)
-        return [self._unconfirmed[keys.CONTROL_CHANNEL], *(self._subscribe_user(user) for user in list(self._subscribers))]
+        await self._pubsub.ssubscribe(keys.CONTROL_CHANNEL, self.channel)
+        return [*self._unconfirmed.values(), *(self._subscribe_user(user) for user in list(self._subscribers))]
 
     async def _read_messages(self) -> None:
         if self.sharded:
@@ -584,6 +592,12 @@ class LiveHub:
     def _dispatch(self, data: str) -> None:
         """``data`` names its recipients (realtime.live_protocol): parsed once for all of them here."""
         names, frame = unaddress(data)
+        if names == [""]:  # addressed to nobody: a tweet's counts, for whoever watches it here
+            try:
+                self.watches.deliver(frame)
+            except Exception:
+                log.error("ignoring a malformed counts message: %s", frame[:100])
+            return
         local = [subs for name in names if (subs := self._subscribers.get(name))]
         if not local:
             return  # a lease not yet dropped, or a control event for users elsewhere

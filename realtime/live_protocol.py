@@ -1,8 +1,8 @@
 """The live protocol's wire formats, all in one place.
 
-- The frames a socket exchanges with its client (docs/API.md, "Live timeline"): ``auth``
-  and ``ping`` from the client; ``tweet``, ``delete``, ``notification``, ``ready`` and
-  ``pong`` to it; and the close codes, ``CloseCode``. (A notification's live frame is
+- The frames a socket exchanges with its client (docs/API.md, "Live timeline"): ``auth``,
+  ``ping`` and ``watch`` from the client; ``tweet``, ``delete``, ``notification``, ``counts``,
+  ``ready`` and ``pong`` to it; and the close codes, ``CloseCode``. (A notification's live frame is
   rendered by realtime.notifications, which must put its id in the script that adds it.)
 - The message a write publishes to a server process: the recipients' names, then the
   event, ``"ann bob\\n<event JSON>"``. The Lua scripts (realtime.scripts) build it with
@@ -22,7 +22,8 @@ from collections.abc import Iterable
 import orjson
 
 __all__ = ["CloseCode", "LiveClose", "ProtocolError", "AuthFrame", "LiveEvent", "tweet_frame", "delete_frame",
-           "ready_frame", "PONG_FRAME", "parse_client_frame", "parse_auth_frame", "is_ping", "addressed", "unaddress",
+           "ready_frame", "PONG_FRAME", "parse_client_frame", "parse_auth_frame", "is_ping", "parse_watch_frame",
+           "MAX_WATCHED", "addressed", "unaddress",
            "LUA_ADDRESSED", "session_revoked_event", "sockets_evicted_event", "probe_message", "probe_nonce"]
 
 
@@ -105,6 +106,22 @@ def parse_auth_frame(data: dict) -> AuthFrame:
 
 def is_ping(data: dict) -> bool:
     return data.get("type") == "ping"
+
+
+#: Tweet ids per watch frame, at most (docs/API.md).
+MAX_WATCHED = 100
+
+
+def parse_watch_frame(data: dict) -> list[int] | None:
+    """The tweet ids of a ``watch`` frame; None for a frame of another type."""
+    if data.get("type") != "watch":
+        return None
+    ids = data.get("ids")
+    if not isinstance(ids, list) or len(ids) > MAX_WATCHED:
+        raise ProtocolError(f"watch ids must be a list of at most {MAX_WATCHED} tweet ids")
+    if not all(isinstance(i, str) and i.isascii() and i.isdigit() and 0 < len(i) <= 16 for i in ids):
+        raise ProtocolError("watch ids must be tweet id strings")
+    return [int(i) for i in ids]
 
 
 # -- what a server process hears: recipients, then the event ----------------------------------

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client import multiprocess
 
 __all__ = [
-    "OPEN_SOCKETS", "EVENTS_DELIVERED", "WRITES_DEFERRED", "EVENTS_DROPPED", "SLOW_CLIENT_CLOSES", "REPLAYED_EVENTS",
+    "OPEN_SOCKETS", "EVENTS_DELIVERED", "WRITES_DEFERRED", "EVENTS_DROPPED", "SLOW_CLIENT_CLOSES", "REPLAYED_EVENTS", "COUNTS_FRAMES",
     "USERS_ONLINE", "PUBSUB_RECONNECTS", "PUBSUB_RESUBSCRIBES", "PUBSUB_PROBES", "LOOP_FAILURES",
     "FANOUT_DEAD_LETTERS", "FANOUT_JOBS_LOST", "FANOUT_FENCE_OVERRUNS", "REPLICA_ACK_TIMEOUTS", "HTTP_REFUSED", "REQUESTS_ABANDONED", "FANOUT_QUEUE_LENGTH", "FANOUT_PENDING", "FANOUT_LAG", "DELIVERY_LATENCY",
     "render_metrics", "CONTENT_TYPE_LATEST",
@@ -24,6 +24,7 @@ WRITES_DEFERRED = Counter("chirp_socket_writes_deferred",
                           "Live frames whose write had to wait for a slow socket (finished by a task, not inline)")
 EVENTS_DROPPED = Counter("chirp_events_dropped", "Live events not delivered because the socket was closed as slow")
 SLOW_CLIENT_CLOSES = Counter("chirp_slow_client_closes", "Sockets closed with 1013 because their send queue filled")
+COUNTS_FRAMES = Counter("chirp_counts_frames", "Live counts frames queued to sockets watching a tweet")
 REPLAYED_EVENTS = Counter("chirp_replayed_events", "Tweets sent from the timeline on connect or after a Redis blip")
 PUBSUB_RECONNECTS = Counter("chirp_pubsub_reconnects", "Times the pub/sub connection was re-established")
 PUBSUB_RESUBSCRIBES = Counter("chirp_pubsub_resubscribes",

@@ -8,7 +8,7 @@ from .live_protocol import LUA_ADDRESSED
 
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET",
-           "ADD_NOTIFICATION", "FORGET_NOTIFICATIONS", "MARK_NOTIFICATIONS_READ", "COUNT_UNREAD"]
+           "ADD_NOTIFICATION", "FORGET_NOTIFICATIONS", "MARK_NOTIFICATIONS_READ", "COUNT_UNREAD", "COUNTS_CHANGED"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients (``addressed``, realtime.live_protocol) on
@@ -233,6 +233,20 @@ return 1
 MARK_COUNTED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'counted', 1) end
 return 1
+"""
+
+#: A tweet's counts changed: when processes watch it, bump the counts' version and answer the
+#: counts, the version and those processes, read in one atomic step (realtime.watches).
+#: KEYS: tweet hash, its watchers. ARGV: now (ms). Returns likes, retweets, version, processes...
+COUNTS_CHANGED = _LIVE_TWEET + """
+if not live_tweet(KEYS[1]) then return {0, 0, 0} end
+local processes = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[1], '+inf')
+if #processes == 0 then return {0, 0, 0} end
+local version = redis.call('HINCRBY', KEYS[1], 'counts_version', 1)
+local counts = redis.call('HMGET', KEYS[1], 'likes', 'retweets')
+local answer = {tonumber(counts[1]) or 0, tonumber(counts[2]) or 0, version}
+for _, process in ipairs(processes) do answer[#answer + 1] = process end
+return answer
 """
 
 #: Delete a tweet: its likes go, its hash becomes a tombstone; the retweeters' hash stays

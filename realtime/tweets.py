@@ -19,6 +19,7 @@ from .fanout import Delivery, FanoutJob, FanoutQueue
 from .ids import IdGenerator
 from .live_protocol import delete_frame, tweet_frame
 from .notifications import Notifications
+from .watches import CountsPublisher
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import (CLAIM_RETWEET, COUNT_TWEET, CREATE_TWEET, DELETE_TWEET, MARK_COUNTED, RELEASE_RETWEET,
                       TOGGLE_MEMBER)
@@ -68,9 +69,11 @@ class Tweets:
     worker redoes whatever happened to this call (``apply``). See docs/design.md, "What a 201 promises"."""
 
     def __init__(self, redis: Redis, ids: IdGenerator, users: Users, timelines: Timelines,
-                 fanout: FanoutQueue, hashtag_index=None, notifications: Notifications | None = None) -> None:
+                 fanout: FanoutQueue, hashtag_index=None, notifications: Notifications | None = None,
+                 counts: CountsPublisher | None = None) -> None:
         self._redis = redis
         self._notifications = notifications
+        self._counts = counts  # live counts to the sockets that watch a tweet
         self._ids = ids
         self._users = users
         self._timelines = timelines
@@ -158,6 +161,8 @@ class Tweets:
                                               args=[author, tweet_id])
             if claim in (-1, 2):
                 return None, False  # the original is gone, or the user retweeted it already
+            if claim == 1:
+                await self._counts_changed(original)
         stored = fields if fields["kind"] == "tweet" else {**fields, "counted": "1"}  # a retweet counts nothing
         if fields["kind"] == "tweet" and in_request:
             created = await self._create_and_count(tweet_id, author, stored)
@@ -179,6 +184,12 @@ class Tweets:
             return Delivery(tweet_frame(shown[0]), own=own), unmarked
         return Delivery(tweet_frame(shown[0]), _lower_names(fields), orjson.loads(fields.get("hashtags", "[]")),
                         own=own), unmarked
+
+    async def _counts_changed(self, tweet_id: int) -> None:
+        if self._counts is not None:
+            pipe = self._redis.pipeline(transaction=False)
+            await self._counts.queue_changed(pipe, tweet_id)
+            await self._counts.publish(tweet_id, (await execute_scripted(pipe))[0])
 
     async def _notify_of_post(self, author: str, fields: dict, shown: dict) -> None:
         """A tweet's mentioned users, or a retweet's original author, are notified."""
@@ -248,7 +259,9 @@ class Tweets:
             await self._fanout.enqueue("delete", int(retweet_id), retweeter, of=str(tweet_id))
 
     async def _apply_unretweet(self, retweet_id: int, retweeter: str, original: int) -> Delivery:
-        await self._release_retweet(keys=[keys.tweet(original), keys.retweets(original)], args=[retweeter, retweet_id])
+        if await self._release_retweet(keys=[keys.tweet(original), keys.retweets(original)],
+                                       args=[retweeter, retweet_id]) == 1:
+            await self._counts_changed(original)
         await self._bury(retweet_id)
         return Delivery(delete_frame(retweet_id), own=_own_timelines(retweeter))
 
@@ -264,10 +277,16 @@ class Tweets:
 
     async def like(self, me: str, tweet_id: int, *, liked: bool = True) -> None:
         original, fields = await self._original(tweet_id)
-        changed = await self._toggle(keys=[keys.tweet(original), keys.likes(original)],
-                                     args=["add" if liked else "remove", me, "likes"])
+        pipe = self._redis.pipeline(transaction=False)  # one round trip: both in the tweet's slot
+        await queue_script(pipe, self._toggle, [keys.tweet(original), keys.likes(original)],
+                           ["add" if liked else "remove", me, "likes"])
+        if self._counts is not None:
+            await self._counts.queue_changed(pipe, original)
+        changed, *counts = await execute_scripted(pipe)
         if changed == -1:
             raise NotFound("No such tweet.", code="tweet_not_found")
+        if counts:  # sent even when this call changed nothing: a watcher then hears the counts as they are
+            await self._counts.publish(original, counts[0])
         if liked and self._notifications is not None:  # liked before too: a retry mends a lost one
             shown = await self.render_stored([(original, fields)])
             if shown:

@@ -10,6 +10,7 @@ import {tweetActions} from './actions.js';
 import {homeView} from './home.js';
 import {LiveConnection, State} from './live.js';
 import {Notifications} from './notifications.js';
+import {ScreenWatch} from './watch.js';
 import {hashtagView, profileView} from './profile.js';
 import {SearchBox} from './search.js';
 import {chooseUsernameView, signInView} from './signin.js';
@@ -82,6 +83,11 @@ async function enter(me) {
     notification(note) {
       app.notifications.add(note);
     },
+    counts({id, likes, retweets}) {
+      for (const list of [app.home, app.view && app.view.list]) {
+        if (list) list.patch(id, (tweet) => Object.assign(tweet, {likes, retweets}));
+      }
+    },
     state: showLiveState,
     unauthorized() {
       signOutHere('Your session has ended. Please sign in again.');
@@ -92,6 +98,7 @@ async function enter(me) {
   });
   const notifications = new Notifications(document.getElementById('nav-notifications'));
   app = {me, ctx, home, notifications, live, view: null};
+  new ScreenWatch(main, (ids) => live.watch(ids));
   topbar.hidden = false;
   document.getElementById('nav-profile').href = `#/u/${me}`;
   new SearchBox(document.getElementById('search'), (hash) => { location.hash = hash; });

@@ -25,13 +25,14 @@ export const CLOSE_REPLACED = 4409;  // too many windows of this user: this one 
 export class LiveConnection {
   /**
    * @param {() => string|null} token   the current session token
-   * @param {object} handlers  {tweet(tweet), delete(id), notification(note), state(state, detail), unauthorized(),
-   *                            replaced(), ready(frame)}
+   * @param {object} handlers  {tweet(tweet), delete(id), notification(note), counts(frame), state(state, detail),
+   *                            unauthorized(), replaced(), ready(frame)}
    */
   constructor(token, handlers) {
     this.token = token;
     this.handlers = handlers;
     this.since = null;
+    this.watching = [];      // the tweet ids whose counts we want (sent again on each connection)
     this.state = State.STOPPED;
     this.attempts = 0;       // failed attempts since the last `ready`: the backoff exponent
     this.running = false;
@@ -97,12 +98,25 @@ export class LiveConnection {
       this.handlers.delete(frame.id);
     } else if (frame.type === 'notification' && frame.notification) {
       this.handlers.notification(frame.notification);  // its id is no tweet's: `since` stays
+    } else if (frame.type === 'counts') {
+      this.handlers.counts(frame);
     } else if (frame.type === 'ready') {
       this.attempts = 0;
       this.setState(State.LIVE);
       this.startPinging(socket);
+      if (this.watching.length) this.sendWatch(socket);
       if (this.handlers.ready) this.handlers.ready(frame);
     }
+  }
+
+  /** Watch these tweets' counts (at most 100), now and on every connection from now on. */
+  watch(ids) {
+    this.watching = ids;
+    if (this.state === State.LIVE && this.socket) this.sendWatch(this.socket);
+  }
+
+  sendWatch(socket) {
+    if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({type: 'watch', ids: this.watching}));
   }
 
   closed(socket, code) {

@@ -87,7 +87,25 @@ class Person:
         self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         self.page.on("console", self._console)
         self.page.on("request", lambda request: self.urls.append(request.url))
-        self.page.on("websocket", lambda socket: self.urls.append(socket.url))
+        self.page.on("websocket", self._socket_opened)
+        self.sockets: list = []
+        self.frames_sent: list[str] = []  # by the page, on every socket it opened
+
+    def _socket_opened(self, socket) -> None:
+        self.urls.append(socket.url)
+        self.sockets.append(socket)
+        socket.on("framesent", lambda payload: self.frames_sent.append(payload))
+
+    def wait_for_frame_sent(self, predicate) -> str:
+        """The first frame the page sent (or sends next, on its newest socket) that ``predicate`` likes."""
+        sent = next((frame for frame in self.frames_sent if predicate(frame)), None)
+        if sent is not None:
+            return sent
+        # Events are only dispatched inside a Playwright call: none can slip past between the
+        # look above and this wait.
+        with self.sockets[-1].expect_event("framesent", predicate=predicate, timeout=WAIT_MS) as event:
+            pass
+        return event.value
 
     def _console(self, message) -> None:
         # The browser logs every HTTP error answer ("Failed to load resource: ... 401") as a

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -20,12 +21,15 @@ from realtime import metrics
 from realtime.errors import Unauthorized
 from realtime.live_hub import LiveSubscriber
 from realtime.live_protocol import (PONG_FRAME, CloseCode, LiveClose, is_ping, parse_auth_frame, parse_client_frame,
-                                     ready_frame)
+                                     parse_watch_frame, ready_frame)
 from realtime.redis_client import is_transient
 
 from ..errors import error_response
 from ..socket_writer import SocketWriter
 from ..requests import client_address
+
+log = logging.getLogger("chirp.live")
+
 
 def origin_allowed(websocket: WebSocket, allowed: str) -> bool:
     """Browsers always send Origin; other clients (no Origin) cannot be tricked into connecting.
@@ -181,7 +185,7 @@ async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_tim
     if subscriber.queued or subscriber.close_code is not None:
         writer.wake()
     try:
-        await _receive_frames(websocket)  # returns when the client leaves or our close is sent
+        await _receive_frames(websocket, subscriber, hub)  # returns when the client leaves or our close is sent
     except LiveClose as close:
         subscriber.close(close.code, close.reason)  # the writer sends the close frame
     finally:
@@ -189,15 +193,25 @@ async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_tim
         await writer.wait_closed()
 
 
-async def _receive_frames(websocket: WebSocket) -> None:
-    """Returns when the client leaves; answers pings; raises LiveClose on a malformed frame."""
+async def _receive_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub) -> None:
+    """Returns when the client leaves; answers pings, takes watch frames; raises LiveClose on
+    a malformed frame."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        if not is_ping(parse_client_frame(message.get("text"))):
+        data = parse_client_frame(message.get("text"))
+        if is_ping(data):
+            await websocket.send_text(PONG_FRAME)
+        elif (watched := parse_watch_frame(data)) is not None:
+            try:
+                await hub.watches.watch(subscriber, watched)
+            except Exception as exc:  # Redis away: counts are a nicety; the socket stays
+                if not is_transient(exc):
+                    raise
+                log.warning("could not record the tweets a socket of %s watches: %s", subscriber.user, exc)
+        else:
             raise LiveClose(CloseCode.MALFORMED, "unexpected frame after auth")
-        await websocket.send_text(PONG_FRAME)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str, timeout: float) -> None:
