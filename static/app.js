@@ -10,6 +10,8 @@ import {tweetActions} from './actions.js';
 import {homeView} from './home.js';
 import {LiveConnection, State} from './live.js';
 import {Notifications} from './notifications.js';
+import {installShortcuts} from './shortcuts.js';
+import {UnseenTweets} from './unseen.js';
 import {ScreenWatch} from './watch.js';
 import {hashtagView, profileView} from './profile.js';
 import {SearchBox} from './search.js';
@@ -55,26 +57,29 @@ function showSignIn(message) {
     if (session.username) enter(session.username);
     else showChooseUsername(session);
   }, message));
-  focusView();
+  focusView({field: true});
 }
 
 function showChooseUsername(session) {
   topbar.hidden = true;
   main.replaceChildren(chooseUsernameView(session, () => location.reload()));
-  focusView();
+  focusView({field: true});
 }
 
 /** Into the app as `me`: header, home timeline, live connection, router. */
 async function enter(me) {
   const ctx = tweetActions(me, () => [app.home, app.view && app.view.list].filter(Boolean));
   const home = new TweetList({
-    ctx, label: 'Home timeline',
+    ctx, label: 'Home timeline', oneEntryPerTweet: true,
     emptyText: 'Nothing here yet. Follow people, or post your first tweet.',
     loadPage: (before) => api('GET', `/timelines/home${pageQuery(before)}`),
   });
   const live = new LiveConnection(() => (loadSession() || {}).token, {
     tweet(tweet) {
-      if (app.home.addNewest(tweet) && tweet.from.toLowerCase() !== me.toLowerCase()) announceNewTweets();
+      if (app.home.addNewest(tweet) && tweet.from.toLowerCase() !== me.toLowerCase()) {
+        announceNewTweets();
+        app.unseen.add();
+      }
     },
     delete(id) {
       for (const list of [app.home, app.view && app.view.list]) if (list) list.remove(id);
@@ -97,8 +102,7 @@ async function enter(me) {
     },
   });
   const notifications = new Notifications(document.getElementById('nav-notifications'));
-  app = {me, ctx, home, notifications, live, view: null};
-  new ScreenWatch(main, (ids) => live.watch(ids));
+  app = {me, ctx, home, notifications, unseen: pageParts().unseen, live, view: null};
   topbar.hidden = false;
   document.getElementById('nav-profile').href = `#/u/${me}`;
   new SearchBox(document.getElementById('search'), (hash) => { location.hash = hash; });
@@ -110,6 +114,24 @@ async function enter(me) {
   if (app && app.live === live) live.start(home.newestEntryId());
 }
 
+let parts = null;
+
+/** What the page keeps from its first sign-in on (a sign-out does not reload): they read
+ * `app` when they act, so they serve whoever is signed in then. */
+function pageParts() {
+  if (parts) return parts;
+  const homeShown = () => Boolean(app && app.view && app.view.isHome);
+  parts = {unseen: new UnseenTweets(homeShown)};
+  new ScreenWatch(main, (ids) => { if (app) app.live.watch(ids); });
+  installShortcuts(async () => {
+    if (!app || homeShown()) return;
+    const shown = new Promise((done) => window.addEventListener('hashchange', () => setTimeout(done), {once: true}));
+    location.hash = '#/';
+    await shown;
+  });
+  return parts;
+}
+
 async function route() {
   if (!app) return;
   const session = app;
@@ -117,7 +139,7 @@ async function route() {
   let match;
   let view;
   try {
-    if ((match = path.match(/^\/u\/([A-Za-z0-9_]{1,15})(?:\/(mentions))?$/))) {
+    if ((match = path.match(/^\/u\/([A-Za-z0-9_]{1,15})(?:\/(mentions|followers|following))?$/))) {
       view = await profileView(session, match[1], match[2]);
     } else if ((match = path.match(/^\/tag\/([A-Za-z0-9_]{1,100})$/))) {
       view = await hashtagView(session, match[1].toLowerCase());
@@ -125,7 +147,7 @@ async function route() {
       view = {element: session.notifications.view(), list: null, leave: () => session.notifications.leave()};
     } else {
       view = {element: homeView(session.home, (tweet) => tweet && session.home.addNewest(tweet, {highlight: false})),
-              list: null};
+              list: null, isHome: true};
     }
   } catch (error) {
     setTitle('Error');
@@ -141,12 +163,16 @@ async function route() {
     else link.removeAttribute('aria-current');
   }
   window.scrollTo(0, 0);
+  session.unseen.check();
   if (document.activeElement === document.body || !main.contains(document.activeElement)) focusView();
 }
 
-function focusView() {
-  const title = main.querySelector('.view-title, h1');
-  if (title) title.focus({preventScroll: true});
+/** After a navigation: the view's first field where filling it in is the point (sign-in),
+ * else its heading, which tells a screen reader where it is (no focus ring: it is no control). */
+function focusView({field = false} = {}) {
+  const target = (field && main.querySelector('input:not([type=hidden]), textarea')) ||
+                 main.querySelector('.view-title, h1');
+  if (target) target.focus({preventScroll: true});
 }
 
 const LABELS = {

@@ -23,13 +23,7 @@ function composer(onPosted) {
     count.textContent = over > 0 ? `${over} over the ${LIMIT}-character limit` : `${used} of ${LIMIT} characters`;
     count.classList.toggle('over', over > 0);
     count.classList.toggle('near', over <= 0 && used >= LIMIT - 20);
-    button.disabled = used === 0 || over > 0;
-    if (over <= 0 && error.dataset.kind === 'length') error.hidden = true;
-    if (over > 0) {
-      error.dataset.kind = 'length';
-      error.textContent = `A tweet is at most ${LIMIT} characters; remove ${over}.`;
-      error.hidden = false;
-    }
+    button.disabled = used === 0 || over > 0;  // the counter says why, once
   };
   text.addEventListener('input', update);
   text.addEventListener('keydown', (event) => {
@@ -47,7 +41,6 @@ function composer(onPosted) {
       update();
       onPosted(response);  // it shows at the top of the timeline: no toast needed
     } catch (failure) {
-      error.dataset.kind = 'server';
       error.textContent = failure.message;
       error.hidden = false;
       update();

@@ -1,5 +1,6 @@
 // A profile: name, bio, counts, follow/unfollow (or edit, for your own), then the user's
-// tweets or the tweets that mention them. And the hashtag view, which is the same list.
+// tweets, the tweets that mention them, their followers or whom they follow. And the hashtag
+// view, which is the same list of tweets.
 
 import {api, pageQuery, seg} from './api.js';
 import {append, clear, formatDate, h} from './dom.js';
@@ -9,11 +10,41 @@ import {heading, setTitle, toast} from './ui.js';
 const same = (a, b) => a.toLowerCase() === b.toLowerCase();
 
 function counts(profile) {
-  const item = (value, label) => h('li', {}, h('strong', {}, value.toLocaleString()), ' ', label);
+  const item = (value, label, href) => {
+    const parts = [h('strong', {}, value.toLocaleString()), ' ', label];
+    return h('li', {}, href ? h('a', {href, class: 'count-link'}, ...parts) : parts);
+  };
   return h('ul', {class: 'counts', 'aria-label': 'Counts'},
     item(profile.tweets, profile.tweets === 1 ? 'tweet' : 'tweets'),
-    item(profile.followers, profile.followers === 1 ? 'follower' : 'followers'),
-    item(profile.following, 'following'));
+    item(profile.followers, profile.followers === 1 ? 'follower' : 'followers', `#/u/${profile.username}/followers`),
+    item(profile.following, 'following', `#/u/${profile.username}/following`));
+}
+
+/** Followers or following, a page at a time (`cursor`), each name a link to its profile. */
+function userList(label, emptyText, loadPage) {
+  const list = h('ol', {class: 'users', 'aria-label': label});
+  const empty = h('p', {class: 'empty', hidden: true}, emptyText);
+  let cursor = null;
+  const more = h('button', {type: 'button', class: 'button secondary load-older', hidden: true}, 'Show more');
+  const load = async () => {
+    more.disabled = true;
+    try {
+      const page = await loadPage(cursor);
+      for (const name of page.users) {
+        list.append(h('li', {class: 'user-row'}, avatar(name), h('a', {href: `#/u/${name}`, class: 'author'}, '@' + name)));
+      }
+      cursor = page.next;
+      more.hidden = !cursor;
+      empty.hidden = list.children.length > 0;
+    } catch (error) {
+      toast(error.message, 'error');
+    } finally {
+      more.disabled = false;
+    }
+  };
+  more.addEventListener('click', load);
+  load();
+  return h('section', {class: 'timeline'}, list, empty, h('div', {class: 'more'}, more));
 }
 
 function followButton(app, profile, redraw) {
@@ -98,7 +129,14 @@ function profileCard(app, profile) {
   return card;
 }
 
-/** `#/u/{name}` and `#/u/{name}/mentions`. Answers {element, list}. */
+const TABS = {
+  tweets: ['Tweets', ''],
+  mentions: ['Mentions', '/mentions'],
+  followers: ['Followers', '/followers'],
+  following: ['Following', '/following'],
+};
+
+/** `#/u/{name}`, and its `/mentions`, `/followers` and `/following`. Answers {element, list}. */
 export async function profileView(app, name, tab) {
   let profile;
   try {
@@ -109,22 +147,32 @@ export async function profileView(app, name, tab) {
     return {element: h('section', {class: 'card'}, heading('No such user'),
                        h('p', {}, `Nobody is called @${name}. `, h('a', {href: '#/'}, 'Back home'))), list: null};
   }
-  setTitle(`${profile.display_name} (@${profile.username})`);
-  const which = tab === 'mentions' ? 'mentions' : 'tweets';
-  const list = new TweetList({
-    ctx: app.ctx,
-    label: which === 'tweets' ? `Tweets by @${profile.username}` : `Tweets mentioning @${profile.username}`,
-    emptyText: which === 'tweets' ? 'No tweets yet.' : 'Nobody has mentioned them yet.',
-    loadPage: (before) => api('GET', `/users/${seg(profile.username)}/${which}${pageQuery(before)}`),
-  });
-  const tabLink = (label, href, current) => h('a', {href, class: 'tab', 'aria-current': current ? 'page' : null}, label);
+  const which = TABS[tab] ? tab : 'tweets';
+  const who = `@${profile.username}`;
+  setTitle(`${profile.display_name} (${who})${which === 'tweets' ? '' : ' · ' + TABS[which][0]}`);
+  let list = null;
+  let content;
+  if (which === 'followers' || which === 'following') {
+    content = userList(which === 'followers' ? `Followers of ${who}` : `Followed by ${who}`,
+                       which === 'followers' ? 'No followers yet.' : 'Follows nobody yet.',
+                       (cursor) => api('GET', `/users/${seg(profile.username)}/${which}` +
+                                       (cursor ? `?cursor=${seg(cursor)}` : '')));
+  } else {
+    list = new TweetList({
+      ctx: app.ctx,
+      label: which === 'tweets' ? `Tweets by ${who}` : `Tweets mentioning ${who}`,
+      emptyText: which === 'tweets' ? 'No tweets yet.' : 'Nobody has mentioned them yet.',
+      loadPage: (before) => api('GET', `/users/${seg(profile.username)}/${which}${pageQuery(before)}`),
+    });
+    list.loadFirst().catch((error) => toast(error.message, 'error'));
+    content = list.element;
+  }
+  const tabLink = (name) => h('a', {href: `#/u/${profile.username}${TABS[name][1]}`, class: 'tab',
+                                    'aria-current': which === name ? 'page' : null}, TABS[name][0]);
   const element = h('div', {class: 'view profile-view'},
     profileCard(app, profile),
-    h('nav', {class: 'tabs', 'aria-label': 'Profile sections'},
-      tabLink('Tweets', `#/u/${profile.username}`, which === 'tweets'),
-      tabLink('Mentions', `#/u/${profile.username}/mentions`, which === 'mentions')),
-    list.element);
-  list.loadFirst().catch((error) => toast(error.message, 'error'));
+    h('nav', {class: 'tabs', 'aria-label': 'Profile sections'}, ...Object.keys(TABS).map(tabLink)),
+    content);
   return {element, list};
 }
 

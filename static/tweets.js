@@ -6,19 +6,32 @@ import {h, icon, timeElement} from './dom.js';
 export const entryId = (tweet) => tweet.retweet_id || tweet.id;
 
 // As the server parses them: '#' or '@' then [A-Za-z0-9_]+, not after a word character
-// (Python's \w: any letter or number, or '_').
-const TOKEN = /(?<![\p{L}\p{N}_])([#@])([A-Za-z0-9_]+)/gu;
+// (Python's \w: any letter or number, or '_'); and web addresses, http and https only.
+const TOKEN = /(https?:\/\/[^\s<>"]+)|(?<![\p{L}\p{N}_])([#@])([A-Za-z0-9_]+)/giu;
+const URL_TAIL = /[.,;:!?)\]'"]+$/;  // "see https://x.org." ends the sentence, not the address
 
-/** The content as text nodes, with #tags and @mentions the server recognised as links. */
+/** An http(s) link for `text`, or null when it is no such address. */
+function webLink(text) {
+  let url;
+  try { url = new URL(text); } catch { return null; }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return null;
+  return h('a', {href: url.href, class: 'url', rel: 'noopener noreferrer nofollow', target: '_blank'}, text);
+}
+
+/** The content as text nodes, with web addresses, and the #tags and @mentions the server
+ * recognised, as links. */
 export function contentNodes(tweet) {
   const tags = new Set(tweet.hashtags || []);
   const mentioned = new Map((tweet.mentions || []).map((name) => [name.toLowerCase(), name]));
   const nodes = [];
   let last = 0;
   for (const match of tweet.content.matchAll(TOKEN)) {
-    const [text, marker, word] = match;
+    let [text, address, marker, word] = match;
     let link = null;
-    if (marker === '#' && tags.has('#' + word.toLowerCase())) {
+    if (address) {
+      text = address.replace(URL_TAIL, '');
+      link = webLink(text);
+    } else if (marker === '#' && tags.has('#' + word.toLowerCase())) {
       link = h('a', {href: `#/tag/${word.toLowerCase()}`, class: 'tag'}, text);
     } else if (marker === '@' && mentioned.has(word.toLowerCase())) {
       link = h('a', {href: `#/u/${mentioned.get(word.toLowerCase())}`, class: 'mention'}, text);
@@ -87,7 +100,8 @@ export function renderTweet(tweet, ctx) {
     });
     actions.push(remove);
   }
-  return h('article', {class: 'tweet', 'aria-labelledby': labelId, 'data-tweet-id': tweet.id},
+  // tabindex -1: `j` and `k` move the focus from tweet to tweet (static/shortcuts.js).
+  return h('article', {class: 'tweet', tabindex: '-1', 'aria-labelledby': labelId, 'data-tweet-id': tweet.id},
     tweet.retweeted_by && h('p', {class: 'retweet-note'}, icon('retweet'),
       h('a', {href: `#/u/${tweet.retweeted_by}`}, same(tweet.retweeted_by, ctx.me) ? 'You' : '@' + tweet.retweeted_by),
       ' retweeted'),
@@ -104,15 +118,21 @@ export function renderTweet(tweet, ctx) {
         h('div', {class: 'actions', role: 'group', 'aria-label': 'Tweet actions'}, actions))));
 }
 
+const FRESH_MS = 4000;  // the highlight's length (style.css), also without animations
+
 /**
- * A list of tweets with "load older". Entries are unique by entry id; `addNewest` puts an
- * entry at the top (live order), `appendPage` at the bottom (older pages).
+ * A list of tweets with "load older", which loads by itself as it scrolls into view (the
+ * button stays, for keyboards and for a failed load). Entries are unique by entry id;
+ * `addNewest` puts an entry at the top (live order), `appendPage` at the bottom (older pages).
+ * `oneEntryPerTweet`: a tweet already shown is not shown again by a retweet of it (home).
  */
 export class TweetList {
-  constructor({ctx, label, emptyText, loadPage}) {
+  constructor({ctx, label, emptyText, loadPage, oneEntryPerTweet = false}) {
     this.ctx = ctx;
     this.loadPage = loadPage;
+    this.oneEntryPerTweet = oneEntryPerTweet;
     this.entries = new Map(); // entry id -> {tweet, item}
+    this.showing = new Map(); // tweet id -> how many entries show it
     this.next = null;
     this.list = h('ol', {class: 'tweets', 'aria-label': label});
     this.empty = h('p', {class: 'empty', hidden: true}, emptyText);
@@ -121,6 +141,27 @@ export class TweetList {
                              onclick: () => this.loadOlder()}, 'Load older tweets');
     this.element = h('section', {class: 'timeline', 'aria-busy': 'true'}, this.list, this.empty, this.error,
                      h('div', {class: 'more'}, this.more));
+    this.nearEnd = new IntersectionObserver((seen) => {
+      if (seen.some((entry) => entry.isIntersecting) && !this.more.hidden && !this.more.disabled) this.loadOlder();
+    }, {rootMargin: '600px 0px'});
+    this.nearEnd.observe(this.more);
+  }
+
+  /** Whether an entry for `tweet` is to be added (not there yet, nor its tweet where that counts). */
+  admits(tweet) {
+    return !this.entries.has(entryId(tweet)) && !(this.oneEntryPerTweet && this.showing.has(tweet.id));
+  }
+
+  store(tweet, item) {
+    this.entries.set(entryId(tweet), {tweet, item});
+    this.showing.set(tweet.id, (this.showing.get(tweet.id) || 0) + 1);
+  }
+
+  forget(key, tweet) {
+    this.entries.delete(key);
+    const left = (this.showing.get(tweet.id) || 1) - 1;
+    if (left) this.showing.set(tweet.id, left);
+    else this.showing.delete(tweet.id);
   }
 
   has(id) {
@@ -138,11 +179,14 @@ export class TweetList {
   }
 
   addNewest(tweet, {highlight = true} = {}) {
-    const id = entryId(tweet);
-    if (this.entries.has(id)) return false;
+    if (!this.admits(tweet)) return false;
     const item = this.item(tweet);
-    if (highlight) item.classList.add('fresh');
-    this.entries.set(id, {tweet, item});
+    if (highlight) {
+      // Once: taken off when it has run, so that showing the list again does not replay it.
+      item.classList.add('fresh');
+      setTimeout(() => item.classList.remove('fresh'), FRESH_MS);
+    }
+    this.store(tweet, item);
     this.list.prepend(item);
     this.updateEmpty();
     return true;
@@ -150,10 +194,9 @@ export class TweetList {
 
   appendPage(page) {
     for (const tweet of page.tweets) {
-      const id = entryId(tweet);
-      if (this.entries.has(id)) continue;
+      if (!this.admits(tweet)) continue;
       const item = this.item(tweet);
-      this.entries.set(id, {tweet, item});
+      this.store(tweet, item);
       this.list.append(item);
     }
     this.next = page.next;
@@ -185,6 +228,9 @@ export class TweetList {
     } finally {
       this.more.disabled = false;
       this.more.textContent = 'Load older tweets';
+      // Still in view (a short page, a tall window): observing afresh reports it again.
+      this.nearEnd.unobserve(this.more);
+      this.nearEnd.observe(this.more);
     }
   }
 
@@ -197,7 +243,7 @@ export class TweetList {
     for (const [key, {tweet, item}] of this.entries) {
       if (predicate(key, tweet)) {
         item.remove();
-        this.entries.delete(key);
+        this.forget(key, tweet);
       }
     }
     this.updateEmpty();
@@ -213,11 +259,13 @@ export class TweetList {
   }
 
   redraw(entry) {
-    const focused = entry.item.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+    const active = document.activeElement;
+    const focused = entry.item.contains(active) ? (active.dataset.action || 'tweet') : null;
     entry.item.replaceChildren(renderTweet(entry.tweet, this.ctx));
     if (focused) {
-      const again = entry.item.querySelector(`[data-action="${focused}"]`);
-      if (again) again.focus();
+      const again = focused === 'tweet' ? entry.item.firstElementChild
+        : entry.item.querySelector(`[data-action="${focused}"]`);
+      if (again) again.focus({preventScroll: true});
     }
   }
 

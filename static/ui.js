@@ -25,8 +25,23 @@ export function announceNewTweets(count = 1) {
   }, 1500);
 }
 
+let titlePart = '';
+let titleCount = 0;
+
 export function setTitle(part) {
-  document.title = part ? `${part} · Chirp` : 'Chirp';
+  titlePart = part;
+  drawTitle();
+}
+
+/** "(3) Home · Chirp": new tweets not seen yet (0: none). */
+export function setTitleCount(count) {
+  titleCount = count;
+  drawTitle();
+}
+
+function drawTitle() {
+  const title = titlePart ? `${titlePart} · Chirp` : 'Chirp';
+  document.title = titleCount ? `(${titleCount}) ${title}` : title;
 }
 
 /** A heading that the router can focus after a navigation. */
