@@ -72,6 +72,17 @@ def service(redis_server, tmp_path_factory):
 
 
 @pytest.fixture
+def short_lived_service(tmp_path):
+    """A service on its own Redis whose timelines (and notifications) keep entries 2 s and at
+    most 5 of them."""
+    redis = start_redis(tmp_path / "redis")
+    service = ServiceProcess(redis.url, timeline_max_age="2s", timeline_max_length="5").start(tmp_path)
+    yield service
+    service.stop()
+    redis.stop()
+
+
+@pytest.fixture
 async def api(service):
     client = Api(service.url)
     yield client

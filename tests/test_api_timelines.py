@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 
-from .conftest import start_redis
-from .support import Api, ServiceProcess, unique_name, wait_until
+from .support import Api, unique_name, wait_until
 
 
 def test_pages_walk_the_home_timeline_newest_first_without_gaps_or_repeats(api, fanout_idle):
@@ -42,16 +40,6 @@ def test_the_home_timeline_needs_a_token(api):
     answer = api.http.get("/timelines/home")
     assert answer.status_code == 401
     assert answer.json()["error"]["code"] == "missing_token"
-
-
-@pytest.fixture
-def short_lived_service(tmp_path):
-    """A service on its own Redis whose timelines keep entries 2 s and at most 5 of them."""
-    redis = start_redis(tmp_path / "redis")
-    service = ServiceProcess(redis.url, timeline_max_age="2s", timeline_max_length="5").start(tmp_path)
-    yield service
-    service.stop()
-    redis.stop()
 
 
 def test_timelines_are_capped_in_length_and_never_answer_entries_past_the_age_limit(short_lived_service):

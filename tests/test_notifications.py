@@ -15,8 +15,7 @@ from realtime.ids import min_id_at
 from realtime.live_hub import LiveSubscriber
 from realtime.live_protocol import LiveEvent
 
-from .conftest import start_redis
-from .support import Api, LiveClient, ServiceProcess, User, unique_name, wait_until
+from .support import Api, LiveClient, User, wait_until
 
 
 def notifications(user: User, **params) -> dict:
@@ -141,16 +140,6 @@ def test_notifications_older_than_the_timelines_age_are_never_answered(api, redi
     assert [n["from"] for n in page["notifications"]] != [] and "someone_old" not in [
         n["from"] for n in page["notifications"]]
     assert page["unread"] == 1
-
-
-@pytest.fixture
-def short_lived_service(tmp_path):
-    """A service on its own Redis whose timelines (and notifications) keep 2 s and at most 5."""
-    redis = start_redis(tmp_path / "redis")
-    service = ServiceProcess(redis.url, timeline_max_age="2s", timeline_max_length="5").start(tmp_path)
-    yield service
-    service.stop()
-    redis.stop()
 
 
 def test_notifications_are_kept_for_the_timelines_length_and_age(short_lived_service):
