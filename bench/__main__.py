@@ -37,6 +37,7 @@ PHASES: list[tuple[str, str]] = [
     ("timeline_memory", "timeline memory"),
     ("fanout_throughput", "fan-out throughput"),
     ("redis_cost", "Redis cost per tweet and per timeline entry"),
+    ("viewer_state", "a like with watchers, a read with flags"),
     ("search_latency", "search latency"),
     ("raw_limits", "raw limits (bare uvicorn)"),
     ("steady_load", "steady load, rising R"),

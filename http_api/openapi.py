@@ -130,6 +130,9 @@ schema_generator = _DocstringSchemas({
         "responses": {
             "Error": {"description": "An error; see the status for its kind.", "json": "Error"},
             "TweetPage": {"description": "A page, newest first; pass next as before for the next page.",
+                          "headers": {"Server-Timing": {
+                              "description": "page;dur=<milliseconds spent in the handler>",
+                              "schema": {"type": "string"}}},
                           "json": "TweetPage"},
             "UserPage": {"description": "A page of usernames.", "json": "UserPage"},
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 
 from .support import Api, unique_name, wait_until
 
@@ -53,3 +54,12 @@ def test_timelines_are_capped_in_length_and_never_answer_entries_past_the_age_li
     wait_until(lambda: bob.home(count=100)["tweets"] == [], what="entries to age out of the home timeline")
     assert bob.get(f"/users/{alice.username}/tweets").json() == {"tweets": [], "next": None}
     api.http.close()
+
+
+def test_every_timeline_page_says_the_servers_own_time(api):
+    alice = api.sign_in()
+    alice.post_tweet("timed")
+    for path in ("/timelines/home", f"/users/{alice.username}/tweets", f"/users/{alice.username}/mentions",
+                 "/hashtags/timed/tweets"):
+        timing = alice.get(path).headers["server-timing"]
+        assert re.fullmatch(r"page;dur=\d+\.\d{3}", timing), (path, timing)

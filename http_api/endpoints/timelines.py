@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from starlette.requests import Request
 
@@ -17,11 +18,15 @@ _TAG = re.compile(r"^#?([A-Za-z0-9_]{1,100})$")
 
 
 
-async def _page(request: Request, key: str, me: str | None = None) -> Json:
-    """``me``: the caller, known already (home); else whoever the token names, if anyone."""
+async def _page(request: Request, key: str, me: str | None = None, started: float | None = None) -> Json:
+    """``me``: the caller, known already (home); else whoever the token names, if anyone.
+    The handler's own time goes in ``Server-Timing`` (from ``started``, when it began earlier)."""
+    started = started or time.perf_counter()
     count, before = count_param(request), before_param(request)
     looking = me or await viewer(request)
-    return Json(await request.app.state.engine.tweets.page(key, count=count, before=before, viewer=looking))
+    answer = Json(await request.app.state.engine.tweets.page(key, count=count, before=before, viewer=looking))
+    answer.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - started) * 1000:.3f}"
+    return answer
 
 
 async def home(request: Request) -> Json:
@@ -34,8 +39,9 @@ async def home(request: Request) -> Json:
       200: TweetPage
     errors: [400, 401, 422]
     """
+    started = time.perf_counter()
     me = await signed_in_user(request)
-    return await _page(request, keys.home_timeline(me), me)
+    return await _page(request, keys.home_timeline(me), me, started)
 
 
 async def user_tweets(request: Request) -> Json:
