@@ -183,6 +183,8 @@ async def measure_reads(service: Service, reads: int) -> dict:
         for name in names:
             (await client.put(f"/users/{name}/follow", headers=auth(reader))).raise_for_status()
         posted = [await post(client, tokens[name], f"tweet {n} by {name}") for n in range(3) for name in names]
+        for n in range(20):  # a user timeline of as many tweets as the home page, for the comparison
+            posted.append(await post(client, tokens[names[0]], f"more by {names[0]}: {n}"))
         for tweet_id in posted[::3]:  # a third liked, a sixth retweeted, as an active reader would
             (await client.put(f"/tweets/{tweet_id}/like", headers=auth(reader))).raise_for_status()
         for tweet_id in posted[::6]:

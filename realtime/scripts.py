@@ -8,7 +8,8 @@ from .live_protocol import LUA_ADDRESSED
 
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET",
-           "ADD_NOTIFICATION", "FORGET_NOTIFICATIONS", "MARK_NOTIFICATIONS_READ", "COUNT_UNREAD", "COUNTS_CHANGED"]
+           "ADD_NOTIFICATION", "FORGET_NOTIFICATIONS", "MARK_NOTIFICATIONS_READ", "COUNT_UNREAD", "COUNTS_CHANGED",
+           "VIEWER_FLAGS"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients (``addressed``, realtime.live_protocol) on
@@ -246,6 +247,18 @@ local version = redis.call('HINCRBY', KEYS[1], 'counts_version', 1)
 local counts = redis.call('HMGET', KEYS[1], 'likes', 'retweets')
 local answer = {tonumber(counts[1]) or 0, tonumber(counts[2]) or 0, version}
 for _, process in ipairs(processes) do answer[#answer + 1] = process end
+return answer
+"""
+
+#: Whether a viewer liked and retweeted each of n tweets, in one call where they share a node
+#: (one Redis; on a cluster, one call per tweet: its two keys share its slot). KEYS: the
+#: tweets' likes sets, then their retweets hashes. ARGV: viewer. Returns liked, retweeted per tweet.
+VIEWER_FLAGS = """
+local n, viewer, answer = #KEYS / 2, ARGV[1], {}
+for i = 1, n do
+  answer[#answer + 1] = redis.call('SISMEMBER', KEYS[i], viewer)
+  answer[#answer + 1] = redis.call('HEXISTS', KEYS[n + i], viewer)
+end
 return answer
 """
 

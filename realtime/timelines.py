@@ -51,6 +51,10 @@ class Timelines:
         self._push_on_node = redis.register_script(PUSH_ON_NODE)
         self._remove_on_node = redis.register_script(REMOVE_ON_NODE)
 
+    @property
+    def cluster(self) -> bool:
+        return self._cluster
+
     def oldest_allowed_id(self) -> int:
         return min_id_at(int((self._clock() - self.max_age) * 1000))
 

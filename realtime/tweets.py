@@ -22,7 +22,7 @@ from .notifications import Notifications
 from .watches import CountsPublisher
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import (CLAIM_RETWEET, COUNT_TWEET, CREATE_TWEET, DELETE_TWEET, MARK_COUNTED, RELEASE_RETWEET,
-                      TOGGLE_MEMBER)
+                      TOGGLE_MEMBER, VIEWER_FLAGS)
 from .text import clean_content, normalize_username, parse_hashtags, parse_mentions
 from .timelines import Timelines
 from .users import Users
@@ -86,6 +86,7 @@ class Tweets:
         self._tombstone = redis.register_script(DELETE_TWEET)
         self._claim_retweet = redis.register_script(CLAIM_RETWEET)
         self._release_retweet = redis.register_script(RELEASE_RETWEET)
+        self._viewer_flags = redis.register_script(VIEWER_FLAGS)
         #: How long a deleted tweet's tombstone stops a late re-run of its post from bringing it back.
         self.tombstone_ttl_ms = int(timelines.max_age * 1000)
 
@@ -343,27 +344,41 @@ class Tweets:
 
     async def render_stored(self, entries: Sequence[tuple[int, dict]], *, viewer: str | None = None) -> list[dict]:
         """Tweets from (id, stored fields) pairs already read, each with its author's display
-        name as it is now and, for a ``viewer`` (a lowercase username), whether they liked and
-        retweeted it. One more round trip reads all of that and retweets' originals; a third,
-        only when an original's author was not among the others, that author's name."""
+        name as it is now (within ``users.DISPLAY_NAMES_TTL``: names are remembered a few seconds)
+        and, for a ``viewer`` (a lowercase username), whether they liked and retweeted it. One
+        more round trip reads all of that and retweets' originals; a third, only when an
+        original's author's name was neither remembered nor among the others, that name."""
         entries = [(tweet_id, fields) for tweet_id, fields in entries if fields and "deleted" not in fields]
+        if not entries:
+            return []
         originals = list({int(f["of"]) for _, f in entries if f.get("kind") == "retweet"})
         shown_ids = list(dict.fromkeys(int(f["of"]) if f.get("kind") == "retweet" else tweet_id
                                        for tweet_id, f in entries))
-        authors = list({f["author"] for _, f in entries if f.get("kind") != "retweet"})
+        now = time.monotonic()
+        display_names, authors = self._users.cached_display_names(
+            {f["author"] for _, f in entries if f.get("kind") != "retweet"}, now)
         pipe = self._redis.pipeline(transaction=False)
         for original in originals:
             pipe.hgetall(keys.tweet(original))
         for author in authors:
             pipe.hget(keys.user(author), "display_name")
-        if viewer is not None:
+        one_node = not self._timelines.cluster
+        if viewer is not None and one_node:  # one call for every flag, not two commands a tweet
+            await queue_script(pipe, self._viewer_flags, [*map(keys.likes, shown_ids), *map(keys.retweets, shown_ids)],
+                               [viewer])
+        elif viewer is not None:  # each tweet's keys in a slot of its own
             for tweet_id in shown_ids:
                 pipe.sismember(keys.likes(tweet_id), viewer)
                 pipe.hexists(keys.retweets(tweet_id), viewer)
-        answers = iter(await pipe.execute() if entries else [])
+        answers = iter(await (execute_scripted(pipe) if one_node else pipe.execute()))
         original_fields = {original: next(answers) for original in originals}
-        display_names = {author: next(answers) for author in authors}
-        flags = {tweet_id: (bool(next(answers)), bool(next(answers))) for tweet_id in shown_ids} if viewer is not None else {}
+        read = {author: next(answers) for author in authors}
+        self._users.remember_display_names(read, now)
+        display_names.update(read)
+        flags = {}
+        if viewer is not None:
+            answered = iter(next(answers)) if one_node else answers
+            flags = {tweet_id: (bool(next(answered)), bool(next(answered))) for tweet_id in shown_ids}
         await self._read_display_names(display_names, original_fields.values())
         shown = []
         for tweet_id, fields in entries:
@@ -382,12 +397,17 @@ class Tweets:
         return shown
 
     async def _read_display_names(self, display_names: dict[str, str | None], more: Iterable[dict]) -> None:
-        missing = list({f["author"] for f in more if f and "deleted" not in f} - display_names.keys())
+        now = time.monotonic()
+        known, missing = self._users.cached_display_names(
+            {f["author"] for f in more if f and "deleted" not in f} - display_names.keys(), now)
+        display_names.update(known)
         if missing:
             pipe = self._redis.pipeline(transaction=False)
             for author in missing:
                 pipe.hget(keys.user(author), "display_name")
-            display_names.update(zip(missing, await pipe.execute()))
+            read = dict(zip(missing, await pipe.execute()))
+            self._users.remember_display_names(read, now)
+            display_names.update(read)
 
     async def page(self, timeline_key: str, *, count: int, before: int | None, viewer: str | None = None) -> dict:
         """One page of a timeline: ``{"tweets": [...newest first], "next": id | None}``."""

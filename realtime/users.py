@@ -18,12 +18,17 @@ CLAIM_SECONDS = 30
 
 #: Names of signed-in users remembered per process (``Users.name_of_author``), at most.
 AUTHOR_NAMES_KEPT = 10_000
+#: Display names remembered per process for rendering tweets (``Users.cached_display_names``):
+#: how long, and how many. A name changed on another process shows there within the TTL.
+DISPLAY_NAMES_TTL = 5.0
+DISPLAY_NAMES_KEPT = 50_000
 
 
 class Users:
     def __init__(self, redis: Redis, notifications=None) -> None:
         self._redis = redis
         self._notifications = notifications  # realtime.notifications.Notifications: of follows
+        self._display_names: dict[str, tuple[float, str | None]] = {}  # lower -> (read at, name)
         self._author_names: dict[str, str] = {}
 
     async def create(self, username: object, display_name: object = None, bio: object = None) -> dict:
@@ -151,7 +156,28 @@ class Users:
             changes["bio"] = clean_profile_field(bio, "bio", MAX_BIO)
         if changes:
             await self._redis.hset(keys.user(normalize_username(name)), mapping=changes)
+            self._display_names.pop(normalize_username(name), None)  # shown at once, here at least
         return await self.profile(name)
+
+    # -- display names for rendering tweets: a page names up to 20 authors ---------------
+
+    def cached_display_names(self, lowers, now: float) -> tuple[dict[str, str | None], list[str]]:
+        """The display names read within ``DISPLAY_NAMES_TTL`` of ``now``, and the names to read."""
+        known, missing = {}, []
+        for lower in lowers:
+            entry = self._display_names.get(lower)
+            if entry is not None and now - entry[0] < DISPLAY_NAMES_TTL:
+                known[lower] = entry[1]
+            else:
+                missing.append(lower)
+        return known, missing
+
+    def remember_display_names(self, names: dict[str, str | None], now: float) -> None:
+        for lower, name in names.items():
+            self._display_names.pop(lower, None)  # re-inserted at the young end
+            self._display_names[lower] = (now, name)
+        while len(self._display_names) > DISPLAY_NAMES_KEPT:
+            del self._display_names[next(iter(self._display_names))]
 
     async def follow(self, me: str, other: str) -> None:
         await self._set_follow(me, other, follow=True)
