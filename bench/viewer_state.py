@@ -241,7 +241,8 @@ def render(likes: dict, reads: dict) -> tuple[str, dict, list[str]]:
     added = figures["flagged_server_p99_ms"] - figures["anonymous_server_p99_ms"]
     lines += ["", f"Home p99 server-side: **{home_p99:.2f} ms** (target < {TARGET_HOME_P99_MS:g} ms: "
                   f"{'met' if home_p99 < TARGET_HOME_P99_MS else '**not met**'}); the flags add "
-                  f"{added:+.2f} ms at p99 to the same page (their commands share the page's second round trip)."]
+                  f"{added:+.2f} ms at p99 to the same page (the session lookup, and one script call in the page's "
+                  "second round trip on one Redis; display names are remembered 5 s per process)."]
     problems = []
     if likes["missing_final"]:
         problems.append(f"{NAME}: {likes['missing_final']} sockets never got the final counts")
