@@ -417,6 +417,8 @@ def test_the_monitor_page_counts_a_third_browser_that_connects(browser, service,
         assert unlabelled_controls(monitor) == []
         screenshot(monitor, "monitor")
         monitor.set_viewport_size(PHONE)
+        expect(monitor.get_by_text("Live monitor")).to_be_in_viewport()  # the page keeps its title on a phone
+        assert monitor.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "wider than the phone"
         screenshot(monitor, "monitor-360")
         monitor.set_viewport_size(DESKTOP)
     finally:
