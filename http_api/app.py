@@ -38,6 +38,7 @@ def create_app(settings: Settings, *, tune_gc: bool = False) -> Starlette:
         # Users ("/users/me" before "/users/{username}")
         Route("/users", users.create_user, methods=["POST"]),
         Route("/users/me", users.edit_profile, methods=["PATCH"]),
+        Route("/users/me/suggestions", users.suggestions, methods=["GET"]),
         Route("/users/{username}", users.get_profile, methods=["GET"]),
         Route("/users/{username}/follow", users.follow, methods=["PUT"]),
         Route("/users/{username}/follow", users.unfollow, methods=["DELETE"]),

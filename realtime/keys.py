@@ -18,7 +18,7 @@ __all__ = [
     "user", "counted_tweets", "followers", "following", "usernames", "session", "user_sessions",
     "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
     "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
-    "rate_limit", "user_sockets", "notifications", "notifications_read", "count_watchers",
+    "rate_limit", "user_sockets", "notifications", "notifications_read", "count_watchers", "popular_users",
 ]
 
 
@@ -93,6 +93,10 @@ def following(name: str) -> str:
 
 #: Sorted set of every lowercase username, scores 0, for lexicographic prefix search.
 usernames = "usernames"
+
+#: Sorted set: lowercase username -> followers gained less followers lost since it was kept
+#: (realtime.users.Users.suggestions: who to follow).
+popular_users = "popular"
 
 
 def session(token_hash: str) -> str:

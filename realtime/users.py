@@ -18,6 +18,8 @@ CLAIM_SECONDS = 30
 
 #: Names of signed-in users remembered per process (``Users.name_of_author``), at most.
 AUTHOR_NAMES_KEPT = 10_000
+#: The most followed users looked at for suggestions (``Users.suggestions``).
+SUGGESTION_POOL = 50
 #: Display names remembered per process for rendering tweets (``Users.cached_display_names``):
 #: how long, and how many. A name changed on another process shows there within the TTL.
 DISPLAY_NAMES_TTL = 5.0
@@ -198,9 +200,32 @@ class Users:
         else:
             pipe.zrem(keys.following(me), target)
             pipe.zrem(keys.followers(target), me)
-        await pipe.execute()
+        _, changed = await pipe.execute()
+        if changed:  # the ranking of who to follow; a crash just before leaves it one off, no more
+            await self._redis.zincrby(keys.popular_users, 1 if follow else -1, target)
         if follow and self._notifications is not None:  # after: a retry of the PUT mends a lost one
             await self._notifications.notify(target, "follow", await self.name_of_author(me))
+
+    async def suggestions(self, me: str, count: int) -> list[dict]:
+        """Who ``me`` (lowercase) might follow: the most followed users they do not follow yet,
+        most followed first, as ``{"username", "display_name", "followers"}``."""
+        candidates = [name for name in await self._redis.zrevrange(keys.popular_users, 0, SUGGESTION_POOL - 1)
+                      if name != me]
+        if not candidates:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zmscore(keys.following(me), candidates)
+        for name in candidates:
+            pipe.hmget(keys.user(name), "username", "display_name")
+            pipe.zcard(keys.followers(name))
+        followed, *rest = await pipe.execute()
+        shown = []
+        for name, is_followed, (username, display_name), followers in zip(
+                candidates, followed, rest[0::2], rest[1::2]):
+            if is_followed is None and username and followers:
+                shown.append({"username": username, "display_name": display_name or username,
+                              "followers": followers})
+        return shown[:count]
 
     async def follower_names(self, name: str, *, after: str = "", count: int = 1000) -> list[str]:
         """Lowercase follower names in lexicographic order, strictly after ``after``."""

@@ -146,7 +146,8 @@ async function route() {
     } else if (path === '/notifications') {
       view = {element: session.notifications.view(), list: null, leave: () => session.notifications.leave()};
     } else {
-      view = {element: homeView(session.home, (tweet) => tweet && session.home.addNewest(tweet, {highlight: false})),
+      view = {element: homeView(session, session.home,
+                                (tweet) => tweet && session.home.addNewest(tweet, {highlight: false})),
               list: null, isHome: true};
     }
   } catch (error) {

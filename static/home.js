@@ -2,6 +2,8 @@
 
 import {api} from './api.js';
 import {codePoints, h} from './dom.js';
+import {followButton} from './profile.js';
+import {avatar} from './tweets.js';
 import {heading, setTitle} from './ui.js';
 
 export const LIMIT = 280;
@@ -60,14 +62,41 @@ async function fetchPost(content) {
   }
 }
 
+/** "Who to follow" while the home timeline is empty: the most followed people you do not follow. */
+function whoToFollow(app, home) {
+  const card = h('section', {class: 'card who-to-follow', 'aria-labelledby': 'who-title', hidden: true});
+  (async () => {
+    await home.loaded;
+    if (home.entries.size) return;
+    let users;
+    try {
+      ({users} = await api('GET', '/users/me/suggestions?count=5'));
+    } catch {
+      return;  // a suggestion is a nicety: nothing shown
+    }
+    if (!users.length) return;
+    card.append(h('h2', {id: 'who-title'}, 'Who to follow'),
+      h('ul', {class: 'suggestions'}, ...users.map((user) => h('li', {class: 'user-row'},
+        avatar(user.username),
+        h('a', {href: `#/u/${user.username}`, class: 'author'},
+          h('span', {class: 'display-name', dir: 'auto'}, user.display_name), ' ',
+          h('span', {class: 'handle'}, '@' + user.username)),
+        h('span', {class: 'followers hint'}, `${user.followers.toLocaleString()} ${user.followers === 1 ? 'follower' : 'followers'}`),
+        followButton(app, {username: user.username, you_follow: false})))));
+    card.hidden = false;
+  })();
+  return card;
+}
+
 /**
  * The home view around the app's long-lived home TweetList.
  * `onPosted(tweet)` gets the tweet just posted (or null if it could not be read back).
  */
-export function homeView(home, onPosted) {
+export function homeView(app, home, onPosted) {
   setTitle('Home');
   return h('div', {class: 'view home'},
     heading('Home', 'h1', {class: 'view-title visually-hidden'}),
     composer(onPosted),
+    whoToFollow(app, home),
     home.element);
 }

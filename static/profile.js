@@ -47,7 +47,7 @@ function userList(label, emptyText, loadPage) {
   return h('section', {class: 'timeline'}, list, empty, h('div', {class: 'more'}, more));
 }
 
-function followButton(app, profile, redraw) {
+export function followButton(app, profile, redraw = () => {}) {
   const button = h('button', {type: 'button', class: 'button primary follow', 'aria-pressed': 'false'}, 'Follow');
   let following = profile.you_follow === true;
   const show = () => {

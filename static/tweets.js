@@ -134,6 +134,7 @@ export class TweetList {
     this.entries = new Map(); // entry id -> {tweet, item}
     this.showing = new Map(); // tweet id -> how many entries show it
     this.next = null;
+    this.loaded = new Promise((done) => { this.markLoaded = done; });  // the first page, or its failure
     this.list = h('ol', {class: 'tweets', 'aria-label': label});
     this.empty = h('p', {class: 'empty', hidden: true}, emptyText);
     this.error = h('p', {class: 'error', role: 'alert', hidden: true});
@@ -228,6 +229,7 @@ export class TweetList {
     } finally {
       this.more.disabled = false;
       this.more.textContent = 'Load older tweets';
+      if (before === null) this.markLoaded();
       // Still in view (a short page, a tall window): observing afresh reports it again.
       this.nearEnd.unobserve(this.more);
       this.nearEnd.observe(this.more);

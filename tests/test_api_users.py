@@ -7,6 +7,8 @@ import time
 import httpx
 import pytest
 
+from realtime import keys
+
 from .support import Api, ServiceProcess, unique_name
 from .test_api_errors import assert_error, pending_session
 
@@ -313,3 +315,36 @@ def test_dev_signin_answers_404_when_the_service_runs_with_dev_signin_off(redis_
         assert httpx.get(service.url + "/healthz").status_code == 200  # the rest of the service runs
     finally:
         service.stop()
+
+
+def test_suggestions_are_the_most_followed_users_you_do_not_follow_yet(api, redis_sync):
+    star, known, newcomer, me = api.sign_in(), api.sign_in(), api.sign_in(), api.sign_in()
+    fans = [api.sign_in() for _ in range(3)]
+    for fan in fans:
+        fan.follow(star)
+    fans[0].follow(known)
+    fans[1].follow(known)
+    fans[0].follow(newcomer)
+    me.follow(known)
+
+    def suggested(count: int = 20) -> list[str]:
+        answer = me.get("/users/me/suggestions", params={"count": count})
+        assert answer.status_code == 200, answer.text
+        return [user["username"] for user in answer.json()["users"]]
+
+    # Other tests share this Redis: the rule, checked on whatever it holds now.
+    ranked = [name for name, score in redis_sync.zrevrange(keys.popular_users, 0, 49, withscores=True)
+              if score > 0 and name != me.username.lower() and name != known.username.lower()]
+    assert [name.lower() for name in suggested()] == ranked[:20]
+    assert known.username not in suggested() and me.username not in suggested(), "followed already, or yourself"
+    assert redis_sync.zscore(keys.popular_users, star.username.lower()) == 3
+    assert redis_sync.zscore(keys.popular_users, newcomer.username.lower()) == 1
+    if star.username.lower() in ranked[:20] and newcomer.username.lower() in ranked[:20]:
+        assert suggested().index(star.username) < suggested().index(newcomer.username)
+    # Unfollowing counts too, and a follow repeated counts once.
+    fans[0].follow(star)
+    for fan in fans:
+        assert fan.request("DELETE", f"/users/{star.username}/follow").status_code == 204
+    assert redis_sync.zscore(keys.popular_users, star.username.lower()) == 0
+    assert star.username not in suggested()
+    assert len(suggested(1)) <= 1

@@ -28,6 +28,7 @@ ROUTES = {
     ("POST", "/auth/signout"): OWN,
     ("POST", "/users"): OWN,
     ("PATCH", "/users/me"): OWN,
+    ("GET", "/users/me/suggestions"): OWN,
     ("GET", "/users/{username}"): PUBLIC,
     ("PUT", "/users/{username}/follow"): OWN,
     ("DELETE", "/users/{username}/follow"): OWN,

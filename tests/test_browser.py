@@ -588,3 +588,25 @@ def test_toasts_never_pile_up_and_a_post_shows_none(alice):
     }""")
     expect(alice.page.locator("#toasts .toast")).to_have_count(2)
     expect(alice.page.locator("#toasts .toast").last).to_have_text("message 5")
+
+
+def test_an_empty_home_suggests_who_to_follow(browser, service):
+    from playwright.sync_api import expect
+
+    api = Api(service.url)
+    star, fan = api.sign_in(), api.sign_in()
+    fan.follow(star)  # at least one person is followed by someone
+    newcomer = Person(browser, service.url, unique_name("newb")).sign_in()
+    try:
+        card = newcomer.page.get_by_role("region", name="Who to follow")
+        expect(card).to_be_visible()
+        first = card.get_by_role("listitem").first
+        name = first.locator(".handle").inner_text().removeprefix("@")
+        expect(first).to_contain_text(re.compile(r"\d+ followers?"))
+        first.get_by_role("button", name=f"Follow @{name}").click()
+        expect(first.get_by_role("button", name=f"Unfollow @{name}")).to_be_visible()
+        assert User(api, newcomer.username, newcomer.token).get(f"/users/{name}").json()["you_follow"] is True
+        assert unlabelled_controls(newcomer.page) == []
+    finally:
+        newcomer.close()
+        api.http.close()

@@ -262,7 +262,7 @@ def _tour(api: Api, backend) -> None:
                          ("GET", f"/hashtags/{tag}/tweets"), ("GET", f"/tweet/search/{author.username[:4]}"),
                          ("GET", f"/tweet/search/%23{tag}"), ("GET", "/users/me"),
                          ("GET", f"/users/{author.username}/followers"),
-                         ("GET", f"/users/{reader.username}/following"),
+                         ("GET", f"/users/{reader.username}/following"), ("GET", "/users/me/suggestions"),
                          ("PATCH", "/users/me"), ("DELETE", f"/tweets/{tweet}/like"),
                          ("DELETE", f"/tweets/{tweet}/retweet"), ("DELETE", f"/tweets/{tweet}"),
                          ("DELETE", f"/users/{author.username}/follow"), ("GET", "/timelines/home?count=0"),

@@ -168,3 +168,33 @@ async def following(request: Request) -> Json:
     errors: [404]
     """
     return await _relation(request, "following")
+
+
+async def suggestions(request: Request) -> Json:
+    """
+    summary: Who to follow, for you - the most followed users you do not follow yet
+    tags: [users]
+    security: [{bearer: []}]
+    parameters:
+      - {in: query, name: count, schema: {type: integer, minimum: 1, maximum: 20, default: 5}}
+    responses:
+      200:
+        description: Suggestions, most followed first.
+        json:
+          type: object
+          required: [users]
+          properties:
+            users:
+              type: array
+              items:
+                type: object
+                required: [username, display_name, followers]
+                properties:
+                  username: {type: string}
+                  display_name: {type: string}
+                  followers: {type: integer}
+    errors: [400, 401, 403, 422]
+    """
+    me = await signed_in_user(request)
+    count = count_param(request, default=5, maximum=20)
+    return Json({"users": await request.app.state.engine.users.suggestions(me, count)})
