@@ -269,6 +269,9 @@ def test_screenshots_of_the_home_page_and_a_profile(alice, bob, tag):
     expect(bob.entries.first).to_contain_text("search box")
     bob.page.locator("body").click(position={"x": 5, "y": 700})  # no focus ring on the composer
     screenshot(bob.page, "home")
+    bob.page.emulate_media(color_scheme="dark")
+    screenshot(bob.page, "home-dark")
+    bob.page.emulate_media(color_scheme="light")
     bob.go(f"#/u/{alice.username}")
     tweets = bob.page.get_by_role("list", name=f"Tweets by @{alice.username}")
     expect(tweets.locator("li").filter(has_text="Morning! Coffee")).to_have_count(1)  # whatever ran before
