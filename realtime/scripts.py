@@ -51,6 +51,12 @@ local function publish_to_recipients()
 end
 """
 
+#: A list is trimmed (to its length, then of entries past the age limit, from the tail) each
+#: time its length reaches a multiple of this: a full list grows this far past its length
+#: before one LTRIM takes it back, rather than paying an RPOP on every push. Reads answer the
+#: first ``max_length`` entries, and filter by age, whatever a list holds between two trims.
+TRIM_EVERY = 32
+
 #: KEYS: timelines. ARGV: id, min_id (older entries leave), max_length, ttl_ms,
 #: dedupe_window (entries from the head to look at; 0 = the whole list; -1 = none: a job's
 #: first run, which holds the job, see realtime.fanout), message (sent
@@ -65,22 +71,16 @@ local added = 0
 for _, key in ipairs(TARGETS) do
   if window < 0 or not redis.call('LPOS', key, id, 'MAXLEN', window) then
     local length = redis.call('LPUSH', key, id)
-    -- Drop the tail while it is older than min_id, then cap the length. While the list is
-    -- too long its tail goes either way, so it is popped at once (RPOP answers what it
-    -- was): on a full list that saves the LINDEX that would only look at it.
-    while length > 0 do
+    if length % """ + str(TRIM_EVERY) + """ == 0 then
       if length > max_length then
-        local tail = redis.call('RPOP', key)
-        length = length - 1
-        if tonumber(tail) >= min_id then break end
-      elseif tonumber(redis.call('LINDEX', key, -1)) < min_id then
+        redis.call('LTRIM', key, 0, max_length - 1)
+        length = max_length
+      end
+      while length > 0 and tonumber(redis.call('LINDEX', key, -1)) < min_id do
         redis.call('RPOP', key)
         length = length - 1
-      else
-        break
       end
     end
-    if length > max_length then redis.call('LTRIM', key, 0, max_length - 1) end
     redis.call('PEXPIRE', key, ttl_ms)
     added = added + 1
     note_recipient(key)

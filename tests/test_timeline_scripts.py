@@ -10,6 +10,7 @@ import pytest
 
 from realtime import keys
 from realtime.ids import IdGenerator
+from realtime.scripts import TRIM_EVERY
 from realtime.timelines import FULL_DEDUPE, Timelines
 
 DAY = 86400.0
@@ -71,20 +72,29 @@ async def test_out_of_order_pushes_keep_arrival_order_and_pages_sort_by_id(redis
     assert await timelines.changes_after("a", late) == ([early], [])
 
 
-async def test_the_length_is_capped(redis, timelines, clock):
-    tweets = mint(clock, 8)
-    for tweet in tweets:
+async def test_the_length_is_capped_for_reads_at_once_and_in_redis_every_trim_every_pushes(redis, timelines, clock):
+    tweets = mint(clock, TRIM_EVERY + 8)
+    for tweet in tweets[:8]:
+        await timelines.push([HOME], tweet)
+    assert await timelines.ids_before(HOME) == tweets[8 - 1::-1][:5]
+    assert await redis.llen(HOME) == 8  # not trimmed yet: no RPOP on every push
+    for tweet in tweets[8:]:
+        await timelines.push([HOME], tweet)
+    assert 5 <= await redis.llen(HOME) < 5 + TRIM_EVERY
+    assert await timelines.ids_before(HOME) == tweets[::-1][:5]
+    assert [int(i) for i in await redis.lrange(HOME, 0, 4)] == tweets[::-1][:5]
+
+
+async def test_entries_older_than_the_age_limit_leave_the_tail_at_the_next_trim(redis, clock):
+    timelines = Timelines(redis, max_age=30 * DAY, max_length=800, clock=clock)
+    old = mint(clock, 3)
+    for tweet in old:
         await timelines.push(["tl:{a}"], tweet)
-    assert [int(i) for i in await redis.lrange("tl:{a}", 0, -1)] == tweets[::-1][:5]
-
-
-async def test_entries_older_than_the_age_limit_are_trimmed_from_the_tail_on_push(redis, timelines, clock):
-    [old] = mint(clock, 1)
-    await timelines.push(["tl:{a}"], old)
     clock.now += 31 * DAY
-    [new] = mint(clock, 1)
-    await timelines.push(["tl:{a}"], new)
-    assert await redis.lrange("tl:{a}", 0, -1) == [str(new)]
+    new = mint(clock, TRIM_EVERY - 3)
+    for tweet in new:
+        await timelines.push(["tl:{a}"], tweet)
+    assert [int(i) for i in await redis.lrange("tl:{a}", 0, -1)] == new[::-1]
 
 
 async def test_reads_never_answer_entries_past_the_age_limit_even_before_a_trim(redis, timelines, clock):
