@@ -37,38 +37,80 @@ def start_redis(directory) -> RedisServerProcess:
 BACKENDS = [name for name in os.environ.get("CHIRP_TEST_BACKENDS", "redis,cluster").split(",") if name]
 
 
+class Started:
+    """Each backend, and the service on it, started on first use and kept for the session.
+
+    pytest-xdist hands a worker whole files, each with tests of both backends, so a
+    parametrised session fixture stopped one backend to start the other at every file: a
+    Redis Cluster of six nodes and a service each time (measured: most of the fast pass's
+    set-up time, up to 10 s a file)."""
+
+    def __init__(self, tmp_path_factory) -> None:
+        self._tmp = tmp_path_factory
+        self._single: RedisServerProcess | None = None
+        self._clusters: list[RedisCluster] = []
+        self._backends: dict[str, Backend] = {}
+        self._services: dict[str, ServiceProcess] = {}
+
+    def single_redis(self) -> RedisServerProcess:
+        if self._single is None:
+            self._single = start_redis(self._tmp.mktemp("redis"))
+        return self._single
+
+    def backend(self, name: str) -> Backend:
+        if name not in self._backends:
+            if name == "redis":
+                self._backends[name] = Backend(self.single_redis().url)
+            elif name == "cluster":
+                self._clusters.append(RedisCluster(self._tmp.mktemp("cluster")).start())
+                self._backends[name] = Backend(self._clusters[-1].url, cluster=self._clusters[-1])
+            else:
+                pytest.fail(f"CHIRP_TEST_BACKENDS names {name!r}; expected redis and/or cluster", pytrace=False)
+        return self._backends[name]
+
+    def service(self, name: str) -> ServiceProcess:
+        if name not in self._services:
+            self._services[name] = ServiceProcess(self.backend(name).url).start(self._tmp.mktemp("logs"))
+        return self._services[name]
+
+    def stop(self) -> None:
+        for service in self._services.values():
+            service.stop()
+        for cluster in self._clusters:
+            cluster.stop()
+        if self._single is not None:
+            self._single.stop()
+
+
 @pytest.fixture(scope="session")
-def single_redis(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session", params=BACKENDS)
-def redis_server(request, tmp_path_factory) -> Backend:
-    """One Redis or a Redis Cluster, each started once for the whole run."""
-    if request.param == "redis":
-        yield Backend(request.getfixturevalue("single_redis").url)
-        return
-    if request.param != "cluster":
-        pytest.fail(f"CHIRP_TEST_BACKENDS names {request.param!r}; expected redis and/or cluster", pytrace=False)
-    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
-    yield Backend(cluster.url, cluster=cluster)
-    cluster.stop()
+def started(tmp_path_factory):
+    pool = Started(tmp_path_factory)
+    yield pool
+    pool.stop()
 
 
 @pytest.fixture(scope="session")
+def single_redis(started) -> RedisServerProcess:
+    return started.single_redis()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def redis_server(request, started) -> Backend:
+    """One Redis or a Redis Cluster, each started once for the whole run (``Started``)."""
+    return started.backend(request.param)
+
+
+@pytest.fixture(scope="module")
 def redis_sync(redis_server):
     client = redis_server.client()
     yield client
     client.close()
 
 
-@pytest.fixture(scope="session")
-def service(redis_server, tmp_path_factory):
-    process = ServiceProcess(redis_server.url).start(tmp_path_factory.mktemp("logs"))
-    yield process
-    process.stop()
+@pytest.fixture(scope="module")
+def service(redis_server, started) -> ServiceProcess:
+    """The service on ``redis_server``, started once for the whole run."""
+    return started.service(redis_server.name)
 
 
 @pytest.fixture
