@@ -99,6 +99,8 @@ async def go_online(engine: Engine, names: list[str], share: float) -> tuple[lis
     pipe = engine.redis.pipeline(transaction=False)
     for name in online:
         pipe.zadd(keys.live_presence(name), {process_id: until})
+    if online:
+        pipe.zadd(keys.LIVE_ONLINE, {name: until for name in online})  # as LiveHub writes leases
     await pipe.execute()
     pubsub = engine.redis.pubsub()
     await pubsub.subscribe(keys.process_channel(process_id))

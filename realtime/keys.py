@@ -18,7 +18,7 @@ __all__ = [
     "user", "counted_tweets", "followers", "following", "usernames", "session", "user_sessions",
     "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
     "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
-    "rate_limit", "user_sockets", "notifications", "notifications_read", "count_watchers", "popular_users",
+    "rate_limit", "user_sockets", "notifications", "notifications_read", "count_watchers", "popular_users", "LIVE_ONLINE",
 ]
 
 
@@ -53,6 +53,11 @@ def live_presence(user: str) -> str:
     """Sorted set: the server processes holding a live socket of ``user``, scored by the
     end of their lease (Unix ms). In the user's slot, so a timeline push reads it atomically."""
     return f"live:at:{{{user}}}"
+
+
+#: On one Redis, sorted set: user -> the latest end of any of their live leases (ms), written
+#: with each lease (realtime.live_hub): one read tells a fan-out batch who may be online.
+LIVE_ONLINE = "live:online"
 
 
 def process_channel(process_id: str) -> str:

@@ -327,6 +327,9 @@ class LiveHub:
                 pipe.zadd(key, {self.process_id: until})
                 pipe.zremrangebyscore(key, "-inf", now_ms)  # leases of dead processes
                 pipe.pexpire(key, int(LEASE * 1000))
+            if not self.sharded:  # one Redis: who may be online, for a fan-out batch (realtime.scripts)
+                pipe.zadd(keys.LIVE_ONLINE, {user: until for user in chunk}, gt=True)
+                pipe.zremrangebyscore(keys.LIVE_ONLINE, "-inf", now_ms)
             await pipe.execute()
             # Only users still here: one who left meanwhile is the renewal's to remove.
             self._leased.update(user for user in chunk if user in self._subscribers)

@@ -22,14 +22,32 @@ __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE
 # On Redis Cluster (channel_mid not empty) a script may only SPUBLISH to a channel of its
 # own slot, so each recipient's event goes to the sharded channel
 # channel_prefix .. user .. channel_mid .. process, naming that user alone.
+# On one Redis (online_key not empty) the sorted set online_key (user -> their latest lease
+# end, written with each lease) says in one ZMSCORE for a whole batch who may be online:
+# only they pay the read of their own leases (find_online; most followers are offline).
 _LIVE_EVENTS = LUA_ADDRESSED + """
 local home_prefix, presence_before, presence_after, channel_prefix = ARGV[{first}], ARGV[{first} + 1],
   ARGV[{first} + 2], ARGV[{first} + 3]
-local now_ms, channel_mid = ARGV[{first} + 4], ARGV[{first} + 5]
+local now_ms, channel_mid, online_key = ARGV[{first} + 4], ARGV[{first} + 5], ARGV[{first} + 6]
 local recipients, processes = {{}}, {{}}
+local online = nil  -- owner -> true for those who may be online, once find_online has looked
+local function find_online(targets)
+  if message == '' or online_key == '' then return end
+  local owners = {{}}
+  for _, key in ipairs(targets) do
+    if string.sub(key, 1, #home_prefix) == home_prefix then owners[#owners + 1] = string.sub(key, #home_prefix + 1, -2) end
+  end
+  online = {{}}
+  if #owners == 0 then return end
+  local now = tonumber(now_ms)
+  for i, score in ipairs(redis.call('ZMSCORE', online_key, unpack(owners))) do
+    if score and tonumber(score) >= now then online[owners[i]] = true end
+  end
+end
 local function note_recipient(key)
   if message == '' or string.sub(key, 1, #home_prefix) ~= home_prefix then return end
   local owner = string.sub(key, #home_prefix + 1, -2)
+  if online and not online[owner] then return end
   for _, process in ipairs(redis.call('ZRANGEBYSCORE', presence_before .. owner .. presence_after, now_ms, '+inf')) do
     if channel_mid ~= '' then
       redis.call('SPUBLISH', channel_prefix .. owner .. channel_mid .. process, addressed(owner, message))
@@ -67,6 +85,7 @@ local id, min_id = ARGV[1], tonumber(ARGV[2])
 local max_length, ttl_ms, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local message = ARGV[6]
 """ + _LIVE_EVENTS.format(first=7) + """
+find_online(TARGETS)
 local added = 0
 for _, key in ipairs(TARGETS) do
   if window < 0 or not redis.call('LPOS', key, id, 'MAXLEN', window) then
@@ -101,6 +120,7 @@ REMOVE_FROM_TIMELINES = """
 local id, message = ARGV[1], ARGV[2]
 local deletes_prefix, deletes_length, ttl_ms, deleted_at = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 """ + _LIVE_EVENTS.format(first=7) + """
+find_online(TARGETS)
 local removed = 0
 for _, key in ipairs(TARGETS) do
   if redis.call('LREM', key, 0, id) > 0 then

@@ -71,7 +71,9 @@ class Timelines:
         """The live event arguments of a script that publishes (realtime.scripts._LIVE_EVENTS)."""
         # Presence leases are wall-clock deadlines set by each server process (LiveHub).
         prefix, mid = (_USER_CHANNEL_PREFIX, _USER_CHANNEL_MID) if self._cluster else _PROCESS_CHANNEL
-        return [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, prefix, int(time.time() * 1000), mid]
+        online = "" if self._cluster else keys.LIVE_ONLINE  # a key of no one slot: one Redis only
+        return [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, prefix, int(time.time() * 1000), mid,
+                online]
 
     async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
                          dedupe_window: int = RECENT_DEDUPE_WINDOW, on_node: bool = False) -> int:

@@ -34,7 +34,9 @@ async def test_one_authors_jobs_stay_in_order_across_two_workers(private_redis):
         followers = [f"reader{n:05d}" for n in range(FOLLOWERS)]
         await engine.redis.zadd(keys.followers("writer"), {name: 0 for name in followers})
         # The last follower's sockets are on a pretend process whose channel we hear.
-        await engine.redis.zadd(keys.live_presence(followers[-1]), {"watcher": int((time.time() + 600) * 1000)})
+        until = int((time.time() + 600) * 1000)
+        await engine.redis.zadd(keys.live_presence(followers[-1]), {"watcher": until})
+        await engine.redis.zadd(keys.LIVE_ONLINE, {followers[-1]: until})  # as LiveHub writes a lease
         last_follower = engine.redis.pubsub()
         await last_follower.subscribe(keys.process_channel("watcher"))
 

@@ -47,6 +47,7 @@ def watch_live(client: redis.Redis, users: list[str], process_id: str = "test-wa
     pipe = client.pipeline(transaction=False)
     for user in users:
         pipe.zadd(keys.live_presence(user), {process_id: until})
+        pipe.zadd(keys.LIVE_ONLINE, {user: until})  # as LiveHub writes a lease (read on one Redis)
     pipe.execute()
     live = client.pubsub()
     live.subscribe(keys.process_channel(process_id))

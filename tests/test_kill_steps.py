@@ -272,6 +272,7 @@ class LiveWatcher:
         until = int((time.time() + 600) * 1000)
         for user in users:
             client.zadd(keys.live_presence(user), {WATCHER: until})
+            client.zadd(keys.LIVE_ONLINE, {user: until})  # as LiveHub writes a lease
         self.pubsub = client.pubsub()
         self.pubsub.subscribe(keys.process_channel(WATCHER))
         assert self.pubsub.get_message(timeout=TIMEOUT)["type"] == "subscribe"

@@ -116,7 +116,9 @@ async def test_a_push_sets_the_ttl_to_the_age_limit(redis, timelines, clock):
 
 async def lease(redis, user: str, process: str, seconds: float = 60) -> None:
     """Say that ``process`` holds a live socket of ``user``, as LiveHub does."""
-    await redis.zadd(keys.live_presence(user), {process: int((time.time() + seconds) * 1000)})
+    until = int((time.time() + seconds) * 1000)
+    await redis.zadd(keys.live_presence(user), {process: until})
+    await redis.zadd(keys.LIVE_ONLINE, {user: until})
 
 
 async def listen(redis, *processes: str):
