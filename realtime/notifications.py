@@ -13,7 +13,6 @@ job removes them; until then reads skip them).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
@@ -34,11 +33,10 @@ Hydrate = Callable[..., Awaitable[list[dict]]]
 
 
 class Notifications:
-    def __init__(self, redis: Redis, ids: IdGenerator, timelines: Timelines, *, clock=time.time) -> None:
+    def __init__(self, redis: Redis, ids: IdGenerator, timelines: Timelines) -> None:
         self._redis = redis
         self._ids = ids
         self._timelines = timelines  # their age and length are ours, and their live arguments
-        self._clock = clock
         self._add = redis.register_script(ADD_NOTIFICATION)
         self._forget = redis.register_script(FORGET_NOTIFICATIONS)
         self._mark_read = redis.register_script(MARK_NOTIFICATIONS_READ)
