@@ -55,8 +55,8 @@ from realtime.text import normalize_username
 
 from . import steady_load
 from .common import Progress, command_line, finish_cli, machine
-from .fanout_throughput import (AUTHOR, DAY, SETUP_CHUNK, TEMPLATE_KEY, check_delivery, create_followers,
-                                finish_job, follower_names, open_fanout, prefill_timelines, show_progress, within)
+from .fanout_throughput import (AUTHOR, DAY, SETUP_CHUNK, TEMPLATE_KEY, check_delivery, create_followers, finish_job,
+                                follower_names, length_after, open_fanout, prefill_timelines, show_progress, within)
 from .steady_load import Backend
 
 # The same harness as the tests (tests/test_cluster_faults.py): a real local cluster of our
@@ -257,7 +257,7 @@ async def timed_run(backend: str, url: str, environ: dict, names: list[str], arg
         progress.done(worker.entries_written)
         await finish_job(engine, job, worker)
         await check_delivery(engine.redis, names, job.tweet_id,
-                             min(args.prefill + runs_before + 1, engine.settings.timeline_max_length))
+                             length_after(args.prefill, runs_before + 1, engine.settings.timeline_max_length))
         entries = max(worker.entries_written, 1)
         masters_cpu = sum(cpu[port] for port in masters)
         return {"backend": backend, "entries": worker.entries_written, "seconds": elapsed,

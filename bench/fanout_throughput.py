@@ -30,6 +30,7 @@ from realtime.config import Settings
 from realtime.engine import Engine
 from realtime.fanout import FanoutJob, FanoutWorker
 from realtime.ids import IdGenerator
+from realtime.scripts import TRIM_EVERY
 
 from .common import Progress, command_line, git_revision, machine, private_redis, write_section
 
@@ -154,6 +155,17 @@ async def redis_cpu(redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def length_after(prefill: int, pushes: int, max_length: int) -> int:
+    """A list's length after ``pushes`` onto ``prefill`` entries (capped), as the push script
+    trims it: to ``max_length`` each time the length reaches a multiple of ``TRIM_EVERY``."""
+    length = min(prefill, max_length)
+    for _ in range(pushes):
+        length += 1
+        if length % TRIM_EVERY == 0 and length > max_length:
+            length = max_length
+    return length
+
+
 async def check_delivery(redis, names: list[str], tweet_id: int, expected_length: int) -> None:
     """A sample of followers has the tweet at the head, once, and a capped list."""
     sample = random.sample(names, min(2000, len(names)))
@@ -209,7 +221,7 @@ async def timed_fanout(url: str, batch_size: int, names: list[str], args, runs_b
         progress.done(worker.entries_written)
         await finish_job(engine, job, worker)
         await check_delivery(engine.redis, names, job.tweet_id,
-                             min(args.prefill + runs_before + 1, engine.settings.timeline_max_length))
+                             length_after(args.prefill, runs_before + 1, engine.settings.timeline_max_length))
         entries = max(worker.entries_written, 1)
         return {"batch_size": batch_size, "entries": worker.entries_written, "seconds": elapsed,
                 "rate": worker.entries_written / elapsed, "python_cpu": cpu_self / elapsed,
