@@ -13,8 +13,9 @@ renewal once the user has no socket here. A process that dies leaves leases that
 within ``LEASE``; until then writes name its users on a channel nobody reads.
 
 On Redis Cluster a script may only publish to a channel of its own slot, so the hub uses
-sharded pub/sub there: it SSUBSCRIBEs the control channel and, for each user with a
-socket here, that user's channel on this process (``live:{user}:<process>``, in the
+sharded pub/sub there: it SSUBSCRIBEs the control channel, its own channel (the counts of
+watched tweets, realtime.watches, which are published from Python, not from a script) and,
+for each user with a socket here, that user's channel on this process (``live:{user}:<process>``, in the
 user's slot), before the user's lease is written. Topology changes end in the same path
 as a lost connection (rebuild, resubscribe, rewrite leases, catch everyone up): a
 ``sunsubscribe`` we did not ask for (the server drops shard channels of a slot that moved

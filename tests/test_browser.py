@@ -123,7 +123,8 @@ def test_like_retweet_and_delete_show_at_once_and_are_still_right_after_a_reload
     first = bob.entries.first  # alice's html-looking tweet, newest in bob's timeline
     tweet_id = first.locator("article").get_attribute("data-tweet-id")
     like = first.locator("button[data-action=like]")
-    like.click()
+    with bob.page.expect_response(lambda answer: answer.url.endswith("/like")):  # before the reload below
+        like.click()
     expect(like).to_have_attribute("aria-pressed", "true")
     expect(like).to_contain_text("1")
     bob.page.reload()
@@ -149,14 +150,16 @@ def test_like_retweet_and_delete_show_at_once_and_are_still_right_after_a_reload
     # retweet is an entry of its own.
     shown = bob.page.locator(f'ol.tweets > li:has(article[data-tweet-id="{tweet_id}"])')
     retweet = shown.locator("button[data-action=retweet]")
-    retweet.click()
+    with bob.page.expect_response(lambda answer: answer.url.endswith("/retweet")):  # shown at once; done when answered
+        retweet.click()
     expect(retweet).to_have_attribute("aria-pressed", "true")
     expect(retweet).to_contain_text("1")
     bob.go(f"#/u/{bob.username}")
     expect(bob.page.locator("ol.tweets > li", has=bob.page.locator(".retweet-note"))).to_have_count(1)
     bob.go("#/")
     expect(shown).to_have_count(1)
-    shown.locator("button[data-action=retweet]").click()
+    with bob.page.expect_response(lambda answer: answer.url.endswith("/retweet")):
+        shown.locator("button[data-action=retweet]").click()
     expect(shown.locator("button[data-action=retweet]")).to_have_attribute("aria-pressed", "false")
     expect(shown).to_have_count(1)
 
@@ -549,9 +552,11 @@ def test_keyboard_shortcuts_and_the_first_field_focused_on_sign_in(browser, serv
     expect(first).to_be_focused()
     like = first.locator("button[data-action=like]")
     before = like.get_attribute("aria-pressed")
-    page.keyboard.press("l")
+    with page.expect_response(lambda answer: answer.url.endswith("/like")):
+        page.keyboard.press("l")
     expect(like).not_to_have_attribute("aria-pressed", before)
-    page.keyboard.press("l")  # and back, as it was
+    with page.expect_response(lambda answer: answer.url.endswith("/like")):
+        page.keyboard.press("l")  # and back, as it was
     expect(like).to_have_attribute("aria-pressed", before)
     page.keyboard.press("/")
     expect(page.get_by_role("combobox")).to_be_focused()
