@@ -10,6 +10,7 @@ import asyncio
 import fakeredis
 import pytest
 
+from realtime import keys
 from realtime.watches import CountWatches
 
 from .support import LiveClient
@@ -97,3 +98,18 @@ async def test_counts_go_out_at_once_then_at_most_one_per_interval_the_newest_la
     watches.forget(watcher)
     watches.deliver(counts(6, 6))  # nobody watches it any more
     assert len(watcher.frames) == 2 and watches.watched == 0
+
+
+async def test_watch_frames_sent_in_a_burst_are_folded_into_the_last_one(api, service, redis_sync):
+    alice, bob = await api.aio_sign_in(), await api.aio_sign_in()
+    tweets = [await alice.aio.post_tweet(f"burst {n}") for n in range(6)]
+    async with LiveClient(service.url, bob.token) as live:
+        for tweet_id in tweets:
+            await live.send({"type": "watch", "ids": [tweet_id]})
+        await live.send({"type": "ping"})  # answered once the last watch holds
+        assert (await live.next_frame())["type"] == "pong"
+        leased = [bool(redis_sync.exists(keys.count_watchers(tweet_id))) for tweet_id in tweets]
+        assert leased[0] and leased[-1], "the first at once, the last when its time was up"
+        assert not any(leased[1:-1]), "the ones in between were never applied"
+        assert (await bob.aio.request("PUT", f"/tweets/{tweets[-1]}/like")).status_code == 204
+        assert (await next_counts(live))["id"] == tweets[-1]

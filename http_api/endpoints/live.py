@@ -193,25 +193,53 @@ async def _pump(websocket: WebSocket, subscriber: LiveSubscriber, hub, close_tim
         await writer.wait_closed()
 
 
+#: At most one watch frame a socket sends is applied per this many seconds; those in between
+#: are folded into the last one, applied when the time is up (or before the next pong, which
+#: waits for it). Each applied frame can cost Redis a few hundred commands (a lease per new
+#: tweet): a client sending them in a loop must not multiply that. The browser client settles
+#: for 0.3 s before it sends one.
+WATCH_INTERVAL = 0.25
+
+
 async def _receive_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub) -> None:
-    """Returns when the client leaves; answers pings, takes watch frames; raises LiveClose on
-    a malformed frame."""
+    """Returns when the client leaves; answers pings, takes watch frames (``WATCH_INTERVAL``);
+    raises LiveClose on a malformed frame."""
+    loop = asyncio.get_running_loop()
+    pending: list[int] | None = None  # the newest watch frame not applied yet
+    applied_at = float("-inf")
     while True:
-        message = await websocket.receive()
+        wait = None if pending is None else applied_at + WATCH_INTERVAL - loop.time()
+        if wait is not None and wait <= 0:
+            await _watch(hub, subscriber, pending)
+            pending, applied_at = None, loop.time()
+            continue
+        try:
+            # Cancelling a receive loses no frame (websockets' recv, wsproto's queue).
+            message = await (websocket.receive() if wait is None else asyncio.wait_for(websocket.receive(), wait))
+        except asyncio.TimeoutError:
+            continue  # the pending frame is due
         if message["type"] == "websocket.disconnect":
             return
         data = parse_client_frame(message.get("text"))
         if is_ping(data):
+            if pending is not None:  # frames are taken in order: a pong says the watch before it holds
+                await asyncio.sleep(max(0.0, applied_at + WATCH_INTERVAL - loop.time()))
+                await _watch(hub, subscriber, pending)
+                pending, applied_at = None, loop.time()
             await websocket.send_text(PONG_FRAME)
         elif (watched := parse_watch_frame(data)) is not None:
-            try:
-                await hub.watches.watch(subscriber, watched)
-            except Exception as exc:  # Redis away: counts are a nicety; the socket stays
-                if not is_transient(exc):
-                    raise
-                log.warning("could not record the tweets a socket of %s watches: %s", subscriber.user, exc)
+            pending = watched
         else:
             raise LiveClose(CloseCode.MALFORMED, "unexpected frame after auth")
+
+
+async def _watch(hub, subscriber: LiveSubscriber, ids: list[int]) -> None:
+    try:
+        await hub.watches.watch(subscriber, ids)
+    except Exception as exc:  # Redis away: counts are a nicety; the socket stays
+        if not is_transient(exc):
+            raise
+        log.warning("could not record the tweets a socket of %s watches: %s", subscriber.user, exc)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str, timeout: float) -> None:
