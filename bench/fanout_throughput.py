@@ -235,7 +235,7 @@ def report(runs: list[dict], args) -> tuple[str, dict[int, float]]:
     best: dict[int, float] = {}
     lines = [
         f"One tweet to {args.followers:,} followers whose home timelines already hold {args.prefill} "
-        f"entries (lists capped at 800, so every push also trims). Each figure is one timed "
+        f"entries (full lists: every {TRIM_EVERY}th push onto one also trims it back to 800). Each figure is one timed "
         f"`FanoutWorker.run_job` of a real job (`Tweets.post`, read with `XREADGROUP`), "
         f"{args.repeat} run(s) per batch size; best and median of entries per second. CPU columns: "
         "share of one core used during the run by this Python process and by redis-server "
