@@ -6,6 +6,7 @@ import orjson
 from starlette.requests import HTTPConnection, Request
 
 from realtime.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, UnsupportedMediaType
+from realtime.ids import is_id_text
 from realtime.sessions import Session
 from realtime.text import check_username
 
@@ -84,7 +85,7 @@ def before_param(request: Request) -> int | None:
     raw = request.query_params.get("before")
     if raw is None or raw == "":
         return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
+    if not is_id_text(raw):
         raise BadRequest("before must be a tweet id.", code="wrong_type")
     return int(raw)
 

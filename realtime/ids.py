@@ -16,7 +16,7 @@ import time
 
 from .errors import Unavailable
 
-__all__ = ["EPOCH_MS", "WORKER_BITS", "IdGenerator", "id_to_ms", "min_id_at", "MAX_WORKERS"]
+__all__ = ["EPOCH_MS", "WORKER_BITS", "IdGenerator", "id_to_ms", "min_id_at", "MAX_WORKERS", "is_id_text"]
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 WORKER_BITS = 7
@@ -24,6 +24,12 @@ SEQUENCE_BITS = 5
 TIME_SHIFT = WORKER_BITS + SEQUENCE_BITS
 MAX_WORKERS = 1 << WORKER_BITS
 _MAX_SEQUENCE = (1 << SEQUENCE_BITS) - 1
+
+
+def is_id_text(value: object) -> bool:
+    """Whether ``value`` is an id as the API writes one (tweets, notifications, cursors): a
+    string of at most 16 ASCII digits (53 bits take 16)."""
+    return isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16
 
 
 def id_to_ms(tweet_id: int) -> int:

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 
 import orjson
 
+from .ids import is_id_text
+
 __all__ = ["CloseCode", "LiveClose", "ProtocolError", "AuthFrame", "LiveEvent", "tweet_frame", "delete_frame",
            "ready_frame", "PONG_FRAME", "parse_client_frame", "parse_auth_frame", "is_ping", "parse_watch_frame",
            "MAX_WATCHED", "addressed", "unaddress",
@@ -97,7 +99,7 @@ def parse_auth_frame(data: dict) -> AuthFrame:
     token, since = data.get("token"), data.get("since")
     if token is not None and not isinstance(token, str):
         raise ProtocolError("token must be a string")
-    if isinstance(since, str) and since.isascii() and since.isdigit() and len(since) <= 16:
+    if is_id_text(since):
         since = int(since)
     elif not (since is None or (isinstance(since, int) and not isinstance(since, bool) and since >= 0)):
         raise ProtocolError("since must be a tweet id string or null")
@@ -119,7 +121,7 @@ def parse_watch_frame(data: dict) -> list[int] | None:
     ids = data.get("ids")
     if not isinstance(ids, list) or len(ids) > MAX_WATCHED:
         raise ProtocolError(f"watch ids must be a list of at most {MAX_WATCHED} tweet ids")
-    if not all(isinstance(i, str) and i.isascii() and i.isdigit() and 0 < len(i) <= 16 for i in ids):
+    if not all(map(is_id_text, ids)):
         raise ProtocolError("watch ids must be tweet id strings")
     return [int(i) for i in ids]
 

@@ -19,7 +19,7 @@ import orjson
 
 from . import keys
 from .errors import BadRequest, Unprocessable
-from .ids import IdGenerator, id_to_ms
+from .ids import IdGenerator, id_to_ms, is_id_text
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import ADD_NOTIFICATION, COUNT_UNREAD, FORGET_NOTIFICATIONS, MARK_NOTIFICATIONS_READ
 from .timelines import Timelines
@@ -85,7 +85,7 @@ class Notifications:
             raise BadRequest("up_to is required.", code="missing_field")
         if not isinstance(up_to, str):
             raise BadRequest("up_to must be a string.", code="wrong_type")
-        if not (up_to.isascii() and up_to.isdigit() and 0 < len(up_to) <= 16):
+        if not is_id_text(up_to):
             raise Unprocessable("up_to must be a notification id.", code="invalid_notification_id")
         await self._mark_read(keys=[keys.notifications_read(user)], args=[int(up_to), self._ttl_ms])
 

@@ -16,7 +16,7 @@ import orjson
 from . import keys
 from .errors import Forbidden, NotFound
 from .fanout import Delivery, FanoutJob, FanoutQueue
-from .ids import IdGenerator
+from .ids import IdGenerator, is_id_text
 from .live_protocol import delete_frame, tweet_frame
 from .notifications import Notifications
 from .watches import CountsPublisher
@@ -36,7 +36,7 @@ MAX_TWEET_ID = (1 << 53) - 1
 
 def parse_tweet_id(raw: object) -> int:
     """A tweet id from a path or query, or 404 (nothing can be found under a non-id)."""
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 16:
+    if is_id_text(raw):
         value = int(raw)
         if 0 < value <= MAX_TWEET_ID:
             return value
