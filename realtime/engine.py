@@ -58,7 +58,7 @@ class Engine:
         self.hashtag_index = HashtagIndex(redis, self.timelines)
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
                              hashtag_index=self.hashtag_index, notifications=self.notifications,
-                             counts=CountsPublisher(redis, sharded=settings.redis_cluster))
+                             counts=CountsPublisher(redis))
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
         self.replay = Replay(self.timelines, self.tweets, self.notifications)  # what a (re)connecting socket missed
         self.live_hub = LiveHub(redis, self._make_pubsub_client, self.replay.events_after,

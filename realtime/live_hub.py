@@ -49,7 +49,7 @@ from collections.abc import Awaitable, Callable
 from . import keys, metrics
 from .live_protocol import CloseCode, LiveEvent, probe_message, probe_nonce, unaddress
 from .progress import AwaitableCount
-from .redis_client import Redis, RedisDown
+from .redis_client import LEASE_WRITE_CHUNK, Redis, RedisDown, queue_lease
 from .supervision import supervise
 from .watches import CountWatches
 
@@ -67,7 +67,6 @@ RENEWAL_RETRY = 2.0
 PROBE_EVERY = 10.0
 PROBE_TIMEOUT = 5.0
 
-LEASE_WRITE_CHUNK = 200  # users per pipeline: a renewal of 10,000 leases must not stall the loop
 #: How often every live socket's session is looked up again (sign-outs missed, lost sessions).
 SESSION_RECHECK = 30.0
 
@@ -231,7 +230,7 @@ class LiveHub:
         self.channel = keys.process_channel(self.process_id)
         self.sharded = sharded
         #: The tweets whose counts local sockets watch; their messages come on ``channel``.
-        self.watches = CountWatches(redis, self.process_id)
+        self.watches = CountWatches(redis, self.process_id, lease_ms=int(LEASE * 1000))
         self._leaving: set[str] = set()  # sharded channels we unsubscribe from ourselves
         self._subscribed: dict[str, asyncio.Future] = {}  # sharded: user -> their channel's confirmation
         self._probes: dict[str, asyncio.Future] = {}  # nonce -> its echo
@@ -318,16 +317,13 @@ class LiveHub:
     async def _write_leases(self, users: list[str]) -> None:
         # After a removal in flight, so that its ZREM cannot land after our ZADD.
         await self._removal_done.wait()
-        now_ms = int(time.time() * 1000)
-        until = now_ms + int(LEASE * 1000)
+        now_ms, lease_ms = int(time.time() * 1000), int(LEASE * 1000)
+        until = now_ms + lease_ms
         for start in range(0, len(users), LEASE_WRITE_CHUNK):
             chunk = users[start:start + LEASE_WRITE_CHUNK]
             pipe = self._redis.pipeline(transaction=False)
             for user in chunk:
-                key = keys.live_presence(user)
-                pipe.zadd(key, {self.process_id: until})
-                pipe.zremrangebyscore(key, "-inf", now_ms)  # leases of dead processes
-                pipe.pexpire(key, int(LEASE * 1000))
+                queue_lease(pipe, keys.live_presence(user), self.process_id, now_ms, lease_ms)
             if not self.sharded:  # one Redis: who may be online, for a fan-out batch (realtime.scripts)
                 pipe.zadd(keys.LIVE_ONLINE, {user: until for user in chunk}, gt=True)
                 pipe.zremrangebyscore(keys.LIVE_ONLINE, "-inf", now_ms)

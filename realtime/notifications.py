@@ -55,7 +55,7 @@ class Notifications:
         if sender.lower() == recipient:
             return False
         note_id = self._ids.next_id()
-        note = {"id": "", "type": kind, "from": sender, "timestamp": id_to_ms(note_id) / 1000}
+        note = _shown(note_id, kind, sender, shown_id="")
         if tweet is not None:
             note["tweet"] = tweet
         # The script knows the final id: the frame goes in two parts, either side of it. "id"
@@ -132,10 +132,16 @@ class Notifications:
         tweets = {tweet["id"]: tweet for tweet in await hydrate(tweet_ids, viewer=viewer)} if tweet_ids else {}
         shown = []
         for note_id, kind, sender, tweet_id in parsed:
-            note = {"id": str(note_id), "type": kind, "from": sender, "timestamp": id_to_ms(note_id) / 1000}
+            note = _shown(note_id, kind, sender)
             if tweet_id:
                 if tweet_id not in tweets:
                     continue  # deleted; its delete job removes the notification
                 note["tweet"] = tweets[tweet_id]
             shown.append(note)
         return shown
+
+
+def _shown(note_id: int, kind: str, sender: str, *, shown_id: str | None = None) -> dict:
+    """A notification as the API shows it, but for its tweet; ``shown_id`` stands in for its id."""
+    return {"id": str(note_id) if shown_id is None else shown_id, "type": kind, "from": sender,
+            "timestamp": id_to_ms(note_id) / 1000}

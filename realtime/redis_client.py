@@ -19,7 +19,7 @@ from redis.exceptions import (AskError, BusyLoadingError, ClusterDownError, Conn
                               SlotNotCoveredError, TimeoutError as RedisTimeoutError, TryAgainError)
 
 __all__ = ["make_redis", "open_redis", "warm_up", "execute_scripted", "RedisDown", "Redis", "cluster_health",
-           "is_cluster", "is_transient", "queue_publish", "queue_script", "ReplicaAcks", "is_redirect"]
+           "is_cluster", "is_transient", "queue_publish", "queue_script", "queue_lease", "LEASE_WRITE_CHUNK", "ReplicaAcks", "is_redirect"]
 
 Redis = aioredis.Redis | RedisCluster
 
@@ -197,6 +197,19 @@ def queue_publish(pipe, channel: str, message: str) -> None:
         pipe.spublish(channel, message)
     else:
         pipe.publish(channel, message)
+
+
+#: Keys per pipeline when a process writes many leases: a renewal of 10,000 must not stall the loop.
+LEASE_WRITE_CHUNK = 200
+
+
+def queue_lease(pipe, key: str, holder: str, now_ms: int, lease_ms: int) -> None:
+    """Queue ``holder``'s lease in the sorted set ``key`` (holder -> end of the lease, Unix ms),
+    pruning the leases of holders that stopped renewing (dead processes), the key itself
+    expiring with the lease: where a user's sockets are, which processes watch a tweet."""
+    pipe.zadd(key, {holder: now_ms + lease_ms})
+    pipe.zremrangebyscore(key, "-inf", now_ms)
+    pipe.pexpire(key, lease_ms)
 
 
 async def warm_up(redis: Redis, connections: int) -> None:

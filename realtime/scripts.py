@@ -31,11 +31,14 @@ local home_prefix, presence_before, presence_after, channel_prefix = ARGV[{first
 local now_ms, channel_mid, online_key = ARGV[{first} + 4], ARGV[{first} + 5], ARGV[{first} + 6]
 local recipients, processes = {{}}, {{}}
 local online = nil  -- owner -> true for those who may be online, once find_online has looked
+local function home_owner(key)  -- the owner of a home timeline key, else nil
+  if string.sub(key, 1, #home_prefix) == home_prefix then return string.sub(key, #home_prefix + 1, -2) end
+end
 local function find_online(targets)
   if message == '' or online_key == '' then return end
   local owners = {{}}
   for _, key in ipairs(targets) do
-    if string.sub(key, 1, #home_prefix) == home_prefix then owners[#owners + 1] = string.sub(key, #home_prefix + 1, -2) end
+    owners[#owners + 1] = home_owner(key)
   end
   online = {{}}
   if #owners == 0 then return end
@@ -45,9 +48,8 @@ local function find_online(targets)
   end
 end
 local function note_recipient(key)
-  if message == '' or string.sub(key, 1, #home_prefix) ~= home_prefix then return end
-  local owner = string.sub(key, #home_prefix + 1, -2)
-  if online and not online[owner] then return end
+  local owner = message ~= '' and home_owner(key)
+  if not owner or (online and not online[owner]) then return end
   for _, process in ipairs(redis.call('ZRANGEBYSCORE', presence_before .. owner .. presence_after, now_ms, '+inf')) do
     if channel_mid ~= '' then
       redis.call('SPUBLISH', channel_prefix .. owner .. channel_mid .. process, addressed(owner, message))
@@ -125,8 +127,9 @@ local removed = 0
 for _, key in ipairs(TARGETS) do
   if redis.call('LREM', key, 0, id) > 0 then
     removed = removed + 1
-    if string.sub(key, 1, #home_prefix) == home_prefix then
-      local deletes = deletes_prefix .. string.sub(key, #home_prefix + 1)
+    local owner = home_owner(key)
+    if owner then
+      local deletes = deletes_prefix .. owner .. '}'
       redis.call('LPUSH', deletes, id .. ':' .. (redis.call('LINDEX', key, 0) or '0') .. ':' .. deleted_at)
       redis.call('LTRIM', deletes, 0, deletes_length - 1)
       redis.call('PEXPIRE', deletes, ttl_ms)

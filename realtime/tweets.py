@@ -354,14 +354,11 @@ class Tweets:
         originals = list({int(f["of"]) for _, f in entries if f.get("kind") == "retweet"})
         shown_ids = list(dict.fromkeys(int(f["of"]) if f.get("kind") == "retweet" else tweet_id
                                        for tweet_id, f in entries))
-        now = time.monotonic()
-        display_names, authors = self._users.cached_display_names(
-            {f["author"] for _, f in entries if f.get("kind") != "retweet"}, now)
         pipe = self._redis.pipeline(transaction=False)
         for original in originals:
             pipe.hgetall(keys.tweet(original))
-        for author in authors:
-            pipe.hget(keys.user(author), "display_name")
+        display_names, authors = self._users.queue_display_names(
+            pipe, {f["author"] for _, f in entries if f.get("kind") != "retweet"})
         one_node = not self._timelines.cluster
         if viewer is not None and one_node:  # one call for every flag, not two commands a tweet
             await queue_script(pipe, self._viewer_flags, [*map(keys.likes, shown_ids), *map(keys.retweets, shown_ids)],
@@ -372,9 +369,7 @@ class Tweets:
                 pipe.hexists(keys.retweets(tweet_id), viewer)
         answers = iter(await (execute_scripted(pipe) if one_node else pipe.execute()))
         original_fields = {original: next(answers) for original in originals}
-        read = {author: next(answers) for author in authors}
-        self._users.remember_display_names(read, now)
-        display_names.update(read)
+        display_names.update(self._users.take_display_names(authors, [next(answers) for _ in authors]))
         flags = {}
         if viewer is not None:
             answered = iter(next(answers)) if one_node else answers
@@ -397,17 +392,12 @@ class Tweets:
         return shown
 
     async def _read_display_names(self, display_names: dict[str, str | None], more: Iterable[dict]) -> None:
-        now = time.monotonic()
-        known, missing = self._users.cached_display_names(
-            {f["author"] for f in more if f and "deleted" not in f} - display_names.keys(), now)
+        pipe = self._redis.pipeline(transaction=False)
+        known, missing = self._users.queue_display_names(
+            pipe, {f["author"] for f in more if f and "deleted" not in f} - display_names.keys())
         display_names.update(known)
         if missing:
-            pipe = self._redis.pipeline(transaction=False)
-            for author in missing:
-                pipe.hget(keys.user(author), "display_name")
-            read = dict(zip(missing, await pipe.execute()))
-            self._users.remember_display_names(read, now)
-            display_names.update(read)
+            display_names.update(self._users.take_display_names(missing, await pipe.execute()))
 
     async def page(self, timeline_key: str, *, count: int, before: int | None, viewer: str | None = None) -> dict:
         """One page of a timeline: ``{"tweets": [...newest first], "next": id | None}``."""

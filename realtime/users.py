@@ -163,8 +163,10 @@ class Users:
 
     # -- display names for rendering tweets: a page names up to 20 authors ---------------
 
-    def cached_display_names(self, lowers, now: float) -> tuple[dict[str, str | None], list[str]]:
-        """The display names read within ``DISPLAY_NAMES_TTL`` of ``now``, and the names to read."""
+    def queue_display_names(self, pipe, lowers) -> tuple[dict[str, str | None], list[str]]:
+        """The display names read within ``DISPLAY_NAMES_TTL``, and the names whose reads this
+        queued in ``pipe``, in order: hand their answers to ``take_display_names``."""
+        now = time.monotonic()
         known, missing = {}, []
         for lower in lowers:
             entry = self._display_names.get(lower)
@@ -172,14 +174,18 @@ class Users:
                 known[lower] = entry[1]
             else:
                 missing.append(lower)
+                pipe.hget(keys.user(lower), "display_name")
         return known, missing
 
-    def remember_display_names(self, names: dict[str, str | None], now: float) -> None:
-        for lower, name in names.items():
+    def take_display_names(self, missing: list[str], answers) -> dict[str, str | None]:
+        """``missing``'s display names from their queued reads' ``answers``, remembered."""
+        read, now = dict(zip(missing, answers)), time.monotonic()
+        for lower, name in read.items():
             self._display_names.pop(lower, None)  # re-inserted at the young end
             self._display_names[lower] = (now, name)
         while len(self._display_names) > DISPLAY_NAMES_KEPT:
             del self._display_names[next(iter(self._display_names))]
+        return read
 
     async def follow(self, me: str, other: str) -> None:
         await self._set_follow(me, other, follow=True)

@@ -22,21 +22,19 @@ import orjson
 
 from . import keys, metrics
 from .live_protocol import MAX_WATCHED, LiveEvent, addressed
-from .redis_client import Redis, queue_script
+from .redis_client import LEASE_WRITE_CHUNK, Redis, queue_lease, queue_publish, queue_script
 from .scripts import COUNTS_CHANGED
 
 __all__ = ["CountWatches", "CountsPublisher", "MAX_WATCHED", "COUNTS_INTERVAL"]
 
 COUNTS_INTERVAL = 1.0  # seconds between two counts frames of one tweet to a socket
-LEASE_MS = 60_000  # as the users' leases (realtime.live_hub.LEASE)
 
 
 class CountsPublisher:
     """The changer's side: queue ``COUNTS_CHANGED`` after a change, then publish its answer."""
 
-    def __init__(self, redis: Redis, *, sharded: bool) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._sharded = sharded
         self._changed = redis.register_script(COUNTS_CHANGED)
 
     async def queue_changed(self, pipe, tweet_id: int) -> None:
@@ -52,10 +50,7 @@ class CountsPublisher:
                                               "retweets": max(0, int(retweets)), "v": int(version)}).decode())
         pipe = self._redis.pipeline(transaction=False)
         for process in processes:
-            if self._sharded:
-                pipe.spublish(keys.process_channel(process), message)
-            else:
-                pipe.publish(keys.process_channel(process), message)
+            queue_publish(pipe, keys.process_channel(process), message)
         await pipe.execute()
 
 
@@ -73,10 +68,11 @@ class _Tweet:
 
 
 class CountWatches:
-    def __init__(self, redis: Redis, process_id: str, *, interval: float = COUNTS_INTERVAL,
+    def __init__(self, redis: Redis, process_id: str, *, lease_ms: int, interval: float = COUNTS_INTERVAL,
                  clock=time.monotonic) -> None:
         self._redis = redis
         self._process_id = process_id
+        self._lease_ms = lease_ms  # as the users' (realtime.live_hub.LEASE), renewed with them
         self.interval = interval
         self._clock = clock
         self._tweets: dict[int, _Tweet] = {}
@@ -136,14 +132,11 @@ class CountWatches:
 
     async def _write_leases(self, tweet_ids: list[int]) -> None:
         now_ms = int(time.time() * 1000)
-        for start in range(0, len(tweet_ids), 200):  # a renewal of many must not stall the loop
-            chunk = tweet_ids[start:start + 200]
+        for start in range(0, len(tweet_ids), LEASE_WRITE_CHUNK):
+            chunk = tweet_ids[start:start + LEASE_WRITE_CHUNK]
             pipe = self._redis.pipeline(transaction=False)
             for tweet_id in chunk:
-                key = keys.count_watchers(tweet_id)
-                pipe.zadd(key, {self._process_id: now_ms + LEASE_MS})
-                pipe.zremrangebyscore(key, "-inf", now_ms)  # dead processes'
-                pipe.pexpire(key, LEASE_MS)
+                queue_lease(pipe, keys.count_watchers(tweet_id), self._process_id, now_ms, self._lease_ms)
             await pipe.execute()
             self._leased.update(tweet_id for tweet_id in chunk if tweet_id in self._tweets)
 

@@ -3,7 +3,7 @@
 import {api} from './api.js';
 import {codePoints, h} from './dom.js';
 import {followButton} from './profile.js';
-import {avatar} from './tweets.js';
+import {authorLink, avatar} from './tweets.js';
 import {heading, setTitle} from './ui.js';
 
 export const LIMIT = 280;
@@ -78,9 +78,7 @@ function whoToFollow(app, home) {
     card.append(h('h2', {id: 'who-title'}, 'Who to follow'),
       h('ul', {class: 'suggestions'}, ...users.map((user) => h('li', {class: 'user-row'},
         avatar(user.username),
-        h('a', {href: `#/u/${user.username}`, class: 'author'},
-          h('span', {class: 'display-name', dir: 'auto'}, user.display_name), ' ',
-          h('span', {class: 'handle'}, '@' + user.username)),
+        authorLink(user.username, user.display_name),
         h('span', {class: 'followers hint'}, `${user.followers.toLocaleString()} ${user.followers === 1 ? 'follower' : 'followers'}`),
         followButton(app, {username: user.username, you_follow: false})))));
     card.hidden = false;

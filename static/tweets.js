@@ -58,6 +58,13 @@ export function avatar(name, size = 'small') {
   return element;
 }
 
+/** "Display Name @handle", a link to the profile (tweets, who to follow). */
+export function authorLink(username, displayName) {
+  return h('a', {class: 'author', href: `#/u/${username}`},
+    h('span', {class: 'display-name', dir: 'auto'}, displayName || username), ' ',
+    h('span', {class: 'handle'}, '@' + username));
+}
+
 const same = (a, b) => Boolean(a && b) && a.toLowerCase() === b.toLowerCase();
 
 /**
@@ -109,9 +116,7 @@ export function renderTweet(tweet, ctx) {
       avatar(tweet.from),
       h('div', {class: 'tweet-main'},
         h('p', {class: 'tweet-head', id: labelId},
-          h('a', {class: 'author', href: `#/u/${tweet.from}`},
-            h('span', {class: 'display-name', dir: 'auto'}, tweet.display_name || tweet.from), ' ',
-            h('span', {class: 'handle'}, '@' + tweet.from)),
+          authorLink(tweet.from, tweet.display_name),
           h('span', {class: 'sep', 'aria-hidden': 'true'}, ' · '),
           timeElement(tweet.timestamp)),
         h('p', {class: 'content', dir: 'auto'}, contentNodes(tweet)),

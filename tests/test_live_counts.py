@@ -82,7 +82,7 @@ def counts(likes: int, version: int) -> str:
 
 
 async def test_counts_go_out_at_once_then_at_most_one_per_interval_the_newest_last():
-    watches = CountWatches(fakeredis.FakeAsyncRedis(decode_responses=True), "p", interval=0.2)
+    watches = CountWatches(fakeredis.FakeAsyncRedis(decode_responses=True), "p", lease_ms=60_000, interval=0.2)
     watcher = Watcher()
     await watches.watch(watcher, [7])
     loop = asyncio.get_running_loop()

@@ -207,11 +207,16 @@ async def _receive_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub)
     loop = asyncio.get_running_loop()
     pending: list[int] | None = None  # the newest watch frame not applied yet
     applied_at = float("-inf")
+
+    async def apply_pending() -> None:
+        nonlocal pending, applied_at
+        await _watch(hub, subscriber, pending)
+        pending, applied_at = None, loop.time()
+
     while True:
         wait = None if pending is None else applied_at + WATCH_INTERVAL - loop.time()
         if wait is not None and wait <= 0:
-            await _watch(hub, subscriber, pending)
-            pending, applied_at = None, loop.time()
+            await apply_pending()
             continue
         try:
             # Cancelling a receive loses no frame (websockets' recv, wsproto's queue).
@@ -224,8 +229,7 @@ async def _receive_frames(websocket: WebSocket, subscriber: LiveSubscriber, hub)
         if is_ping(data):
             if pending is not None:  # frames are taken in order: a pong says the watch before it holds
                 await asyncio.sleep(max(0.0, applied_at + WATCH_INTERVAL - loop.time()))
-                await _watch(hub, subscriber, pending)
-                pending, applied_at = None, loop.time()
+                await apply_pending()
             await websocket.send_text(PONG_FRAME)
         elif (watched := parse_watch_frame(data)) is not None:
             pending = watched
