@@ -1,7 +1,7 @@
 """The OpenAPI document, built from the YAML in each endpoint's docstring, and Swagger UI
 served from the swagger-ui-bundle package so /docs works with no internet access.
 
-The docstrings use four shorthands, expanded here, so that what every operation shares is
+The docstrings use five shorthands, expanded here, so that what every operation shares is
 written once, in the components below:
 
 - a string in ``parameters`` names a component parameter: ``parameters: [username, count]``;
@@ -9,6 +9,8 @@ written once, in the components below:
 - ``errors: [401, 404]`` adds the ``Error`` response for each status;
 - ``json: Profile`` in a response is its ``application/json`` body, a component schema
   (or, written as a mapping, a schema of its own).
+- ``body:`` is the required JSON object the operation takes: its ``required`` and
+  ``properties`` (the ``requestBody`` written out).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def _response(response: Any) -> Any:
 def expand_shorthand(operation: dict) -> dict:
     """An operation's docstring YAML, its shorthands (see the module's docstring) written out."""
     operation = dict(operation)
+    if "body" in operation:
+        schema = {"type": "object", **operation.pop("body")}
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
     if "parameters" in operation:
         operation["parameters"] = [_ref("parameters", p) if isinstance(p, str) else p for p in operation["parameters"]]
     responses = {status: _response(response) for status, response in operation.get("responses", {}).items()}

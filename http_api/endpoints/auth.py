@@ -28,15 +28,10 @@ async def google_signin(request: Request) -> Json:
       `username: null` whose only allowed call is `POST /users`. 404 when this server has
       no `GOOGLE_CLIENT_ID`; 503 when Google's certificates cannot be fetched.
     tags: [auth]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            required: [credential]
-            properties:
-              credential: {type: string, description: the ID token Google gave the browser}
+    body:
+      required: [credential]
+      properties:
+        credential: {type: string, description: the ID token Google gave the browser}
     responses:
       200:
         description: A new session; `username` is null until the account chooses one with POST /users.
@@ -64,15 +59,10 @@ async def dev_signin(request: Request) -> Json:
     """
     summary: Sign in by username alone (development only; 404 unless enabled)
     tags: [auth]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            required: [username]
-            properties:
-              username: {type: string, pattern: '^[A-Za-z0-9_]{1,15}$'}
+    body:
+      required: [username]
+      properties:
+        username: {type: string, pattern: '^[A-Za-z0-9_]{1,15}$'}
     responses:
       200:
         description: A new session; the user is created if new.

@@ -32,15 +32,10 @@ async def mark_read(request: Request) -> Response:
     summary: Mark your notifications read up to one (the mark only moves forward)
     tags: [notifications]
     security: [{bearer: []}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            required: [up_to]
-            properties:
-              up_to: {type: string, pattern: '^[0-9]{1,16}$', description: the id of the newest notification read}
+    body:
+      required: [up_to]
+      properties:
+        up_to: {type: string, pattern: '^[0-9]{1,16}$', description: the id of the newest notification read}
     responses:
       204: {description: Marked.}
     errors: [400, 401, 403, 413, 422]

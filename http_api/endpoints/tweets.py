@@ -16,15 +16,10 @@ async def post_tweet(request: Request) -> Response:
     summary: Post a tweet (answers once its fan-out is recorded)
     tags: [tweets]
     security: [{bearer: []}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            required: [content]
-            properties:
-              content: {type: string, minLength: 1, maxLength: 280, description: 1 to 280 Unicode code points}
+    body:
+      required: [content]
+      properties:
+        content: {type: string, minLength: 1, maxLength: 280, description: 1 to 280 Unicode code points}
     responses:
       201:
         description: Posted; no body.

@@ -20,17 +20,12 @@ async def create_user(request: Request) -> Json:
     summary: Choose a username (the first call of a new Google account)
     tags: [users]
     security: [{bearer: []}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            required: [username]
-            properties:
-              username: {type: string, pattern: '^[A-Za-z0-9_]{1,15}$'}
-              display_name: {type: string, maxLength: 50}
-              bio: {type: string, maxLength: 160}
+    body:
+      required: [username]
+      properties:
+        username: {type: string, pattern: '^[A-Za-z0-9_]{1,15}$'}
+        display_name: {type: string, maxLength: 50}
+        bio: {type: string, maxLength: 160}
     responses:
       201:
         description: The new profile.
@@ -83,15 +78,10 @@ async def edit_profile(request: Request) -> Json:
     summary: Edit your display name or bio
     tags: [users]
     security: [{bearer: []}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            properties:
-              display_name: {type: string, minLength: 1, maxLength: 50}
-              bio: {type: string, maxLength: 160}
+    body:
+      properties:
+        display_name: {type: string, minLength: 1, maxLength: 50}
+        bio: {type: string, maxLength: 160}
     responses:
       200:
         description: The updated profile.
