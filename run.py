@@ -99,6 +99,9 @@ def log_settings(settings: Settings, redis_kind: str) -> None:
     cluster = {None: "auto (asked of the server)", True: "on", False: "off"}[settings.redis_cluster]
     log.info("Redis Cluster: %s; a 201 waits up to %.0f ms for a replica there", cluster,
              settings.replica_ack_timeout * 1000)
+    log.info("Hybrid fan-out: %s", f"accounts with {settings.fanout_hot_followers} followers or more are hot "
+             "(their tweets merged into home timelines when read)" if settings.fanout_hot_followers
+             else "off (every tweet pushed to every follower's home timeline)")
     log.info("Timelines: entries kept %.0f s (%.1f days), at most %d per timeline",
              settings.timeline_max_age, settings.timeline_max_age / 86400, settings.timeline_max_length)
 

@@ -99,6 +99,16 @@ def _ws_impl(text: str) -> str:
 WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
 
 
+def _hot_threshold(text: str) -> int:
+    """FANOUT_HOT_FOLLOWERS: a follower count of at least 2, or ``off`` (also written 0)."""
+    if text.strip().lower() in ("off", "0"):
+        return 0
+    value = _whole_number(text)
+    if value < 2:
+        raise ValueError("expected a follower count of at least 2, or off")
+    return value
+
+
 def _redis_url(text: str) -> str | None:
     text = text.strip()
     if not text:
@@ -227,6 +237,9 @@ SETTINGS: tuple[Option, ...] = (
            "timelines written per pipelined fan-out batch"),
     Option("fanout_batch_pause", "FANOUT_BATCH_PAUSE", parse_duration, "0s",
            "pause between fan-out batches, to bound the Redis load of a huge fan-out"),
+    Option("fanout_hot_followers", "FANOUT_HOT_FOLLOWERS", _hot_threshold, "10000",
+           "accounts with this many followers or more are hot: their tweets are merged into followers' "
+           "home timelines when read, not pushed (off: every account's are pushed)"),
     Option("fanout_claim_idle", "FANOUT_CLAIM_IDLE", _positive_duration, "30s",
            "a fan-out job untouched this long is taken over by another worker"),
     Option("live_send_queue", "LIVE_SEND_QUEUE", _positive_int, "256",
@@ -295,6 +308,7 @@ class Settings:
     fanout_batch_size: int = 1000
     fanout_batch_pause: float = 0.0
     fanout_claim_idle: float = 30.0
+    fanout_hot_followers: int = 10_000  # 0: off
     live_send_queue: int = 256
     max_unauthenticated_sockets: int = 50
     live_auth_timeout: float = 10.0

@@ -11,6 +11,7 @@ import os
 from .config import Settings
 from .fanout import FanoutQueue, FanoutWorker, JobsInFlight, shards_per_worker
 from .google_auth import GoogleCerts, GoogleVerifier
+from .hot_fanout import HotFanout
 from .id_lease import IdLease
 from .live_hub import LiveHub
 from .notifications import Notifications
@@ -48,7 +49,10 @@ class Engine:
         self.timelines = Timelines(redis, max_age=settings.timeline_max_age,
                                    max_length=settings.timeline_max_length, cluster=settings.redis_cluster)
         self.notifications = Notifications(redis, id_lease.generator, self.timelines)
-        self.users = Users(redis, self.notifications)
+        # Hybrid fan-out: the largest accounts' tweets are merged in when a timeline is read.
+        self.hot_fanout = HotFanout(redis, self.timelines, threshold=settings.fanout_hot_followers,
+                                    shards=settings.fanout_shards, cluster=bool(settings.redis_cluster))
+        self.users = Users(redis, self.notifications, hot=self.hot_fanout)
         # On a cluster, posts and fan-out writes wait for a replica (realtime.redis_client.ReplicaAcks).
         self.replica_acks = (ReplicaAcks(redis, settings.replica_ack_timeout)
                              if settings.redis_cluster and settings.replica_ack_timeout else None)
@@ -60,9 +64,10 @@ class Engine:
                              hashtag_index=self.hashtag_index, notifications=self.notifications,
                              counts=CountsPublisher(redis))
         self.search = Search(redis, self.users, self.tweets, self.hashtag_index)
-        self.replay = Replay(self.timelines, self.tweets, self.notifications)  # what a (re)connecting socket missed
+        # What a (re)connecting socket missed.
+        self.replay = Replay(self.timelines, self.tweets, self.notifications, hot=self.hot_fanout)
         self.live_hub = LiveHub(redis, self._make_pubsub_client, self.replay.events_after,
-                                sharded=settings.redis_cluster)
+                                sharded=settings.redis_cluster, hot_channels=self.hot_fanout.channels)
         self.presence = Presence(redis, self.live_hub)
         self.rate_limits = RateLimits(redis, settings)
         self.socket_limit = SocketLimit(redis, self.presence.process_id, settings.max_sockets_per_user)
@@ -105,7 +110,7 @@ class Engine:
         return FanoutWorker(
             self.redis, self.blocking_redis, self.timelines, self.tweets, tags=tags, cluster=s.redis_cluster,
             batch_size=s.fanout_batch_size, batch_pause=s.fanout_batch_pause, claim_idle=s.fanout_claim_idle,
-            in_flight=self._jobs_in_flight, acks=self._node_writes,
+            in_flight=self._jobs_in_flight, acks=self._node_writes, hot=self.hot_fanout,
         )
 
     async def _make_pubsub_client(self) -> Redis:

@@ -55,6 +55,7 @@ from typing import Protocol
 from redis.exceptions import ResponseError
 
 from . import keys, metrics
+from .hot_fanout import HotFanout
 from .progress import AwaitableCount
 from .redis_client import Redis, ReplicaAcks, execute_scripted, is_redirect, is_transient, queue_script
 from .scripts import CONFIRM_JOB, ENQUEUE_JOB, FINISH_JOB
@@ -244,8 +245,9 @@ class FanoutWorker:
     def __init__(self, redis: Redis, blocking_redis: Redis, timelines: Timelines, source: JobSource, *,
                  tags: list[str], cluster: bool = False, batch_size: int = 1000, batch_pause: float = 0.0,
                  claim_idle: float = 30.0, in_flight: JobsInFlight | None = None,
-                 acks: ReplicaAcks | None = None) -> None:
+                 acks: ReplicaAcks | None = None, hot: HotFanout | None = None) -> None:
         self._redis = redis
+        self._hot = hot if hot is not None and hot.enabled else None  # hybrid fan-out (realtime.hot_fanout)
         self._acks = acks
         self._blocking = blocking_redis
         self._timelines = timelines
@@ -471,6 +473,7 @@ class FanoutWorker:
 
     async def _deliver(self, job: FanoutJob, delivery: Delivery, *, resumed: bool) -> None:
         progress = await self._redis.hgetall(job.progress_key) if resumed else {}
+        hot = self._hot is not None and await self._is_hot(job, progress)
         # The author's own timelines and the extras were written by the request too, and any
         # batch by a worker that died mid-job: those look for the id first. Other batches
         # cannot hold it yet (see the module's docstring).
@@ -483,6 +486,11 @@ class FanoutWorker:
         if extras and not progress.get("extras"):  # none: no batch, one round trip fewer per job
             await self._write_batch(job, [(own + extras, dedupe)], delivery.message, progress={"extras": 1})
             dedupe, own = RECENT_DEDUPE_WINDOW, []
+        if hot:  # not to the followers' timelines: merged in when they are read; live to every process
+            if own:
+                await self._write_batch(job, [(own, dedupe)], delivery.message, progress=None)
+            await self._hot.publish(job, delivery.message, [job.author, *mentions], PROGRESS_TTL)
+            return
         skip = set(mentions) | {job.author}  # mentioned users already have it
         # The next page is read while the current batch is written: a read on another
         # connection, so the writes and their progress marks keep their order.
@@ -513,6 +521,41 @@ class FanoutWorker:
                 page.cancel()
             elif not page.cancelled():
                 page.exception()  # a failed read we no longer need is not reported as never retrieved
+
+    async def _is_hot(self, job: FanoutJob, progress: dict) -> bool:
+        """Whether the job's entry skips the followers' timelines: a post, as its author's
+        state says (decided once: the progress keeps it for a re-run); a delete, as its post was."""
+        if job.kind != "post":
+            return await self._hot.was_posted_hot(job.author, job.tweet_id)
+        mode = progress.get("mode")
+        if mode is None:
+            mode = await self._hot.mode_of(job.author)
+            if mode == "warm":
+                await self._warm(job, progress)
+                mode = "hot"
+            await self.confirm(job, {"mode": mode})
+        if mode == "hot":
+            pipe = self._redis.pipeline(transaction=False)
+            self._hot.queue_record_post(pipe, job.author, job.tweet_id)
+            await pipe.execute()
+        return mode == "hot"
+
+    async def _warm(self, job: FanoutJob, progress: dict) -> None:
+        """Make the author hot: every follower merges their entries from this job's on
+        (realtime.hot_fanout), in batches with progress marks, before the state says so."""
+        await self._hot.begin_warming(job.author)
+        from_id = self._hot.warm_from(job.tweet_id)
+        cursor, walked = progress.get("warm_cursor", ""), int(progress.get("warmed", 0))
+        while True:
+            names = await self._follower_page(job.author, cursor)
+            if names:
+                await self._hot.add_followers(job.author, names, from_id)
+            walked += len(names)
+            if len(names) < self.batch_size:
+                break
+            cursor = names[-1]
+            await self.confirm(job, {"warm_cursor": cursor, "warmed": walked})
+        await self._hot.finish_warming(job.author, walked)
 
     async def _follower_page(self, author: str, after: str) -> list[str]:
         low = f"({after}" if after else "-"

@@ -19,6 +19,7 @@ __all__ = [
     "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
     "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
     "rate_limit", "user_sockets", "notifications", "notifications_read", "count_watchers", "popular_users", "LIVE_ONLINE",
+    "user_deletes", "hot_follows", "hot_posts", "hot_channel", "FANOUT_STATE",
 ]
 
 
@@ -39,6 +40,12 @@ def home_deletes(user: str) -> str:
 
 def user_timeline(user: str) -> str:
     return f"tl:user:{{{user}}}"
+
+
+def user_deletes(user: str) -> str:
+    """List, newest first: the entries that left ``user``'s user timeline, as ``id:head:ms``
+    (as ``home_deletes``): a hot account's deletes, replayed to its followers (realtime.hot_fanout)."""
+    return f"tl:usergone:{{{user}}}"
 
 
 def mentions_timeline(user: str) -> str:
@@ -102,6 +109,29 @@ usernames = "usernames"
 #: Sorted set: lowercase username -> followers gained less followers lost since it was kept
 #: (realtime.users.Users.suggestions: who to follow).
 popular_users = "popular"
+
+
+#: Field of the user hash (``user``): how the account's tweets fan out, absent while they are
+#: pushed into followers' timelines (realtime.hot_fanout: "warming", "hot", "cooled:<ms>").
+FANOUT_STATE = "fanout"
+
+
+def hot_follows(name: str) -> str:
+    """Sorted set: the hot accounts ``name`` follows, each scored by the smallest entry id of
+    theirs merged into ``name``'s home timeline (realtime.hot_fanout)."""
+    return f"hotfollow:{{{name}}}"
+
+
+def hot_posts(name: str) -> str:
+    """Sorted set: the entries ``name`` posted while hot (not pushed to followers), scored by
+    id, for their deletes (realtime.hot_fanout)."""
+    return f"hotposts:{{{name}}}"
+
+
+def hot_channel(tag: str) -> str:
+    """The pub/sub channel of hot accounts' tweets and deletes, one per fan-out shard, in the
+    shard's slot (sharded on a cluster); every server process listens to all of them."""
+    return f"live:hot:{{{tag}}}"
 
 
 def session(token_hash: str) -> str:

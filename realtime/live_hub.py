@@ -47,7 +47,8 @@ from collections.abc import Awaitable, Callable
 
 
 from . import keys, metrics
-from .live_protocol import CloseCode, LiveEvent, probe_message, probe_nonce, unaddress
+from .hot_fanout import LocalHotFollows
+from .live_protocol import CloseCode, LiveEvent, hot_account_of, probe_message, probe_nonce, unaddress
 from .progress import AwaitableCount
 from .redis_client import LEASE_WRITE_CHUNK, Redis, RedisDown, queue_lease
 from .supervision import supervise
@@ -222,8 +223,12 @@ CatchUp = Callable[[str, int | None, int | None], Awaitable[list[LiveEvent]]]
 
 class LiveHub:
     def __init__(self, redis: Redis, make_pubsub_client: Callable[[], Awaitable[Redis]], catch_up: CatchUp,
-                 process_id: str | None = None, *, sharded: bool = False) -> None:
+                 process_id: str | None = None, *, sharded: bool = False, hot_channels: list[str] = ()) -> None:
         self._redis = redis
+        #: Hybrid fan-out: hot accounts' events come on these channels, for the local users who
+        #: follow them (realtime.hot_fanout).
+        self.hot_channels = list(hot_channels)
+        self.hot_follows = LocalHotFollows(redis) if self.hot_channels else None
         self._make_client = make_pubsub_client
         self._catch_up = catch_up
         self.process_id = process_id or new_process_id()
@@ -284,6 +289,8 @@ class LiveHub:
             await asyncio.wait_for(self._subscribe_user(subscriber.user), timeout=5)
         if subscriber.user not in self._leased:
             await asyncio.wait_for(self._write_leases([subscriber.user]), timeout=5)
+        if self.hot_follows is not None and not self.hot_follows.loaded(subscriber.user):
+            await asyncio.wait_for(self.hot_follows.load([subscriber.user]), timeout=5)
 
     def _user_channel(self, user: str) -> str:
         return keys.user_process_channel(user, self.process_id)
@@ -310,6 +317,8 @@ class LiveHub:
         self._connections -= 1
         if not subs:
             del self._subscribers[subscriber.user]
+            if self.hot_follows is not None:
+                self.hot_follows.forget(subscriber.user)
         self._update_gauges()
 
     # -- leases: where each user's sockets are ----------------------------------------
@@ -423,6 +432,8 @@ class LiveHub:
                 # Redis may have restarted empty: our users' leases before anyone goes live.
                 await asyncio.wait_for(self._write_leases(list(self._subscribers)), timeout=10)
                 await asyncio.wait_for(self.watches.renew(), timeout=10)
+                if self.hot_follows is not None:  # changes of them were missed while away
+                    await asyncio.wait_for(self.hot_follows.load(list(self._subscribers)), timeout=10)
                 self._renewed_at = time.monotonic()
                 self.connected.set()
                 if self.sharded:
@@ -461,15 +472,15 @@ class LiveHub:
         """Subscribe: the control channel and our own (one Redis), or the control channel
         and each local user's channel (sharded). Answers what confirms each, once read."""
         loop = asyncio.get_running_loop()
+        channels = (keys.CONTROL_CHANNEL, self.channel, *self.hot_channels)
+        self._unconfirmed = {channel: loop.create_future() for channel in channels}
         if not self.sharded:
-            self._unconfirmed = {channel: loop.create_future() for channel in (keys.CONTROL_CHANNEL, self.channel)}
             await self._pubsub.subscribe(*self._unconfirmed)
             return list(self._unconfirmed.values())
         # Our own channel too: the counts of watched tweets come there (realtime.watches).
-        self._unconfirmed = {channel: loop.create_future() for channel in (keys.CONTROL_CHANNEL, self.channel)}
         self._subscribed = {}
         self._leaving = set()
-        await self._pubsub.ssubscribe(keys.CONTROL_CHANNEL, self.channel)
+        await self._pubsub.ssubscribe(*channels)
         return [*self._unconfirmed.values(), *(self._subscribe_user(user) for user in list(self._subscribers))]
 
     async def _read_messages(self) -> None:
@@ -598,6 +609,10 @@ class LiveHub:
             except Exception:
                 log.error("ignoring a malformed counts message: %s", frame[:100])
             return
+        account = hot_account_of(names)
+        if account is not None:
+            self._dispatch_hot(account, names[1:], frame)
+            return
         local = [subs for name in names if (subs := self._subscribers.get(name))]
         if not local:
             return  # a lease not yet dropped, or a control event for users elsewhere
@@ -606,12 +621,34 @@ class LiveHub:
         except Exception:  # anything in it that is not the expected shape: never the reader's end
             log.error("ignoring a malformed live event for %s", " ".join(names)[:100])
             return
+        if event.changes_hot_follows:
+            for name in names:
+                if self.hot_follows is not None and name in self._subscribers:
+                    self._offer(name, self.hot_follows.changed(name, event))
+            return
         for subs in local:
             if event.is_control:
                 self._control(event, subs)
             else:
                 for sub in subs:
                     sub.offer(event)
+
+    def _dispatch_hot(self, account: str, skip: list[str], frame: str) -> None:
+        """A hot account's tweet or delete, heard by every process: to the local users who follow it."""
+        if self.hot_follows is None:
+            return
+        try:
+            event = LiveEvent(frame)
+        except Exception:
+            log.error("ignoring a malformed hot event of %s", account[:20])
+            return
+        for user in self.hot_follows.recipients(account, frozenset(skip), event):
+            self._offer(user, [event])
+
+    def _offer(self, user: str, events: list[LiveEvent]) -> None:
+        for sub in self._subscribers.get(user, ()):
+            for event in events:
+                sub.offer(event)
 
     @staticmethod
     def _control(event: LiveEvent, subs: set[LiveSubscriber]) -> None:

@@ -25,7 +25,7 @@ from .ids import is_id_text
 
 __all__ = ["CloseCode", "LiveClose", "ProtocolError", "AuthFrame", "LiveEvent", "tweet_frame", "delete_frame",
            "ready_frame", "PONG_FRAME", "parse_client_frame", "parse_auth_frame", "is_ping", "parse_watch_frame",
-           "MAX_WATCHED", "addressed", "unaddress",
+           "MAX_WATCHED", "addressed", "unaddress", "hot_address", "hot_account_of", "hot_follow_frame",
            "LUA_ADDRESSED", "session_revoked_event", "sockets_evicted_event", "probe_message", "probe_nonce"]
 
 
@@ -146,11 +146,32 @@ def unaddress(data: str) -> tuple[list[str], str]:
     return names.split(" "), event
 
 
-_SESSION_REVOKED, _SOCKETS_EVICTED = "session_revoked", "sockets_evicted"
+#: A hot account's event (realtime.hot_fanout) is addressed to ``*<account>`` and then the
+#: users it must skip: every process hears it, for its users who follow the account.
+_HOT_MARK = "*"  # never in a username (realtime.text)
+
+
+def hot_address(account: str, skip) -> list[str]:
+    return [_HOT_MARK + account, *skip]
+
+
+def hot_account_of(names: list[str]) -> str | None:
+    """The hot account of an event addressed by ``hot_address``, else None."""
+    return names[0][1:] if names and names[0].startswith(_HOT_MARK) else None
+
+
+_SESSION_REVOKED, _SOCKETS_EVICTED, _HOT_FOLLOW = "session_revoked", "sockets_evicted", "hot_follow"
 
 
 def session_revoked_event(token_hash: str) -> str:
     return orjson.dumps({"type": _SESSION_REVOKED, "token_hash": token_hash}).decode()
+
+
+def hot_follow_frame(account: str, from_id: int | None) -> str:
+    """A user now merges hot ``account``'s entries from ``from_id`` on (None: no longer), for
+    the hub of the user's sockets (realtime.hot_fanout); never sent to a client."""
+    return orjson.dumps({"type": _HOT_FOLLOW, "account": account,
+                         "from": None if from_id is None else str(from_id)}).decode()
 
 
 def sockets_evicted_event(socket_ids: list[str]) -> str:
@@ -173,7 +194,7 @@ class LiveEvent:
     """A published event, parsed once per process, whatever the number of sockets."""
 
     __slots__ = ("frame", "kind", "entry_id", "deleted_id", "notification_id", "posted_at", "token_hash",
-                 "socket_ids")
+                 "socket_ids", "account", "followed_from")
 
     def __init__(self, frame: str) -> None:
         self.frame = frame
@@ -187,6 +208,11 @@ class LiveEvent:
         self.socket_ids: list[str] | tuple = data.get("socket_ids") or ()  # sockets_evicted
         if not isinstance(self.socket_ids, (list, tuple)):
             raise ValueError("socket_ids must be a list")
+        self.account: str | None = None
+        self.followed_from: int | None = None
+        if self.kind == _HOT_FOLLOW:  # realtime.hot_fanout.hot_follow_frame
+            self.account = str(data["account"])
+            self.followed_from = None if data["from"] is None else int(data["from"])
         if self.kind == "tweet":
             tweet = data["tweet"]
             self.entry_id = int(tweet.get("retweet_id") or tweet["id"])
@@ -199,6 +225,7 @@ class LiveEvent:
         event.frame, event.kind, event.token_hash, event.socket_ids = tweet_frame(tweet), "tweet", None, ()
         event.entry_id = int(tweet.get("retweet_id") or tweet["id"])
         event.posted_at, event.deleted_id, event.notification_id = tweet.get("timestamp"), None, None
+        event.account = event.followed_from = None
         return event
 
     @classmethod
@@ -220,7 +247,11 @@ class LiveEvent:
 
     @property
     def is_control(self) -> bool:
-        return self.kind in (_SESSION_REVOKED, _SOCKETS_EVICTED)
+        return self.kind in (_SESSION_REVOKED, _SOCKETS_EVICTED, _HOT_FOLLOW)
+
+    @property
+    def changes_hot_follows(self) -> bool:
+        return self.kind == _HOT_FOLLOW
 
     @property
     def revokes_session(self) -> bool:

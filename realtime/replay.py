@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from .live_protocol import LiveEvent
+from .hot_fanout import HotFanout
 from .notifications import Notifications
 from .timelines import Timelines
 from .tweets import Tweets
@@ -52,15 +53,17 @@ class ReplayCache:
 
 class Replay:
     def __init__(self, timelines: Timelines, tweets: Tweets, notifications: Notifications,
-                 cache: ReplayCache | None = None) -> None:
+                 cache: ReplayCache | None = None, hot: HotFanout | None = None) -> None:
         self._timelines, self._tweets, self._notifications = timelines, tweets, notifications
         self.cache = cache or ReplayCache()
+        self._hot = hot if hot is not None and hot.enabled else None  # hot accounts' entries merged in
 
     async def events_after(self, user: str, since: int | None, notifications_after: int | None) -> list[LiveEvent]:
         """What entered ``user``'s home timeline after ``since``, oldest first, then what was
         deleted from it after ``since`` arrived, then the notifications newer than
         ``notifications_after`` (None: none), as events."""
-        changes = self._timelines.changes_after(user, since)
+        hot = await self._hot.follows_of(user) if self._hot is not None else None
+        changes = self._timelines.changes_after(user, since, hot)
         if notifications_after is None:
             (ids, deleted), notes = await changes, []
         else:

@@ -9,7 +9,7 @@ from .live_protocol import LUA_ADDRESSED
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET",
            "ADD_NOTIFICATION", "FORGET_NOTIFICATIONS", "MARK_NOTIFICATIONS_READ", "COUNT_UNREAD", "COUNTS_CHANGED",
-           "VIEWER_FLAGS"]
+           "VIEWER_FLAGS", "SET_HOT_FOLLOW", "PUBLISH_HOT"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients (``addressed``, realtime.live_protocol) on
@@ -112,24 +112,33 @@ return added
 """
 
 #: KEYS: timelines. ARGV: id, message (sent live for each home timeline it really left),
-#: deletes prefix, deletes length, ttl_ms, now (ms), then the live event arguments (see _LIVE_EVENTS).
+#: deletes prefix, deletes length, ttl_ms, now (ms), user timeline prefix, user deletes
+#: prefix, then the live event arguments (see _LIVE_EVENTS).
 #: A home timeline that really loses the entry records it in its owner's list of deletes
 #: (deletes prefix .. user .. '}', the home key's slot), as ``id:head:ms``: the entry that
 #: was newest after it left, and when. A socket that reconnects with ``since`` is sent the
 #: deletes recorded after ``since`` arrived (realtime.timelines.Timelines.changes_after).
-#: Returns how many lists lost it.
+#: A user timeline's go to its own list the same way (a hot account's deletes, which its
+#: followers' home timelines never held: realtime.hot_fanout). Returns how many lists lost it.
 REMOVE_FROM_TIMELINES = """
 local id, message = ARGV[1], ARGV[2]
 local deletes_prefix, deletes_length, ttl_ms, deleted_at = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-""" + _LIVE_EVENTS.format(first=7) + """
+local user_prefix, user_deletes_prefix = ARGV[7], ARGV[8]
+""" + _LIVE_EVENTS.format(first=9) + """
+local function deletes_of(key)
+  local owner = home_owner(key)
+  if owner then return deletes_prefix .. owner .. '}' end
+  if string.sub(key, 1, #user_prefix) == user_prefix then
+    return user_deletes_prefix .. string.sub(key, #user_prefix + 1)
+  end
+end
 find_online(TARGETS)
 local removed = 0
 for _, key in ipairs(TARGETS) do
   if redis.call('LREM', key, 0, id) > 0 then
     removed = removed + 1
-    local owner = home_owner(key)
-    if owner then
-      local deletes = deletes_prefix .. owner .. '}'
+    local deletes = deletes_of(key)
+    if deletes then
       redis.call('LPUSH', deletes, id .. ':' .. (redis.call('LINDEX', key, 0) or '0') .. ':' .. deleted_at)
       redis.call('LTRIM', deletes, 0, deletes_length - 1)
       redis.call('PEXPIRE', deletes, ttl_ms)
@@ -369,6 +378,38 @@ return 1
 COUNT_UNREAD = """
 local after = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(ARGV[1]) - 1)
 return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', after), '+inf')
+"""
+
+#: A user follows a hot account from an entry id on (ARGV from_id), or stops ('' ): the
+#: change goes live to the user's sockets, whose process then merges (or stops merging) that
+#: account's tweets into what it delivers (realtime.hot_fanout). A smaller from_id than one
+#: held wins: an earlier follow's entries stay in the home timeline. KEYS: the user's hot
+#: follows. ARGV: owner (lowercase), account, from_id, the live frame, then the live event
+#: arguments (see _LIVE_EVENTS). Returns 1 when the set changed.
+SET_HOT_FOLLOW = """
+local owner, account, from_id = ARGV[1], ARGV[2], ARGV[3]
+local message = ARGV[4]
+""" + _LIVE_EVENTS.format(first=5) + """
+local changed
+if from_id == '' then changed = redis.call('ZREM', KEYS[1], account)
+else changed = redis.call('ZADD', KEYS[1], 'LT', 'CH', from_id, account) end
+if changed == 1 then
+  note_recipient(home_prefix .. owner .. '}')
+  publish_to_recipients()
+end
+return changed
+"""
+
+#: A hot account's tweet or delete goes live once, to every server process: published on
+#: the job's shard's hot channel unless it was (the job's progress says so) or the job is
+#: done. KEYS: stream, the job's progress. ARGV: job id, channel, message, '1' on Redis
+#: Cluster (SPUBLISH: the channel is in the stream's slot), progress ttl (s). Returns 1 when published.
+PUBLISH_HOT = """
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[2], 'live', 1) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+if ARGV[4] == '1' then redis.call('SPUBLISH', ARGV[2], ARGV[3]) else redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return 1
 """
 
 #: KEYS: lease key. ARGV: owner, ttl_ms. Extends the lease when we still hold it.

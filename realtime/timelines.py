@@ -7,6 +7,8 @@ sorted by id when they are answered. Every read filters by age, so nothing older
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -32,6 +34,8 @@ _PRESENCE_BEFORE, _, _PRESENCE_AFTER = keys.live_presence("\0").partition("\0")
 _PROCESS_CHANNEL = [keys.process_channel(""), ""]
 _USER_CHANNEL_PREFIX, _, _USER_CHANNEL_MID = keys.user_process_channel("\0", "").partition("\0")
 _DELETES_PREFIX = keys.home_deletes("\0").partition("\0")[0]
+_USER_PREFIX = keys.user_timeline("\0").partition("\0")[0]
+_USER_DELETES_PREFIX = keys.user_deletes("\0").partition("\0")[0]
 #: A delete whose place in the timeline is lost (its neighbours left too) is replayed when it
 #: happened after ``since`` was posted, less this: the delete's time is the worker's clock,
 #: the id's the posting process's. A delete replayed needlessly is harmless to a client.
@@ -92,7 +96,7 @@ class Timelines:
                            on_node: bool = False) -> int:
         """Queue removals of ``tweet_id`` from ``keys``; live events as for ``queue_push``."""
         common = [tweet_id, message, _DELETES_PREFIX, self.max_length, int(self.max_age * 1000),
-                  int(self._clock() * 1000), *self.live_args()]
+                  int(self._clock() * 1000), _USER_PREFIX, _USER_DELETES_PREFIX, *self.live_args()]
         return await self._queue(pipe, self._remove_on_node if on_node else self._remove, keys, common, on_node)
 
     async def _queue(self, pipe, script, keys: Sequence[str], common: list, on_node: bool) -> int:
@@ -122,7 +126,81 @@ class Timelines:
         raw = await self._redis.lrange(key, 0, self.max_length - 1)
         return sorted({i for i in map(int, raw) if floor <= i < ceiling}, reverse=True)
 
-    async def changes_after(self, user: str, since: int | None) -> tuple[list[int], list[int]]:
+    async def merged_ids_before(self, key: str, hot: dict[str, int], before: int | None,
+                                want: int) -> tuple[list[int], bool]:
+        """``ids_before`` of ``key`` merged with the user timelines of the ``hot`` accounts
+        (account -> its first entry to merge; realtime.hot_fanout), newest first, no id twice:
+        at least the ``want`` newest of each that qualify. Also whether some hot timeline was
+        left partly unread (the pages may go on after these)."""
+        ceiling = before if before is not None else 1 << 62
+        home, (merged, unread) = await asyncio.gather(self.ids_before(key, before),
+                                                      self._hot_entries(hot, ceiling=ceiling, want=want))
+        return sorted(merged.union(home), reverse=True), unread
+
+    async def _hot_entries(self, hot: dict[str, int], *, ceiling: int = 1 << 62, above: int = 0,
+                           want: int | None = None) -> tuple[set[int], bool]:
+        """The entries of the hot accounts' user timelines below ``ceiling``, from each one's
+        first entry to merge (and above ``above``), young enough. Each list is read from its
+        head (newest) in growing chunks until ``want`` of it qualify, it ends, or it goes
+        below its bound. Answers them, and whether a list was left unread with ``want`` found."""
+        want = want or self.max_length
+        floor = self.oldest_allowed_id()
+        found: set[int] = set()
+        counts = dict.fromkeys(hot, 0)
+        unread, start, size, todo = False, 0, min(self.max_length, max(2 * want, 20)), list(hot)
+        while todo:
+            stop = min(start + size, self.max_length)
+            pipe = self._redis.pipeline(transaction=False)
+            for account in todo:
+                pipe.lrange(keys.user_timeline(account), start, stop - 1)
+            more = []
+            for account, raw in zip(todo, await pipe.execute()):
+                lower = max(floor, hot[account], above)
+                ids = [int(i) for i in raw]
+                taken = [i for i in ids if lower <= i < ceiling]
+                found.update(taken)
+                counts[account] += len(taken)
+                if len(ids) < stop - start or min(ids) < lower:
+                    continue  # read to its end, or to entries too old for it
+                if counts[account] >= want:
+                    unread = True
+                elif stop < self.max_length:
+                    more.append(account)
+            todo, start, size = more, stop, size * 2
+        return found, unread
+
+    async def _hot_deletes(self, hot: dict[str, int], since_ms: int) -> list[int]:
+        """The entries the hot accounts deleted from their user timelines at ``since_ms`` or
+        later (oldest first), of those merged into their followers' (realtime.hot_fanout)."""
+        if not hot:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for account in hot:
+            pipe.lrange(keys.user_deletes(account), 0, -1)
+        deleted = []
+        for account, records in zip(hot, await pipe.execute()):
+            for record in records:
+                entry, _, at_ms = (int(part) for part in record.split(":"))
+                if at_ms >= since_ms and entry >= hot[account]:
+                    deleted.append((at_ms, entry))
+        return [entry for _, entry in sorted(deleted)]
+
+    async def changes_after(self, user: str, since: int | None,
+                            hot: dict[str, int] | None = None) -> tuple[list[int], list[int]]:
+        """``changes_after_home``, with the entries and deletes of the ``hot`` accounts ``user``
+        follows merged in (realtime.hot_fanout): theirs are found by id, newer than ``since``,
+        and their deletes by time."""
+        if not hot:
+            return await self.changes_after_home(user, since)
+        (entries, deleted), (hot_entries, _) = await asyncio.gather(
+            self.changes_after_home(user, since), self._hot_entries(hot, above=0 if since is None else since + 1))
+        merged = list(dict.fromkeys(heapq.merge(entries, sorted(hot_entries))))[-self.max_length:]
+        if since is not None:
+            deleted = list(dict.fromkeys(deleted + await self._hot_deletes(
+                hot, id_to_ms(since) - DELETE_REPLAY_SLACK_MS)))
+        return merged, deleted
+
+    async def changes_after_home(self, user: str, since: int | None) -> tuple[list[int], list[int]]:
         """What a socket of ``user`` that last saw entry ``since`` missed in the home timeline:
         the entries that arrived after it and the ids deleted after it arrived, each oldest
         first. ``since`` None: the whole timeline, and no deletes (the client holds nothing).

@@ -61,6 +61,9 @@ def _render(tweet_id: int, fields: dict, display_names: dict[str, str | None]) -
 #: comes within the fan-out's claim time (or once Redis is back), far fewer posts than this at
 #: the default rate limits. Past either, a crash between a count and its mark counts twice.
 COUNTED_KEPT, COUNTED_TTL_MS = 32, 86_400_000
+#: A merged page reads this many more of each hot account's entries than it shows: some may
+#: have been deleted.
+MERGE_MARGIN = 10
 
 
 class Tweets:
@@ -399,16 +402,24 @@ class Tweets:
         if missing:
             display_names.update(self._users.take_display_names(missing, await pipe.execute()))
 
-    async def page(self, timeline_key: str, *, count: int, before: int | None, viewer: str | None = None) -> dict:
-        """One page of a timeline: ``{"tweets": [...newest first], "next": id | None}``."""
-        candidates = await self._timelines.ids_before(timeline_key, before)
+    async def page(self, timeline_key: str, *, count: int, before: int | None, viewer: str | None = None,
+                   merged: dict[str, int] | None = None) -> dict:
+        """One page of a timeline: ``{"tweets": [...newest first], "next": id | None}``.
+        ``merged``: the hot accounts whose user timelines are merged in (a home timeline,
+        realtime.hot_fanout), each with its first entry to merge."""
+        unread = False
+        if merged:
+            candidates, unread = await self._timelines.merged_ids_before(timeline_key, merged, before,
+                                                                         want=count + MERGE_MARGIN)
+        else:
+            candidates = await self._timelines.ids_before(timeline_key, before)
         shown: list[dict] = []
         position = 0
         while len(shown) < count and position < len(candidates):
             chunk = candidates[position: position + count - len(shown)]
             position += len(chunk)
             shown.extend(await self.hydrate(chunk, viewer=viewer))
-        more = position < len(candidates)
+        more = position < len(candidates) or (unread and len(shown) >= count)
         last = shown[-1] if shown else None
         next_id = (last.get("retweet_id") or last["id"]) if (more and last) else None
         return {"tweets": shown, "next": next_id}

@@ -27,8 +27,9 @@ DISPLAY_NAMES_KEPT = 50_000
 
 
 class Users:
-    def __init__(self, redis: Redis, notifications=None) -> None:
+    def __init__(self, redis: Redis, notifications=None, hot=None) -> None:
         self._redis = redis
+        self._hot = hot if hot is not None and hot.enabled else None  # realtime.hot_fanout.HotFanout
         self._notifications = notifications  # realtime.notifications.Notifications: of follows
         self._display_names: dict[str, tuple[float, str | None]] = {}  # lower -> (read at, name)
         self._author_names: dict[str, str] = {}
@@ -206,7 +207,15 @@ class Users:
         else:
             pipe.zrem(keys.following(me), target)
             pipe.zrem(keys.followers(target), me)
-        _, changed = await pipe.execute()
+        if self._hot is not None:  # read after the follower's write, in its slot (realtime.hot_fanout)
+            pipe.hget(keys.user(target), keys.FANOUT_STATE)
+            pipe.lindex(keys.user_timeline(target), 0)
+        _, changed, *hot = await pipe.execute()
+        if self._hot is not None:
+            if not follow:
+                await self._hot.unfollowed(me, target)
+            elif self._hot.is_hot_state(hot[0]):
+                await self._hot.followed(me, target, after=int(hot[1] or 0))
         if changed:  # the ranking of who to follow; a crash just before leaves it one off, no more
             await self._redis.zincrby(keys.popular_users, 1 if follow else -1, target)
         if follow and self._notifications is not None:  # after: a retry of the PUT mends a lost one

@@ -214,8 +214,16 @@ class AsyncUser:
     async def follow(self, other: User | str) -> None:
         _assert_no_content(await self.request("PUT", _follow_path(other)))
 
+    async def unfollow(self, other: User | str) -> None:
+        _assert_no_content(await self.request("DELETE", _follow_path(other)))
+
     async def delete_tweet(self, tweet_id: str) -> None:
         _assert_no_content(await self.request("DELETE", f"/tweets/{tweet_id}"))
+
+    async def home_ids(self, **params) -> list[str]:
+        answer = await self.request("GET", "/timelines/home", params={"count": 100, **params})
+        assert answer.status_code == 200, answer.text
+        return [t.get("retweet_id") or t["id"] for t in answer.json()["tweets"]]
 
 
 def _posted_id(answer: httpx.Response) -> str:

@@ -18,13 +18,17 @@ _TAG = re.compile(r"^#?([A-Za-z0-9_]{1,100})$")
 
 
 
-async def _page(request: Request, key: str, me: str | None = None, started: float | None = None) -> Json:
+async def _page(request: Request, key: str, me: str | None = None, started: float | None = None,
+                home: bool = False) -> Json:
     """``me``: the caller, known already (home); else whoever the token names, if anyone.
-    The handler's own time goes in ``Server-Timing`` (from ``started``, when it began earlier)."""
+    The handler's own time goes in ``Server-Timing`` (from ``started``, when it began earlier).
+    ``home``: the caller's home timeline, with the hot accounts they follow merged in."""
     started = started or time.perf_counter()
     count, before = count_param(request), before_param(request)
     looking = me or await viewer(request)
-    answer = Json(await request.app.state.engine.tweets.page(key, count=count, before=before, viewer=looking))
+    engine = request.app.state.engine
+    merged = await engine.hot_fanout.follows_of(me) if home else None
+    answer = Json(await engine.tweets.page(key, count=count, before=before, viewer=looking, merged=merged))
     answer.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - started) * 1000:.3f}"
     return answer
 
@@ -41,7 +45,7 @@ async def home(request: Request) -> Json:
     """
     started = time.perf_counter()
     me = await signed_in_user(request)
-    return await _page(request, keys.home_timeline(me), me, started)
+    return await _page(request, keys.home_timeline(me), me, started, home=True)
 
 
 async def user_tweets(request: Request) -> Json:
