@@ -473,7 +473,7 @@ class FanoutWorker:
 
     async def _deliver(self, job: FanoutJob, delivery: Delivery, *, resumed: bool) -> None:
         progress = await self._redis.hgetall(job.progress_key) if resumed else {}
-        hot = self._hot is not None and await self._is_hot(job, progress)
+        hot = self._hot is not None and await self._is_hot(job, progress, resumed=resumed)
         # The author's own timelines and the extras were written by the request too, and any
         # batch by a worker that died mid-job: those look for the id first. Other batches
         # cannot hold it yet (see the module's docstring).
@@ -522,18 +522,27 @@ class FanoutWorker:
             elif not page.cancelled():
                 page.exception()  # a failed read we no longer need is not reported as never retrieved
 
-    async def _is_hot(self, job: FanoutJob, progress: dict) -> bool:
+    async def _is_hot(self, job: FanoutJob, progress: dict, *, resumed: bool) -> bool:
         """Whether the job's entry skips the followers' timelines: a post, as its author's
-        state says (decided once: the progress keeps it for a re-run); a delete, as its post was."""
+        state says; a delete, as its post was.
+
+        A post is decided once: a re-run must not flip it (each way would deliver live
+        twice). A hot decision is kept in the progress before anything hot is done; a push
+        is not (no round trip per job), so a re-run without one may have pushed: it pushes
+        again rather than warm a pushed account, which the author's next post does.
+        """
         if job.kind != "post":
             return await self._hot.was_posted_hot(job.author, job.tweet_id)
         mode = progress.get("mode")
         if mode is None:
             mode = await self._hot.mode_of(job.author)
-            if mode == "warm":
+            if mode == "warm" and resumed:
+                mode = "push"
+            if mode in ("warm", "warming"):
                 await self._warm(job, progress)
                 mode = "hot"
-            await self.confirm(job, {"mode": mode})
+            if mode == "hot":
+                await self.confirm(job, {"mode": mode})
         if mode == "hot":
             pipe = self._redis.pipeline(transaction=False)
             self._hot.queue_record_post(pipe, job.author, job.tweet_id)

@@ -92,14 +92,15 @@ class HotFanout:
     # -- an author's jobs (realtime.fanout), one at a time in the author's order --------
 
     async def mode_of(self, author: str) -> str:
-        """How the author's next post goes: ``push``, ``hot``, or ``warm`` (hot, once the
-        followers know: ``begin_warming``, ``add_followers``, ``finish_warming``)."""
+        """How the author's next post goes: ``push``, ``hot``, ``warm`` (hot once the
+        followers know: ``begin_warming``, ``add_followers``, ``finish_warming``) or
+        ``warming`` (a warm that a job began and did not finish: go on with it)."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.hget(keys.user(author), keys.FANOUT_STATE)
         pipe.zcard(keys.followers(author))
         state, followers = await pipe.execute()
         if state == "warming":
-            return "warm"
+            return "warming"
         if state == "hot":
             if followers >= self.cool_below:
                 return "hot"

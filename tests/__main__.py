@@ -11,8 +11,10 @@ spread over ``CHIRP_TEST_WORKERS`` processes (pytest-xdist; each starts servers 
 then the slow ones (fault and load tests) on two, so that no more than two heavy tests share
 the machine. Each file's tests run together, in order, on one worker: a module's fixtures
 (a browser's signed-in users, say) see what its earlier tests did, as in one process.
-``--fast`` is the first pass alone. Any other arguments go to a single ``python -m pytest``
-as given.
+``--fast`` is the first pass alone. The whole suite then runs the integration tests of
+timelines and live delivery (``HOT_PASS``) once more with ``FANOUT_HOT_FOLLOWERS=2``, where
+almost every account with followers is hot (realtime.hot_fanout): they must behave the same.
+Any other arguments go to a single ``python -m pytest`` as given.
 """
 
 from __future__ import annotations
@@ -63,8 +65,15 @@ def _workers() -> str:
     return os.environ.get("CHIRP_TEST_WORKERS") or str(min(4, 2 * (os.cpu_count() or 1)))
 
 
-def _pytest(*args: str) -> int:
-    return subprocess.run([sys.executable, "-m", "pytest", *args], check=False).returncode
+#: The files run a second time with hybrid fan-out for (almost) every account.
+HOT_PASS = ["tests/test_api_timelines.py", "tests/test_api_tweets.py", "tests/test_api_users.py",
+            "tests/test_api_viewer_state.py", "tests/test_live.py", "tests/test_replay.py",
+            "tests/test_fanout_order.py", "tests/test_notifications.py"]
+
+
+def _pytest(*args: str, env: dict | None = None) -> int:
+    return subprocess.run([sys.executable, "-m", "pytest", *args], check=False,
+                          env=None if env is None else {**os.environ, **env}).returncode
 
 
 def main(argv: list[str]) -> int:
@@ -74,6 +83,11 @@ def main(argv: list[str]) -> int:
     print(f"== fast tests, on {_workers()} workers, each file on one (-m 'not slow')", flush=True)
     code = _pytest("-m", "not slow", "-n", _workers(), "--dist", "loadfile")
     if code or argv == ["--fast"]:
+        return code
+    print("== timelines and live delivery again, almost every account hot (FANOUT_HOT_FOLLOWERS=2)", flush=True)
+    code = _pytest("-m", "not slow", "-n", _workers(), "--dist", "loadfile", *HOT_PASS,
+                   env={"FANOUT_HOT_FOLLOWERS": "2"})
+    if code:
         return code
     print("== slow tests (fault and load), on 2 workers, each file on one (-m slow)", flush=True)
     return _pytest("-m", "slow", "-n", "2", "--dist", "loadfile")

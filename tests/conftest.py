@@ -49,6 +49,7 @@ class Started:
         self._tmp = tmp_path_factory
         self._single: RedisServerProcess | None = None
         self._clusters: list[RedisCluster] = []
+        self._servers: list[RedisServerProcess] = []  # private backends' (the single one apart)
         self._backends: dict[str, Backend] = {}
         self._services: dict[str, ServiceProcess] = {}
 
@@ -59,14 +60,21 @@ class Started:
 
     def backend(self, name: str) -> Backend:
         if name not in self._backends:
-            if name == "redis":
-                self._backends[name] = Backend(self.single_redis().url)
-            elif name == "cluster":
-                self._clusters.append(RedisCluster(self._tmp.mktemp("cluster")).start())
-                self._backends[name] = Backend(self._clusters[-1].url, cluster=self._clusters[-1])
-            else:
-                pytest.fail(f"CHIRP_TEST_BACKENDS names {name!r}; expected redis and/or cluster", pytrace=False)
+            self._backends[name] = self.private_backend(name, single=self.single_redis)
         return self._backends[name]
+
+    def private_backend(self, name: str, single=None) -> Backend:
+        """A backend of its own, for a service whose settings differ from the shared one's:
+        services sharing a Redis share its fan-out jobs, whoever's settings run them."""
+        if name == "redis":
+            server = single() if single else start_redis(self._tmp.mktemp("redis"))
+            if single is None:
+                self._servers.append(server)
+            return Backend(server.url)
+        if name == "cluster":
+            self._clusters.append(RedisCluster(self._tmp.mktemp("cluster")).start())
+            return Backend(self._clusters[-1].url, cluster=self._clusters[-1])
+        pytest.fail(f"CHIRP_TEST_BACKENDS names {name!r}; expected redis and/or cluster", pytrace=False)
 
     def service(self, name: str) -> ServiceProcess:
         if name not in self._services:
@@ -78,6 +86,8 @@ class Started:
             service.stop()
         for cluster in self._clusters:
             cluster.stop()
+        for server in self._servers:
+            server.stop()
         if self._single is not None:
             self._single.stop()
 

@@ -9,17 +9,37 @@ import pytest
 
 from realtime import keys
 
+from .conftest import FanoutIdle
 from .support import Api, LiveClient, ServiceProcess
 
 THRESHOLD = 3
 
 
 @pytest.fixture(scope="module")
-def hot_service(redis_server, tmp_path_factory):
-    service = ServiceProcess(redis_server.url, fanout_hot_followers=str(THRESHOLD)).start(
+def hot_backend(redis_server, started):
+    """A Redis (or cluster) of its own: the shared service's fan-out workers would run these
+    jobs with the shared threshold."""
+    return started.private_backend(redis_server.name)
+
+
+@pytest.fixture(scope="module")
+def hot_service(hot_backend, tmp_path_factory):
+    service = ServiceProcess(hot_backend.url, fanout_hot_followers=str(THRESHOLD)).start(
         tmp_path_factory.mktemp("hot"))
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_sync(hot_backend):
+    client = hot_backend.client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fanout_idle(redis_sync) -> FanoutIdle:
+    return FanoutIdle(redis_sync)
 
 
 @pytest.fixture
