@@ -100,12 +100,12 @@ WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets", "wsproto")
 
 
 def _hot_threshold(text: str) -> int:
-    """FANOUT_HOT_FOLLOWERS: a follower count of at least 2, or ``off`` (also written 0)."""
+    """FANOUT_HOT_FOLLOWERS: a follower count of at least 1, or ``off`` (also written 0)."""
     if text.strip().lower() in ("off", "0"):
         return 0
     value = _whole_number(text)
-    if value < 2:
-        raise ValueError("expected a follower count of at least 2, or off")
+    if value < 1:
+        raise ValueError("expected a follower count of at least 1, or off")
     return value
 
 

@@ -47,11 +47,11 @@ class Engine:
         self.id_lease = id_lease
         self.sessions = Sessions(redis)
         self.timelines = Timelines(redis, max_age=settings.timeline_max_age,
-                                   max_length=settings.timeline_max_length, cluster=settings.redis_cluster)
+                                   max_length=settings.timeline_max_length, cluster=settings.redis_cluster,
+                                   shards=settings.fanout_shards)
         self.notifications = Notifications(redis, id_lease.generator, self.timelines)
         # Hybrid fan-out: the largest accounts' tweets are merged in when a timeline is read.
-        self.hot_fanout = HotFanout(redis, self.timelines, threshold=settings.fanout_hot_followers,
-                                    shards=settings.fanout_shards, cluster=bool(settings.redis_cluster))
+        self.hot_fanout = HotFanout(redis, self.timelines, threshold=settings.fanout_hot_followers)
         self.users = Users(redis, self.notifications, hot=self.hot_fanout)
         # On a cluster, posts and fan-out writes wait for a replica (realtime.redis_client.ReplicaAcks).
         self.replica_acks = (ReplicaAcks(redis, settings.replica_ack_timeout)
@@ -67,7 +67,8 @@ class Engine:
         # What a (re)connecting socket missed.
         self.replay = Replay(self.timelines, self.tweets, self.notifications, hot=self.hot_fanout)
         self.live_hub = LiveHub(redis, self._make_pubsub_client, self.replay.events_after,
-                                sharded=settings.redis_cluster, hot_channels=self.hot_fanout.channels)
+                                sharded=settings.redis_cluster,
+                                hot_channels=self.hot_fanout.channels(settings.fanout_shards))
         self.presence = Presence(redis, self.live_hub)
         self.rate_limits = RateLimits(redis, settings)
         self.socket_limit = SocketLimit(redis, self.presence.process_id, settings.max_sockets_per_user)

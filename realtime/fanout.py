@@ -486,10 +486,10 @@ class FanoutWorker:
         if extras and not progress.get("extras"):  # none: no batch, one round trip fewer per job
             await self._write_batch(job, [(own + extras, dedupe)], delivery.message, progress={"extras": 1})
             dedupe, own = RECENT_DEDUPE_WINDOW, []
-        if hot:  # not to the followers' timelines: merged in when they are read; live to every process
-            if own:
-                await self._write_batch(job, [(own, dedupe)], delivery.message, progress=None)
-            await self._hot.publish(job, delivery.message, [job.author, *mentions], PROGRESS_TTL)
+        if hot:  # to the author's hot timeline, which goes live to every process that listens for it,
+            # and is merged into the followers' timelines when they are read (realtime.hot_fanout)
+            await self._write_batch(job, [(own + [keys.hot_timeline(job.tag, job.author)], dedupe)], delivery.message,
+                                    progress=None, hot_skip=[job.author, *mentions])
             return
         skip = set(mentions) | {job.author}  # mentioned users already have it
         # The next page is read while the current batch is written: a read on another
@@ -543,10 +543,6 @@ class FanoutWorker:
                 mode = "hot"
             if mode == "hot":
                 await self.confirm(job, {"mode": mode})
-        if mode == "hot":
-            pipe = self._redis.pipeline(transaction=False)
-            self._hot.queue_record_post(pipe, job.author, job.tweet_id)
-            await pipe.execute()
         return mode == "hot"
 
     async def _warm(self, job: FanoutJob, progress: dict) -> None:
@@ -571,7 +567,7 @@ class FanoutWorker:
         return await self._redis.zrangebylex(keys.followers(author), low, "+", 0, self.batch_size)
 
     async def _write_batch(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str, *,
-                           progress: dict | None) -> None:
+                           progress: dict | None, hot_skip: Sequence[str] = ()) -> None:
         """Write one batch (groups of keys, each with its dedupe window), then the progress
         mark with a fresh claim.
 
@@ -585,7 +581,7 @@ class FanoutWorker:
         if unchecked and time.monotonic() - job.confirmed_at >= self.fence:
             await self.confirm(job)
         if groups:
-            await self._write_timelines(job, groups, message)
+            await self._write_timelines(job, groups, message, hot_skip)
             if unchecked and time.monotonic() - job.confirmed_at >= self.claim_idle_ms / 1000:
                 metrics.FANOUT_FENCE_OVERRUNS.inc()
                 log.error("fan-out job %s: a batch written without a dedupe landed %.1fs after the job was "
@@ -595,7 +591,8 @@ class FanoutWorker:
         if progress is not None:
             await self.confirm(job, progress)
 
-    async def _write_timelines(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str) -> None:
+    async def _write_timelines(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str,
+                               hot_skip: Sequence[str] = ()) -> None:
         """Push (or remove) in pipelines, safe to run twice. On a cluster, one pipeline per
         master holding one script call for all of the batch's keys there, each waiting for a
         replica when REPLICA_ACK_TIMEOUT is set: a job is finished only once its writes would
@@ -611,7 +608,7 @@ class FanoutWorker:
             try:
                 # Every master's write ends before any failure is acted on: the fallback below
                 # must not race a write still in flight.
-                outcomes = await asyncio.gather(*(self._write_acked(master, job, master_groups, message)
+                outcomes = await asyncio.gather(*(self._write_acked(master, job, master_groups, message, hot_skip)
                                                   for master, master_groups in by_master.items()),
                                                 return_exceptions=True)
                 for outcome in outcomes:
@@ -629,25 +626,26 @@ class FanoutWorker:
                           for targets, dedupe in groups]
         pipe = self._redis.pipeline(transaction=False)
         for targets, dedupe in groups:
-            await self._queue_write(pipe, job, targets, message, dedupe)
+            await self._queue_write(pipe, job, targets, message, dedupe, hot_skip=hot_skip)
         await execute_scripted(pipe)
 
     async def _write_acked(self, master: str, job: FanoutJob, groups: list[tuple[list[str], int]],
-                           message: str) -> None:
+                           message: str, hot_skip: Sequence[str]) -> None:
         pipe = self._acks.pipeline(master)
         for targets, dedupe in groups:
-            await self._queue_write(pipe, job, targets, message, dedupe, on_node=True)
+            await self._queue_write(pipe, job, targets, message, dedupe, on_node=True, hot_skip=hot_skip)
         _, replicas = await self._acks.execute(pipe, master)
         if replicas == 0:
             _no_replica_ack(f"job {job.entry_id}'s timelines on {master}", self._acks.timeout_ms)
 
     async def _queue_write(self, pipe, job: FanoutJob, targets: list[str], message: str, dedupe: int, *,
-                           on_node: bool = False) -> None:
+                           on_node: bool = False, hot_skip: Sequence[str] = ()) -> None:
         if job.kind == "post":
             await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, dedupe_window=dedupe,
-                                             on_node=on_node)
+                                             on_node=on_node, hot_skip=hot_skip)
         else:
-            await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, on_node=on_node)
+            await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, on_node=on_node,
+                                               hot_skip=hot_skip)
 
 
 def _is_not_local(exc: ResponseError) -> bool:

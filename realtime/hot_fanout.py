@@ -3,10 +3,11 @@
 Fan-out on write costs one timeline write per follower: right for most accounts, wrong for
 one with a million followers. An account with at least ``threshold`` followers is *hot*: its
 tweets and retweets go to its own timelines (and to the users it mentions, and its hashtags)
-but not into its followers' home timelines. A home timeline is read as the stored list merged
-with the user timelines of the hot accounts its owner follows (``hot_follows``, a small
-sorted set per user: account -> the smallest entry id of theirs to merge), newest first, with
-no duplicates. So a tweet costs the same few writes whatever the follower count.
+and to its *hot timeline*, not into its followers' home timelines. A home timeline is read as
+the stored list merged with the hot timelines of the hot accounts its owner follows
+(``hot_follows``, a small sorted set per user: account -> the first entry id of theirs to
+merge), newest first, with no duplicates. So a tweet costs the same few writes whatever the
+follower count.
 
 The account's state is a field of its user hash (``keys.FANOUT_STATE``), changed only by its
 fan-out jobs, which run one at a time in the author's order (realtime.fanout):
@@ -14,28 +15,36 @@ fan-out jobs, which run one at a time in the author's order (realtime.fanout):
 - absent, or ``cooled:<ms>``: pushed. A post job that finds ``threshold`` followers or more
   first *warms* the account: ``warming``, then every follower's ``hot_follows`` gains it
   (batches with progress marks, so a worker killed half way is resumed), then ``hot``; the
-  job's own tweet is the first one not pushed. A follow meanwhile looks at the state after
-  its own write: one that sees ``warming`` or ``hot`` adds the account itself, one that does
-  not came before the walk read the followers. Everything before was pushed; reads dedupe.
+  job's own tweet is the first one not pushed. A follow meanwhile reads the state after its
+  own write to the followers: one that sees ``warming`` or ``hot`` adds the account itself,
+  one that does not came before the walk read the followers. What was pushed before is in
+  the home timelines too; reads dedupe.
 - ``hot``: a post job that finds fewer than ``cool_below`` followers (90% of the threshold:
   follows and unfollows around the threshold do not flip it back and forth) sets ``cooled``
   and pushes from then on. The followers keep the account in their ``hot_follows``: the
   tweets it posted while hot are in no home timeline. A read drops it from there once the
   account has been cooled longer than the timeline's age limit.
 
-Each entry posted hot is recorded in ``hot_posts`` (by id, for the age limit): its delete is
-then removed from the author's own timelines only (recorded in ``user_deletes`` for replay),
-not looked for in every follower's.
+A job decides once: a hot decision is kept in its progress before anything hot is written; a
+re-run without one may have pushed already, so it pushes again rather than warm the account
+(the author's next post does).
 
-Live: a hot account's tweet or delete is published once, by its job (``PUBLISH_HOT``, atomic
-with a progress mark), on the hot channel of the job's shard (``keys.hot_channel``); every
-server process listens to all of them (``LocalHotFollows``) and hands it to its local users
-who follow the account, except the author and those it mentions (they have it from their own
-home timelines). Each process keeps its local users' ``hot_follows`` (read when a user's first
-socket attaches, reread after a reconnect), and hears every change of them as it is made
-(``SET_HOT_FOLLOW`` sends it to the user's sockets like a timeline push): a follow made after
-a hot tweet was heard but before the change arrived (another node, on a cluster) gets the
-tweet from the hub's memory of recent hot events.
+Live, exactly once, no gap: the hot timeline is kept in the slot of the author's fan-out
+shard, so the script that writes an entry to it (or removes one) publishes the event on the
+shard's hot channel (``keys.hot_channel``) in the same atomic step, as a home timeline's write
+publishes to its owner. Every server process listens to every shard's hot channel from its
+start, and hands each event to its local users who follow the account (``LocalHotFollows``),
+except the author and those it mentions (they have it from their own home timelines). A
+process reads a user's ``hot_follows`` when their first socket attaches, after the lease and
+before the replay read (an event before the read is in the hot timeline the replay reads, one
+after it is handed over), and again after every reconnect. Each change of a user's hot follows
+goes to the user's sockets from the script that makes it (``SET_HOT_FOLLOW``), and the hub
+applies it; a follow heard after the account's tweet (on a cluster, another node's
+connection) is sent the tweet from the hub's memory of recent hot events.
+
+Deletes: the delete job of an entry found in the author's hot timeline removes it from there
+(which records it in ``hot_deletes`` for replay, and sends the delete live) and from the
+author's own timelines, mentions and hashtags, and looks in no follower's list.
 """
 
 from __future__ import annotations
@@ -47,9 +56,9 @@ from collections.abc import Iterable
 
 from . import keys
 from .ids import id_to_ms, min_id_at
-from .live_protocol import LiveEvent, addressed, hot_address, hot_follow_frame
+from .live_protocol import LiveEvent, hot_follow_frame
 from .redis_client import Redis, execute_scripted, queue_script
-from .scripts import PUBLISH_HOT, SET_HOT_FOLLOW
+from .scripts import SET_HOT_FOLLOW
 from .timelines import Timelines
 
 __all__ = ["HotFanout", "LocalHotFollows"]
@@ -73,21 +82,21 @@ def cooled_state(at_ms: int) -> str:
 class HotFanout:
     """The store side of hybrid fan-out: states, hot follows, hot posts, the live publish."""
 
-    def __init__(self, redis: Redis, timelines: Timelines, *, threshold: int, shards: int,
-                 cluster: bool = False) -> None:
+    def __init__(self, redis: Redis, timelines: Timelines, *, threshold: int) -> None:
         self._redis = redis
         self._timelines = timelines
         self.threshold = threshold
         self.cool_below = max(1, threshold * 9 // 10) if threshold else 0
-        self._cluster = cluster
-        self.channels = [keys.hot_channel(tag) for tag in keys.fanout_shard_tags(shards)] if threshold else []
         self._set_follow = redis.register_script(SET_HOT_FOLLOW)
-        self._publish = redis.register_script(PUBLISH_HOT)
         self._states: dict[str, tuple[float, str | None]] = {}
 
     @property
     def enabled(self) -> bool:
         return self.threshold > 0
+
+    def channels(self, shards: int) -> list[str]:
+        """The hot channels every server process listens to: one per fan-out shard."""
+        return [keys.hot_channel(tag) for tag in keys.fanout_shard_tags(shards)] if self.enabled else []
 
     # -- an author's jobs (realtime.fanout), one at a time in the author's order --------
 
@@ -131,21 +140,10 @@ class HotFanout:
         log.info("%s has %d followers: its tweets are merged into their timelines when read, not pushed",
                  author, followers)
 
-    def queue_record_post(self, pipe, author: str, entry_id: int) -> None:
-        key = keys.hot_posts(author)
-        pipe.zadd(key, {str(entry_id): entry_id})
-        pipe.zremrangebyscore(key, "-inf", f"({self._timelines.oldest_allowed_id()}")
-        pipe.pexpire(key, int(self._timelines.max_age * 1000))
-
     async def was_posted_hot(self, author: str, entry_id: int) -> bool:
-        return await self._redis.zscore(keys.hot_posts(author), str(entry_id)) is not None
-
-    async def publish(self, job, message: str, skip: Iterable[str], progress_ttl: int) -> None:
-        """Send a hot entry's live event to every process, once (job: realtime.fanout.FanoutJob)."""
-        await self._publish(keys=[job.stream, job.progress_key],
-                            args=[job.entry_id, keys.hot_channel(job.tag), addressed(hot_address(job.author, skip),
-                                                                                     message),
-                                  "1" if self._cluster else "", progress_ttl])
+        """Whether the entry is in the author's hot timeline (one too old to be is in no
+        follower's timeline either, or on its way out of them)."""
+        return await self._redis.lpos(self._timelines.hot_timeline(author), str(entry_id)) is not None
 
     # -- follows ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ __all__ = [
     "tweet", "likes", "retweets", "FANOUT_GROUP", "fanout_shard_tags", "fanout_tag_of", "fanout_stream", "fanout_last_job",
     "fanout_progress", "fanout_dead_letters", "user_process_channel", "id_worker", "google_account",
     "rate_limit", "user_sockets", "notifications", "notifications_read", "count_watchers", "popular_users", "LIVE_ONLINE",
-    "user_deletes", "hot_follows", "hot_posts", "hot_channel", "FANOUT_STATE",
+    "hot_timeline", "hot_deletes", "hot_follows", "hot_channel", "FANOUT_STATE",
 ]
 
 
@@ -42,10 +42,17 @@ def user_timeline(user: str) -> str:
     return f"tl:user:{{{user}}}"
 
 
-def user_deletes(user: str) -> str:
-    """List, newest first: the entries that left ``user``'s user timeline, as ``id:head:ms``
-    (as ``home_deletes``): a hot account's deletes, replayed to its followers (realtime.hot_fanout)."""
-    return f"tl:usergone:{{{user}}}"
+def hot_timeline(tag: str, user: str) -> str:
+    """List: the entries ``user`` posted while hot (realtime.hot_fanout), written by their
+    fan-out job, merged into followers' home timelines. In the slot of the author's fan-out
+    shard ``tag``, with the shard's hot channel, which the write publishes to atomically."""
+    return f"tl:hot:{{{tag}}}:{user}"
+
+
+def hot_deletes(tag: str, user: str) -> str:
+    """List, newest first: the entries that left ``user``'s hot timeline, as ``id:head:ms``
+    (as ``home_deletes``), replayed to followers who reconnect."""
+    return f"tl:hotgone:{{{tag}}}:{user}"
 
 
 def mentions_timeline(user: str) -> str:
@@ -122,15 +129,10 @@ def hot_follows(name: str) -> str:
     return f"hotfollow:{{{name}}}"
 
 
-def hot_posts(name: str) -> str:
-    """Sorted set: the entries ``name`` posted while hot (not pushed to followers), scored by
-    id, for their deletes (realtime.hot_fanout)."""
-    return f"hotposts:{{{name}}}"
-
-
 def hot_channel(tag: str) -> str:
-    """The pub/sub channel of hot accounts' tweets and deletes, one per fan-out shard, in the
-    shard's slot (sharded on a cluster); every server process listens to all of them."""
+    """The pub/sub channel of the tweets and deletes of the hot accounts of fan-out shard
+    ``tag`` (sharded on a cluster), published by the writes of their hot timelines; every
+    server process listens to every shard's."""
     return f"live:hot:{{{tag}}}"
 
 

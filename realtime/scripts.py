@@ -9,7 +9,7 @@ from .live_protocol import LUA_ADDRESSED
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET",
            "ADD_NOTIFICATION", "FORGET_NOTIFICATIONS", "MARK_NOTIFICATIONS_READ", "COUNT_UNREAD", "COUNTS_CHANGED",
-           "VIEWER_FLAGS", "SET_HOT_FOLLOW", "PUBLISH_HOT"]
+           "VIEWER_FLAGS", "SET_HOT_FOLLOW"]
 
 # Live events leave a push or a removal as one PUBLISH per server process that holds a
 # socket of a recipient, naming those recipients (``addressed``, realtime.live_protocol) on
@@ -25,10 +25,15 @@ __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE
 # On one Redis (online_key not empty) the sorted set online_key (user -> their latest lease
 # end, written with each lease) says in one ZMSCORE for a whole batch who may be online:
 # only they pay the read of their own leases (find_online; most followers are offline).
+# A hot account's hot timeline (hot_prefix .. shard .. '}:' .. account, realtime.hot_fanout)
+# sends its gains and losses to every process, on its shard's channel (hot_channel_prefix ..
+# shard .. '}', the key's slot), naming '*' .. account and then the users to skip (hot_skip,
+# each name after a space: they have it from their own timelines).
 _LIVE_EVENTS = LUA_ADDRESSED + """
 local home_prefix, presence_before, presence_after, channel_prefix = ARGV[{first}], ARGV[{first} + 1],
   ARGV[{first} + 2], ARGV[{first} + 3]
 local now_ms, channel_mid, online_key = ARGV[{first} + 4], ARGV[{first} + 5], ARGV[{first} + 6]
+local hot_prefix, hot_channel_prefix, hot_skip = ARGV[{first} + 7], ARGV[{first} + 8], ARGV[{first} + 9]
 local recipients, processes = {{}}, {{}}
 local online = nil  -- owner -> true for those who may be online, once find_online has looked
 local function home_owner(key)  -- the owner of a home timeline key, else nil
@@ -47,8 +52,17 @@ local function find_online(targets)
     if score and tonumber(score) >= now then online[owners[i]] = true end
   end
 end
+local function publish_hot(key)
+  if hot_prefix == '' or string.sub(key, 1, #hot_prefix) ~= hot_prefix then return end
+  local rest = string.sub(key, #hot_prefix + 1)
+  local close = string.find(rest, '}}', 1, true)
+  local channel = hot_channel_prefix .. string.sub(rest, 1, close)
+  local event = addressed('*' .. string.sub(rest, close + 2) .. hot_skip, message)
+  if channel_mid ~= '' then redis.call('SPUBLISH', channel, event) else redis.call('PUBLISH', channel, event) end
+end
 local function note_recipient(key)
   local owner = message ~= '' and home_owner(key)
+  if not owner and message ~= '' then publish_hot(key) end
   if not owner or (online and not online[owner]) then return end
   for _, process in ipairs(redis.call('ZRANGEBYSCORE', presence_before .. owner .. presence_after, now_ms, '+inf')) do
     if channel_mid ~= '' then
@@ -112,24 +126,24 @@ return added
 """
 
 #: KEYS: timelines. ARGV: id, message (sent live for each home timeline it really left),
-#: deletes prefix, deletes length, ttl_ms, now (ms), user timeline prefix, user deletes
-#: prefix, then the live event arguments (see _LIVE_EVENTS).
+#: deletes prefix, deletes length, ttl_ms, now (ms), hot deletes prefix, then the live event
+#: arguments (see _LIVE_EVENTS).
 #: A home timeline that really loses the entry records it in its owner's list of deletes
 #: (deletes prefix .. user .. '}', the home key's slot), as ``id:head:ms``: the entry that
 #: was newest after it left, and when. A socket that reconnects with ``since`` is sent the
 #: deletes recorded after ``since`` arrived (realtime.timelines.Timelines.changes_after).
-#: A user timeline's go to its own list the same way (a hot account's deletes, which its
+#: A hot timeline's go to its own list the same way (a hot account's deletes, which its
 #: followers' home timelines never held: realtime.hot_fanout). Returns how many lists lost it.
 REMOVE_FROM_TIMELINES = """
 local id, message = ARGV[1], ARGV[2]
 local deletes_prefix, deletes_length, ttl_ms, deleted_at = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local user_prefix, user_deletes_prefix = ARGV[7], ARGV[8]
-""" + _LIVE_EVENTS.format(first=9) + """
+local hot_deletes_prefix = ARGV[7]
+""" + _LIVE_EVENTS.format(first=8) + """
 local function deletes_of(key)
   local owner = home_owner(key)
   if owner then return deletes_prefix .. owner .. '}' end
-  if string.sub(key, 1, #user_prefix) == user_prefix then
-    return user_deletes_prefix .. string.sub(key, #user_prefix + 1)
+  if hot_prefix ~= '' and string.sub(key, 1, #hot_prefix) == hot_prefix then
+    return hot_deletes_prefix .. string.sub(key, #hot_prefix + 1)
   end
 end
 find_online(TARGETS)
@@ -398,18 +412,6 @@ if changed == 1 then
   publish_to_recipients()
 end
 return changed
-"""
-
-#: A hot account's tweet or delete goes live once, to every server process: published on
-#: the job's shard's hot channel unless it was (the job's progress says so) or the job is
-#: done. KEYS: stream, the job's progress. ARGV: job id, channel, message, '1' on Redis
-#: Cluster (SPUBLISH: the channel is in the stream's slot), progress ttl (s). Returns 1 when published.
-PUBLISH_HOT = """
-if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return 0 end
-if redis.call('HSETNX', KEYS[2], 'live', 1) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-if ARGV[4] == '1' then redis.call('SPUBLISH', ARGV[2], ARGV[3]) else redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return 1
 """
 
 #: KEYS: lease key. ARGV: owner, ttl_ms. Extends the lease when we still hold it.

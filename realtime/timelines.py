@@ -34,8 +34,9 @@ _PRESENCE_BEFORE, _, _PRESENCE_AFTER = keys.live_presence("\0").partition("\0")
 _PROCESS_CHANNEL = [keys.process_channel(""), ""]
 _USER_CHANNEL_PREFIX, _, _USER_CHANNEL_MID = keys.user_process_channel("\0", "").partition("\0")
 _DELETES_PREFIX = keys.home_deletes("\0").partition("\0")[0]
-_USER_PREFIX = keys.user_timeline("\0").partition("\0")[0]
-_USER_DELETES_PREFIX = keys.user_deletes("\0").partition("\0")[0]
+_HOT_PREFIX = keys.hot_timeline("\0", "").partition("\0")[0]
+_HOT_CHANNEL_PREFIX = keys.hot_channel("\0").partition("\0")[0]
+_HOT_DELETES_PREFIX = keys.hot_deletes("\0", "").partition("\0")[0]
 #: A delete whose place in the timeline is lost (its neighbours left too) is replayed when it
 #: happened after ``since`` was posted, less this: the delete's time is the worker's clock,
 #: the id's the posting process's. A delete replayed needlessly is harmless to a client.
@@ -44,8 +45,9 @@ DELETE_REPLAY_SLACK_MS = 10_000
 
 class Timelines:
     def __init__(self, redis: Redis, *, max_age: float, max_length: int, cluster: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, shards: int = 1) -> None:
         self._redis = redis
+        self._shards = shards  # the fan-out shards, whose slots hold the hot timelines
         self.max_age = max_age
         self.max_length = max_length
         self._cluster = cluster
@@ -59,6 +61,10 @@ class Timelines:
     def cluster(self) -> bool:
         return self._cluster
 
+    def hot_timeline(self, account: str) -> str:
+        """The hot timeline of ``account``, in its fan-out shard's slot (realtime.hot_fanout)."""
+        return keys.hot_timeline(keys.fanout_tag_of(account, self._shards), account)
+
     def oldest_allowed_id(self) -> int:
         return min_id_at(int((self._clock() - self.max_age) * 1000))
 
@@ -71,32 +77,35 @@ class Timelines:
             by_slot[key_slot(key.encode())].append(key)
         return list(by_slot.values())
 
-    def live_args(self) -> list:
-        """The live event arguments of a script that publishes (realtime.scripts._LIVE_EVENTS)."""
+    def live_args(self, hot_skip: Sequence[str] = ()) -> list:
+        """The live event arguments of a script that publishes (realtime.scripts._LIVE_EVENTS);
+        ``hot_skip``: the users a hot timeline's event is not for (realtime.hot_fanout)."""
         # Presence leases are wall-clock deadlines set by each server process (LiveHub).
         prefix, mid = (_USER_CHANNEL_PREFIX, _USER_CHANNEL_MID) if self._cluster else _PROCESS_CHANNEL
         online = "" if self._cluster else keys.LIVE_ONLINE  # a key of no one slot: one Redis only
         return [keys.HOME_TIMELINE_PREFIX, _PRESENCE_BEFORE, _PRESENCE_AFTER, prefix, int(time.time() * 1000), mid,
-                online]
+                online, _HOT_PREFIX, _HOT_CHANNEL_PREFIX, "".join(" " + name for name in hot_skip)]
 
     async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
-                         dedupe_window: int = RECENT_DEDUPE_WINDOW, on_node: bool = False) -> int:
+                         dedupe_window: int = RECENT_DEDUPE_WINDOW, on_node: bool = False,
+                         hot_skip: Sequence[str] = ()) -> int:
         """Queue pushes of ``tweet_id`` onto ``keys`` in ``pipe``; returns the number of calls queued.
 
         Each home timeline that really gains the entry sends ``message`` live to its owner's
         sockets, wherever they are: one message per server process, naming its recipients.
         ``on_node``: ``pipe`` is a plain pipeline to the one cluster node that serves every key,
-        and one call takes them all (realtime.scripts.PUSH_ON_NODE).
+        and one call takes them all (realtime.scripts.PUSH_ON_NODE). A hot timeline's gain goes
+        live to every process that listens for its account, for its followers but ``hot_skip``.
         """
         common = [tweet_id, self.oldest_allowed_id(), self.max_length, int(self.max_age * 1000), dedupe_window,
-                  message, *self.live_args()]
+                  message, *self.live_args(hot_skip)]
         return await self._queue(pipe, self._push_on_node if on_node else self._push, keys, common, on_node)
 
     async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
-                           on_node: bool = False) -> int:
+                           on_node: bool = False, hot_skip: Sequence[str] = ()) -> int:
         """Queue removals of ``tweet_id`` from ``keys``; live events as for ``queue_push``."""
         common = [tweet_id, message, _DELETES_PREFIX, self.max_length, int(self.max_age * 1000),
-                  int(self._clock() * 1000), _USER_PREFIX, _USER_DELETES_PREFIX, *self.live_args()]
+                  int(self._clock() * 1000), _HOT_DELETES_PREFIX, *self.live_args(hot_skip)]
         return await self._queue(pipe, self._remove_on_node if on_node else self._remove, keys, common, on_node)
 
     async def _queue(self, pipe, script, keys: Sequence[str], common: list, on_node: bool) -> int:
@@ -128,37 +137,42 @@ class Timelines:
 
     async def merged_ids_before(self, key: str, hot: dict[str, int], before: int | None,
                                 want: int) -> tuple[list[int], bool]:
-        """``ids_before`` of ``key`` merged with the user timelines of the ``hot`` accounts
+        """``ids_before`` of ``key`` merged with the hot timelines of the ``hot`` accounts
         (account -> its first entry to merge; realtime.hot_fanout), newest first, no id twice:
         at least the ``want`` newest of each that qualify. Also whether some hot timeline was
         left partly unread (the pages may go on after these)."""
         ceiling = before if before is not None else 1 << 62
-        home, (merged, unread) = await asyncio.gather(self.ids_before(key, before),
-                                                      self._hot_entries(hot, ceiling=ceiling, want=want))
+        home, (merged, unread, _) = await asyncio.gather(self.ids_before(key, before),
+                                                         self._hot_entries(hot, ceiling=ceiling, want=want))
         return sorted(merged.union(home), reverse=True), unread
 
     async def _hot_entries(self, hot: dict[str, int], *, ceiling: int = 1 << 62, above: int = 0,
-                           want: int | None = None) -> tuple[set[int], bool]:
-        """The entries of the hot accounts' user timelines below ``ceiling``, from each one's
-        first entry to merge (and above ``above``), young enough. Each list is read from its
+                           want: int | None = None) -> tuple[set[int], bool, dict[str, int]]:
+        """The entries of the hot accounts' hot timelines below ``ceiling``, from each one's
+        first entry to merge (and from ``above`` on), young enough. Each list is read from its
         head (newest) in growing chunks until ``want`` of it qualify, it ends, or it goes
-        below its bound. Answers them, and whether a list was left unread with ``want`` found."""
+        below its bound. Answers them, whether a list was left unread with ``want`` found, and
+        each account's newest entry read below ``above``."""
         want = want or self.max_length
         floor = self.oldest_allowed_id()
         found: set[int] = set()
+        below: dict[str, int] = {}
         counts = dict.fromkeys(hot, 0)
         unread, start, size, todo = False, 0, min(self.max_length, max(2 * want, 20)), list(hot)
         while todo:
             stop = min(start + size, self.max_length)
             pipe = self._redis.pipeline(transaction=False)
             for account in todo:
-                pipe.lrange(keys.user_timeline(account), start, stop - 1)
+                pipe.lrange(self.hot_timeline(account), start, stop - 1)
             more = []
             for account, raw in zip(todo, await pipe.execute()):
                 lower = max(floor, hot[account], above)
                 ids = [int(i) for i in raw]
                 taken = [i for i in ids if lower <= i < ceiling]
                 found.update(taken)
+                older = [i for i in ids if i < above]
+                if older:
+                    below[account] = max(below.get(account, 0), *older)
                 counts[account] += len(taken)
                 if len(ids) < stop - start or min(ids) < lower:
                     continue  # read to its end, or to entries too old for it
@@ -167,37 +181,38 @@ class Timelines:
                 elif stop < self.max_length:
                     more.append(account)
             todo, start, size = more, stop, size * 2
-        return found, unread
+        return found, unread, below
 
-    async def _hot_deletes(self, hot: dict[str, int], since_ms: int) -> list[int]:
-        """The entries the hot accounts deleted from their user timelines at ``since_ms`` or
-        later (oldest first), of those merged into their followers' (realtime.hot_fanout)."""
-        if not hot:
-            return []
+    async def _hot_deletes(self, hot: dict[str, int], since: int, below: dict[str, int]) -> list[int]:
+        """The entries the hot accounts deleted from their hot timelines after ``since`` arrived
+        (oldest first), of those merged into the follower's (realtime.hot_fanout). ``below``:
+        each account's newest entry up to ``since``, the one the follower had from it then.
+        A delete is after when the account's newest entry as it happened was newer than that,
+        before when it was older; when it was that one, by its time."""
         pipe = self._redis.pipeline(transaction=False)
         for account in hot:
-            pipe.lrange(keys.user_deletes(account), 0, -1)
-        deleted = []
+            pipe.lrange(keys.hot_deletes(keys.fanout_tag_of(account, self._shards), account), 0, -1)
+        since_ms, deleted = id_to_ms(since) - DELETE_REPLAY_SLACK_MS, []
         for account, records in zip(hot, await pipe.execute()):
+            had = below.get(account, 0)
             for record in records:
-                entry, _, at_ms = (int(part) for part in record.split(":"))
-                if at_ms >= since_ms and entry >= hot[account]:
+                entry, newest, at_ms = (int(part) for part in record.split(":"))
+                after = newest > had or (newest == had and at_ms >= since_ms)
+                if after and entry >= hot[account]:
                     deleted.append((at_ms, entry))
         return [entry for _, entry in sorted(deleted)]
 
     async def changes_after(self, user: str, since: int | None,
                             hot: dict[str, int] | None = None) -> tuple[list[int], list[int]]:
         """``changes_after_home``, with the entries and deletes of the ``hot`` accounts ``user``
-        follows merged in (realtime.hot_fanout): theirs are found by id, newer than ``since``,
-        and their deletes by time."""
+        follows merged in (realtime.hot_fanout): theirs are found by id, newer than ``since``."""
         if not hot:
             return await self.changes_after_home(user, since)
-        (entries, deleted), (hot_entries, _) = await asyncio.gather(
+        (entries, deleted), (hot_entries, _, below) = await asyncio.gather(
             self.changes_after_home(user, since), self._hot_entries(hot, above=0 if since is None else since + 1))
         merged = list(dict.fromkeys(heapq.merge(entries, sorted(hot_entries))))[-self.max_length:]
         if since is not None:
-            deleted = list(dict.fromkeys(deleted + await self._hot_deletes(
-                hot, id_to_ms(since) - DELETE_REPLAY_SLACK_MS)))
+            deleted = list(dict.fromkeys(deleted + await self._hot_deletes(hot, since, below)))
         return merged, deleted
 
     async def changes_after_home(self, user: str, since: int | None) -> tuple[list[int], list[int]]:

@@ -12,8 +12,9 @@ then the slow ones (fault and load tests) on two, so that no more than two heavy
 the machine. Each file's tests run together, in order, on one worker: a module's fixtures
 (a browser's signed-in users, say) see what its earlier tests did, as in one process.
 ``--fast`` is the first pass alone. The whole suite then runs the integration tests of
-timelines and live delivery (``HOT_PASS``) once more with ``FANOUT_HOT_FOLLOWERS=2``, where
-almost every account with followers is hot (realtime.hot_fanout): they must behave the same.
+timelines and live delivery (``HOT_PASS``) again with ``FANOUT_HOT_FOLLOWERS=2`` and ``=1``,
+where almost every account, then every account with a follower, is hot (realtime.hot_fanout):
+they must behave the same.
 Any other arguments go to a single ``python -m pytest`` as given.
 """
 
@@ -84,11 +85,12 @@ def main(argv: list[str]) -> int:
     code = _pytest("-m", "not slow", "-n", _workers(), "--dist", "loadfile")
     if code or argv == ["--fast"]:
         return code
-    print("== timelines and live delivery again, almost every account hot (FANOUT_HOT_FOLLOWERS=2)", flush=True)
-    code = _pytest("-m", "not slow", "-n", _workers(), "--dist", "loadfile", *HOT_PASS,
-                   env={"FANOUT_HOT_FOLLOWERS": "2"})
-    if code:
-        return code
+    for threshold in ("2", "1"):
+        print(f"== timelines and live delivery again, hybrid fan-out (FANOUT_HOT_FOLLOWERS={threshold})", flush=True)
+        code = _pytest("-m", "not slow", "-n", _workers(), "--dist", "loadfile", *HOT_PASS,
+                       env={"FANOUT_HOT_FOLLOWERS": threshold})
+        if code:
+            return code
     print("== slow tests (fault and load), on 2 workers, each file on one (-m slow)", flush=True)
     return _pytest("-m", "slow", "-n", "2", "--dist", "loadfile")
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 import pytest
 
 from realtime import keys
+from realtime.config import Settings
+from realtime.engine import Engine
+from realtime.fanout import FanoutJob
+from realtime.live_protocol import LiveEvent, hot_follow_frame, tweet_frame
 
-from .conftest import FanoutIdle
+from .conftest import FanoutIdle, start_redis
 from .support import Api, LiveClient, ServiceProcess
 
 THRESHOLD = 3
@@ -182,3 +186,88 @@ async def test_reconnecting_with_since_replays_the_merged_timeline_oldest_first(
         assert [frame["tweet"]["id"] for frame in again.replayed] == missed
     async with LiveClient(hot_service.url, fan.token) as fresh:  # since null: the whole timeline
         assert [frame["tweet"]["id"] for frame in fresh.replayed] == [seen, *missed]
+
+
+# -- the worker's decisions and the hub's memory, on an engine in this process -------------
+
+@pytest.fixture
+async def engine(tmp_path):
+    server = start_redis(tmp_path / "redis")
+    engine = await Engine.open(Settings.load(environ={
+        "REDIS_URL": server.url, "FANOUT_IN_PROCESS": "0", "FANOUT_HOT_FOLLOWERS": str(THRESHOLD),
+        "FANOUT_BATCH_SIZE": "2"}))
+    await engine.users.create("star")
+    yield engine
+    await engine.close()
+    server.stop()
+
+
+async def _read_job(engine, worker) -> FanoutJob:
+    tag = engine.fanout_queue.tag_of("star")
+    [(_, [(entry_id, fields)])] = await engine.redis.xreadgroup(
+        keys.FANOUT_GROUP, worker.consumer, {keys.fanout_stream(tag): ">"}, count=1)
+    return FanoutJob(tag, entry_id, fields)
+
+
+async def _homes(engine, names) -> dict[str, list[str]]:
+    return {name: await engine.redis.lrange(keys.home_timeline(name), 0, -1) for name in names}
+
+
+async def test_a_warm_cut_short_is_resumed_and_every_follower_merges_the_account(engine, monkeypatch):
+    fans = [f"fan{n}" for n in range(5)]
+    await engine.redis.zadd(keys.followers("star"), dict.fromkeys(fans, 0))
+    tweet_id = await engine.tweets.post("star", "the one that warms")
+    worker = engine.new_fanout_worker([engine.fanout_queue.tag_of("star")])
+    job = await _read_job(engine, worker)
+    real_add, calls = engine.hot_fanout.add_followers, []
+
+    async def dies_on_the_second_batch(author, names, from_id):
+        calls.append(list(names))
+        if len(calls) == 2:
+            raise ConnectionError("killed half way through the followers")
+        await real_add(author, names, from_id)
+
+    monkeypatch.setattr(engine.hot_fanout, "add_followers", dies_on_the_second_batch)
+    with pytest.raises(ConnectionError):
+        await worker.run_job(job, resumed=False)
+    assert await engine.redis.hget(keys.user("star"), keys.FANOUT_STATE) == "warming"
+    monkeypatch.setattr(engine.hot_fanout, "add_followers", real_add)
+    await worker.run_job(job, resumed=True)  # as a takeover would: on from the last mark
+    assert await engine.redis.hget(keys.user("star"), keys.FANOUT_STATE) == "hot"
+    for fan in fans:
+        assert await engine.redis.zscore(keys.hot_follows(fan), "star") is not None, fan
+    assert await _homes(engine, fans) == {fan: [] for fan in fans}
+    assert await engine.redis.lrange(engine.timelines.hot_timeline("star"), 0, -1) == [str(tweet_id)]
+
+
+async def test_a_rerun_that_may_have_pushed_pushes_again_and_does_not_turn_hot(engine):
+    fans = ["fan0", "fan1"]
+    await engine.redis.zadd(keys.followers("star"), dict.fromkeys(fans, 0))
+    tweet_id = await engine.tweets.post("star", "pushed to two")
+    worker = engine.new_fanout_worker([engine.fanout_queue.tag_of("star")])
+    job = await _read_job(engine, worker)
+    await worker.run_job(job, resumed=False)
+    await engine.redis.zadd(keys.followers("star"), {"fan2": 0, "fan3": 0})  # over the threshold now
+    await worker.run_job(job, resumed=True)  # the worker died before finishing the job, say
+    assert await engine.redis.hget(keys.user("star"), keys.FANOUT_STATE) is None
+    assert await _homes(engine, fans) == {fan: [str(tweet_id)] for fan in fans}
+    assert await engine.redis.llen(engine.timelines.hot_timeline("star")) == 0
+    await engine.tweets.post("star", "the next one warms")
+    await worker.run_job(await _read_job(engine, worker), resumed=False)
+    assert await engine.redis.hget(keys.user("star"), keys.FANOUT_STATE) == "hot"
+
+
+async def test_a_follow_heard_after_the_accounts_tweet_is_sent_it_from_the_hubs_memory(engine):
+    follows = engine.live_hub.hot_follows
+    await follows.load(["bob"])
+    tweet = LiveEvent(tweet_frame({"id": "900", "from": "star", "timestamp": 1.0, "content": "x"}))
+    assert follows.recipients("star", frozenset({"star"}), tweet) == []  # heard before the follow
+    assert follows.changed("bob", LiveEvent(hot_follow_frame("star", 900))) == [tweet]
+    assert follows.changed("bob", LiveEvent(hot_follow_frame("star", 800))) == []  # followed already
+    assert follows.recipients("star", frozenset({"star"}), tweet) == ["bob"]
+    assert follows.recipients("star", frozenset({"star", "bob"}), tweet) == []  # mentioned: pushed to bob
+    follows.changed("bob", LiveEvent(hot_follow_frame("star", None)))
+    assert follows.recipients("star", frozenset(), tweet) == []
+    later = LiveEvent(tweet_frame({"id": "1000", "from": "star", "timestamp": 2.0, "content": "y"}))
+    follows.recipients("star", frozenset(), later)
+    assert follows.changed("bob", LiveEvent(hot_follow_frame("star", 950))) == [later]  # not the older one
