@@ -38,6 +38,7 @@ PHASES: list[tuple[str, str]] = [
     ("fanout_throughput", "fan-out throughput"),
     ("redis_cost", "Redis cost per tweet and per timeline entry"),
     ("viewer_state", "a like with watchers, a read with flags"),
+    ("hot_fanout", "hybrid fan-out (a million followers, the merged read)"),
     ("search_latency", "search latency"),
     ("raw_limits", "raw limits (bare uvicorn)"),
     ("steady_load", "steady load, rising R"),

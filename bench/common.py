@@ -49,6 +49,12 @@ Figures measured on the machine named in each section, written by the scripts in
 """
 
 
+#: The settings of a benchmark of fan-out on write (every tweet pushed to every follower's home
+#: timeline): with its default threshold an author of 10,000 followers or more would be hot
+#: (realtime.hot_fanout), which bench.hot_fanout measures.
+PUSH_ONLY = {"FANOUT_HOT_FOLLOWERS": "off"}
+
+
 @contextlib.contextmanager
 def private_redis() -> Iterator[RedisServerProcess]:
     """A redis-server of our own on a free port, in a temporary directory, no persistence."""

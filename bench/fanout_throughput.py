@@ -32,7 +32,7 @@ from realtime.fanout import FanoutJob, FanoutWorker
 from realtime.ids import IdGenerator
 from realtime.scripts import TRIM_EVERY
 
-from .common import Progress, command_line, git_revision, machine, private_redis, write_section
+from .common import PUSH_ONLY, Progress, command_line, git_revision, machine, private_redis, write_section
 
 NAME = "fanout_throughput"
 TARGET = 100_000
@@ -182,7 +182,7 @@ async def check_delivery(redis, names: list[str], tweet_id: int, expected_length
 
 async def open_fanout(url: str, environ: dict) -> tuple[Engine, FanoutWorker, FanoutJob]:
     """An engine on ``url``, a worker of the author's shard, and the job of a new tweet."""
-    engine = await Engine.open(Settings.load(environ={"REDIS_URL": url, **environ}))
+    engine = await Engine.open(Settings.load(environ={"REDIS_URL": url, **PUSH_ONLY, **environ}))
     worker = engine.new_fanout_worker([engine.fanout_queue.tag_of(AUTHOR)])
     return engine, worker, await next_job(engine, worker)
 

@@ -42,8 +42,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit, rss_bytes,
-                     run_in_child)
+from .common import (PUSH_ONLY, Progress, command_line, finish_cli, machine, private_redis, raise_open_files_limit,
+                     rss_bytes, run_in_child)
 from .load_generator import (NOISY, SATURATED, SPAWN, BenchError, CpuMark, Plan, PosterProcess, Service,
                              SocketProcesses, check_deliveries, cpu_table, create_users, percentile,
                              recv_from_child, settle)
@@ -691,7 +691,9 @@ async def measure(quick: bool = False, *, only: str | None = None, sizes: Sizes 
     with private_redis() as server, tempfile.TemporaryDirectory(prefix="chirp-live-shapes-") as logs:
         client = redis_sync.Redis.from_url(server.url, decode_responses=True)
         machine_line = machine(client.info("server"))
-        ctx = Context(Service(server.url, 1, Path(logs)), server.process.pid, server.url, client)
+        # Fan-out on write for these shapes (10,000 followers and more); bench.hot_fanout has the hybrid.
+        service = Service(server.url, 1, Path(logs), [f"{key}={value}" for key, value in PUSH_ONLY.items()])
+        ctx = Context(service, server.process.pid, server.url, client)
         print(f"redis-server on port {server.port}; service: {' '.join(ctx.service.command()[1:])}", flush=True)
         try:
             await ctx.service.start()
