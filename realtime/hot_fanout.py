@@ -60,6 +60,7 @@ from .live_protocol import LiveEvent, hot_follow_frame
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import SET_HOT_FOLLOW
 from .timelines import Timelines
+from .users import UserFieldCache
 
 __all__ = ["HotFanout", "LocalHotFollows"]
 
@@ -69,8 +70,8 @@ log = logging.getLogger("chirp.hot_fanout")
 #: that job's: ids come from each server's clock, and an entry lost to a clock behind by a
 #: moment would be worse than one merged twice (reads dedupe).
 WARM_SLACK_MS = 2000
-#: Hot accounts' states read by ``follows_of`` are kept this long per process.
-STATE_TTL = 5.0
+#: Hot accounts' states read by ``follows_of`` are kept this long per process, this many.
+STATE_TTL, STATES_KEPT = 5.0, 10_000
 #: A ``hot_follows`` write batch (a script call per follower, pipelined).
 HOT_FOLLOW_BATCH = 1000
 
@@ -88,7 +89,7 @@ class HotFanout:
         self.threshold = threshold
         self.cool_below = max(1, threshold * 9 // 10) if threshold else 0
         self._set_follow = redis.register_script(SET_HOT_FOLLOW)
-        self._states: dict[str, tuple[float, str | None]] = {}
+        self._states = UserFieldCache(keys.FANOUT_STATE, STATE_TTL, STATES_KEPT)
 
     @property
     def enabled(self) -> bool:
@@ -187,23 +188,10 @@ class HotFanout:
         return follows
 
     async def _states_of(self, accounts: Iterable[str]) -> dict[str, str | None]:
-        now = time.monotonic()
-        known, missing = {}, []
-        for account in accounts:
-            entry = self._states.get(account)
-            if entry is not None and now - entry[0] < STATE_TTL:
-                known[account] = entry[1]
-            else:
-                missing.append(account)
+        pipe = self._redis.pipeline(transaction=False)
+        known, missing = self._states.queue(pipe, accounts)
         if missing:
-            pipe = self._redis.pipeline(transaction=False)
-            for account in missing:
-                pipe.hget(keys.user(account), keys.FANOUT_STATE)
-            for account, state in zip(missing, await pipe.execute()):
-                known[account] = state
-                self._states[account] = (now, state)
-            while len(self._states) > 10_000:
-                del self._states[next(iter(self._states))]
+            known.update(self._states.take(missing, await pipe.execute()))
         return known
 
 

@@ -10,7 +10,7 @@ from .errors import Conflict, NotFound, Unprocessable
 from .redis_client import Redis
 from .text import (MAX_BIO, MAX_DISPLAY_NAME, check_username, clean_profile_field, normalize_username)
 
-__all__ = ["Users", "CLAIM_SECONDS"]
+__all__ = ["Users", "UserFieldCache", "CLAIM_SECONDS"]
 
 #: How long a Google account's claim on a username being created lasts, should we die meanwhile.
 CLAIM_SECONDS = 30
@@ -26,12 +26,48 @@ DISPLAY_NAMES_TTL = 5.0
 DISPLAY_NAMES_KEPT = 50_000
 
 
+class UserFieldCache:
+    """One field of users' hashes as read within ``ttl`` seconds, per process, at most ``kept``
+    users: a stale answer is one changed on another process in the last ``ttl``."""
+
+    def __init__(self, field: str, ttl: float, kept: int) -> None:
+        self.field, self.ttl, self.kept = field, ttl, kept
+        self._entries: dict[str, tuple[float, str | None]] = {}  # lower -> (read at, value), oldest first
+
+    def queue(self, pipe, lowers) -> tuple[dict[str, str | None], list[str]]:
+        """The values read within the TTL, and the users whose reads this queued in ``pipe``,
+        in order: hand their answers to ``take``."""
+        now = time.monotonic()
+        known, missing = {}, []
+        for lower in lowers:
+            entry = self._entries.get(lower)
+            if entry is not None and now - entry[0] < self.ttl:
+                known[lower] = entry[1]
+            else:
+                missing.append(lower)
+                pipe.hget(keys.user(lower), self.field)
+        return known, missing
+
+    def take(self, missing: list[str], answers) -> dict[str, str | None]:
+        """``missing``'s values from their queued reads' ``answers``, remembered."""
+        read, now = dict(zip(missing, answers)), time.monotonic()
+        for lower, value in read.items():
+            self._entries.pop(lower, None)  # re-inserted at the young end
+            self._entries[lower] = (now, value)
+        while len(self._entries) > self.kept:
+            del self._entries[next(iter(self._entries))]
+        return read
+
+    def forget(self, lower: str) -> None:
+        self._entries.pop(lower, None)
+
+
 class Users:
     def __init__(self, redis: Redis, notifications=None, hot=None) -> None:
         self._redis = redis
         self._hot = hot if hot is not None and hot.enabled else None  # realtime.hot_fanout.HotFanout
         self._notifications = notifications  # realtime.notifications.Notifications: of follows
-        self._display_names: dict[str, tuple[float, str | None]] = {}  # lower -> (read at, name)
+        self._display_names = UserFieldCache("display_name", DISPLAY_NAMES_TTL, DISPLAY_NAMES_KEPT)
         self._author_names: dict[str, str] = {}
 
     async def create(self, username: object, display_name: object = None, bio: object = None) -> dict:
@@ -159,7 +195,7 @@ class Users:
             changes["bio"] = clean_profile_field(bio, "bio", MAX_BIO)
         if changes:
             await self._redis.hset(keys.user(normalize_username(name)), mapping=changes)
-            self._display_names.pop(normalize_username(name), None)  # shown at once, here at least
+            self._display_names.forget(normalize_username(name))  # shown at once, here at least
         return await self.profile(name)
 
     # -- display names for rendering tweets: a page names up to 20 authors ---------------
@@ -167,26 +203,10 @@ class Users:
     def queue_display_names(self, pipe, lowers) -> tuple[dict[str, str | None], list[str]]:
         """The display names read within ``DISPLAY_NAMES_TTL``, and the names whose reads this
         queued in ``pipe``, in order: hand their answers to ``take_display_names``."""
-        now = time.monotonic()
-        known, missing = {}, []
-        for lower in lowers:
-            entry = self._display_names.get(lower)
-            if entry is not None and now - entry[0] < DISPLAY_NAMES_TTL:
-                known[lower] = entry[1]
-            else:
-                missing.append(lower)
-                pipe.hget(keys.user(lower), "display_name")
-        return known, missing
+        return self._display_names.queue(pipe, lowers)
 
     def take_display_names(self, missing: list[str], answers) -> dict[str, str | None]:
-        """``missing``'s display names from their queued reads' ``answers``, remembered."""
-        read, now = dict(zip(missing, answers)), time.monotonic()
-        for lower, name in read.items():
-            self._display_names.pop(lower, None)  # re-inserted at the young end
-            self._display_names[lower] = (now, name)
-        while len(self._display_names) > DISPLAY_NAMES_KEPT:
-            del self._display_names[next(iter(self._display_names))]
-        return read
+        return self._display_names.take(missing, answers)
 
     async def follow(self, me: str, other: str) -> None:
         await self._set_follow(me, other, follow=True)
