@@ -40,7 +40,7 @@ from redis.retry import Retry
 
 from realtime import keys, scripts
 from realtime.config import Settings
-from realtime.live_protocol import unaddress
+from realtime.live_protocol import hot_account_of, unaddress
 
 from .cluster_load import wait_fanout_idle
 from .conftest import start_redis
@@ -96,11 +96,24 @@ class FanoutState:
 
 
 @dataclasses.dataclass(frozen=True)
+class HotState:
+    """What Redis holds of the first post's fan-out when its worker dies, its author hot
+    (realtime.hot_fanout): the job that makes the author hot."""
+
+    warmed: int  # followers whose hot follows name the author
+    state: str | None  # the author's fan-out state
+    warm_cursor: str | None  # the warm's progress mark
+    mode: str | None  # the job's recorded decision
+    in_hot: bool  # the author's hot timeline has it
+    pending: bool  # the job is still in the stream
+
+
+@dataclasses.dataclass(frozen=True)
 class Step:
     name: str
     matches: Callable[[Command], bool]
     moment: Moment
-    at_kill: PostState | FanoutState
+    at_kill: PostState | FanoutState | HotState
 
     def __str__(self) -> str:
         return f"{self.moment.value}-{self.name}"
@@ -154,6 +167,41 @@ FANOUT_STEPS = [
 ]
 
 
+# The same with FANOUT_HOT_FOLLOWERS=7 (the seven followers make the author hot), for the first
+# post: the warm (the author's state "warming"; SET_HOT_FOLLOW for each follower, in batches of
+# 3, each but the last followed by its mark; the state "hot"), the job's decision recorded, the
+# batch of extras (own and hashtag timelines) and its mark, then the author's hot timeline
+# (which publishes the live event), then FINISH_JOB.
+HOT = "7"
+HOT_TIMELINE = keys.hot_timeline(keys.fanout_tag_of(AUTHOR, Settings.fanout_shards), AUTHOR)
+
+
+def recorded(field: str) -> Callable[[Command], bool]:
+    return lambda command: command.script == "CONFIRM_JOB" and command.has(field)
+
+
+HOT_STEPS = [
+    Step("warm-batch", script("SET_HOT_FOLLOW", key=keys.hot_follows("reader3")), BEFORE,
+         HotState(warmed=3, state="warming", warm_cursor="reader2", mode=None, in_hot=False, pending=True)),
+    Step("warm-mark", progress_mark("reader5"), BEFORE,
+         HotState(warmed=6, state="warming", warm_cursor="reader2", mode=None, in_hot=False, pending=True)),
+    Step("warm-mark", progress_mark("reader5"), AFTER,
+         HotState(warmed=6, state="warming", warm_cursor="reader5", mode=None, in_hot=False, pending=True)),
+    Step("decision", recorded("mode"), BEFORE,
+         HotState(warmed=7, state="hot", warm_cursor="reader5", mode=None, in_hot=False, pending=True)),
+    Step("decision", recorded("mode"), AFTER,
+         HotState(warmed=7, state="hot", warm_cursor="reader5", mode="hot", in_hot=False, pending=True)),
+    Step("hot-timeline", script("PUSH_TO_TIMELINES", key=HOT_TIMELINE), BEFORE,
+         HotState(warmed=7, state="hot", warm_cursor="reader5", mode="hot", in_hot=False, pending=True)),
+    Step("hot-timeline", script("PUSH_TO_TIMELINES", key=HOT_TIMELINE), AFTER,
+         HotState(warmed=7, state="hot", warm_cursor="reader5", mode="hot", in_hot=True, pending=True)),
+    Step("finish-job", script("FINISH_JOB"), BEFORE,
+         HotState(warmed=7, state="hot", warm_cursor="reader5", mode="hot", in_hot=True, pending=True)),
+    Step("finish-job", script("FINISH_JOB"), AFTER,
+         HotState(warmed=7, state="hot", warm_cursor=None, mode=None, in_hot=True, pending=False)),
+]
+
+
 # -- processes ------------------------------------------------------------------------
 
 
@@ -197,10 +245,11 @@ class Processes:
         self.apis.append(Api(server.url))
         return self.apis[-1]
 
-    def worker(self, redis_url: str) -> subprocess.Popen:
+    def worker(self, redis_url: str, **settings: str) -> subprocess.Popen:
         log_path = self.log_dir / f"worker-{len(self.workers)}.log"
         env = {**os.environ, "REDIS_URL": redis_url, "FANOUT_IN_PROCESS": "1", "FANOUT_BATCH_SIZE": BATCH_SIZE,
-               "FANOUT_CLAIM_IDLE": CLAIM_IDLE, "LOG_LEVEL": "info"}
+               "FANOUT_CLAIM_IDLE": CLAIM_IDLE, "LOG_LEVEL": "info",
+               **{key.upper(): value for key, value in settings.items()}}
         with open(log_path, "wb") as log:
             process = subprocess.Popen([sys.executable, "run.py", "worker"], cwd=ROOT, env=env, stdout=log,
                                        stderr=subprocess.STDOUT)
@@ -274,12 +323,16 @@ class LiveWatcher:
             client.zadd(keys.live_presence(user), {WATCHER: until})
             client.zadd(keys.LIVE_ONLINE, {user: until})  # as LiveHub writes a lease
         self.pubsub = client.pubsub()
-        self.pubsub.subscribe(keys.process_channel(WATCHER))
-        assert self.pubsub.get_message(timeout=TIMEOUT)["type"] == "subscribe"
+        # The author's hot channel too, as every LiveHub listens to it (realtime.hot_fanout).
+        self.pubsub.subscribe(keys.process_channel(WATCHER),
+                              keys.hot_channel(keys.fanout_tag_of(AUTHOR, Settings.fanout_shards)))
+        for _ in range(2):
+            assert self.pubsub.get_message(timeout=TIMEOUT)["type"] == "subscribe"
 
     def heard(self) -> dict[str, list[str]]:
-        """Recipient -> tweet ids named for them, in order. Reads up to a sentinel published
-        now: Redis delivers a channel's messages in order, so nothing published before is left."""
+        """Recipient -> tweet ids named for them, in order (a hot account's events under
+        ``*<account>``). Reads up to a sentinel published now: Redis delivers a connection's
+        messages in order, so nothing published before is left."""
         self.client.publish(keys.process_channel(WATCHER), "sentinel")
         heard: dict[str, list[str]] = {}
         deadline = time.monotonic() + TIMEOUT
@@ -295,6 +348,8 @@ class LiveWatcher:
             if data["type"] != "tweet":
                 continue  # the setup's follows notify the followed: not what this file checks
             tweet = data["tweet"]
+            if hot_account_of(names) is not None:
+                names = names[:1]  # to every follower of the account; the rest are whom to skip
             for name in names:
                 heard.setdefault(name, []).append(tweet["id"])
         raise AssertionError("too many live messages")
@@ -331,16 +386,23 @@ def sign_in_and_follow(api: Api) -> User:
 
 
 def assert_everywhere_once_in_order(client: redis.Redis, api: Api, tweets: list[str],
-                                    heard: dict[str, list[str]]) -> None:
+                                    heard: dict[str, list[str]], *, hot: bool = False) -> None:
     """``tweets`` (oldest first) and nothing else, once each, in order: in every follower's home
-    timeline, the author's own and the hashtag's, in what the API answers, and in the live
-    messages to each recipient. And every job is done, none dead-lettered."""
+    timeline (``hot``: in none, but in the author's hot timeline, its event heard once, and in
+    every follower's hot follows), the author's own and the hashtag's, in what the API answers,
+    and in the live messages to each recipient. And every job is done, none dead-lettered."""
     for name in FOLLOWERS:
-        assert timeline(client, keys.home_timeline(name)) == tweets, f"{name}'s home timeline"
+        assert timeline(client, keys.home_timeline(name)) == ([] if hot else tweets), f"{name}'s home timeline"
     assert timeline(client, keys.home_timeline(AUTHOR)) == tweets, "the author's home timeline"
     assert timeline(client, keys.user_timeline(AUTHOR)) == tweets, "the author's user timeline"
     assert timeline(client, keys.hashtag_timeline(TAG)) == tweets, "the hashtag's timeline"
-    assert heard == {name: tweets for name in [AUTHOR, *FOLLOWERS]}, "live: each recipient once per tweet, in order"
+    if hot:
+        assert timeline(client, HOT_TIMELINE) == tweets, "the author's hot timeline"
+        assert all(client.zscore(keys.hot_follows(name), AUTHOR) is not None for name in FOLLOWERS), "a hot follow"
+        assert client.hget(keys.user(AUTHOR), keys.FANOUT_STATE) == "hot"
+        assert heard == {AUTHOR: tweets, "*" + AUTHOR: tweets}, "live: once per tweet, in order, to every process"
+    else:
+        assert heard == {name: tweets for name in [AUTHOR, *FOLLOWERS]}, "live: each recipient once per tweet, in order"
 
     reader = api.sign_in(FOLLOWERS[-1])
     assert reader.home_ids() == tweets[::-1]  # pages are newest first
@@ -474,4 +536,33 @@ def test_a_worker_killed_at_a_step_of_a_fan_out_is_taken_over_and_both_posts_arr
     processes.worker(server_redis.url)  # a fresh worker, directly on Redis: takes the job over
     wait_fanout_idle(client, timeout=TIMEOUT)
     assert_everywhere_once_in_order(client, api, [first, second], watcher.heard())
+    assert at_kill == step.at_kill, MOVED
+
+
+@pytest.mark.parametrize("step", HOT_STEPS, ids=str)
+def test_a_worker_killed_at_a_step_of_a_hot_fan_out_is_taken_over_and_both_posts_arrive_once_in_order(
+        step, private_redis, proxy, processes, watcher):
+    server_redis, client = private_redis
+    server = processes.server(server_redis.url, fanout_in_process="0", fanout_hot_followers=HOT)
+    api = processes.api(server)
+    author = sign_in_and_follow(api)
+    first, second = author.post_tweet(FIRST), author.post_tweet(SECOND)  # both 201
+    first_job, _ = author_stream(client)
+
+    victim = Victim()
+    rule = proxy.arm(Rule(step.matches, step.moment, victim.kill, what=step.name))
+    victim.started(processes.worker(proxy.url, fanout_hot_followers=HOT))
+    rule.wait(TIMEOUT)
+    assert victim.process.returncode == -signal.SIGKILL
+    progress = client.hgetall(keys.fanout_progress(keys.fanout_tag_of(AUTHOR, Settings.fanout_shards), first_job))
+    at_kill = HotState(
+        warmed=sum(client.zscore(keys.hot_follows(name), AUTHOR) is not None for name in FOLLOWERS),
+        state=client.hget(keys.user(AUTHOR), keys.FANOUT_STATE), warm_cursor=progress.get("warm_cursor"),
+        mode=progress.get("mode"), in_hot=first in timeline(client, HOT_TIMELINE),
+        pending=first_job in author_stream(client))
+    assert second not in timeline(client, HOT_TIMELINE), "the second post overtook the first"
+
+    processes.worker(server_redis.url, fanout_hot_followers=HOT)  # a fresh worker: takes the job over
+    wait_fanout_idle(client, timeout=TIMEOUT)
+    assert_everywhere_once_in_order(client, api, [first, second], watcher.heard(), hot=True)
     assert at_kill == step.at_kill, MOVED
