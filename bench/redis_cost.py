@@ -34,7 +34,7 @@ from realtime.config import Settings
 from realtime.engine import Engine
 from realtime.fanout import FanoutJob, FanoutWorker
 
-from .common import PUSH_ONLY, Progress, command_line, finish_cli, machine, private_redis
+from .common import Progress, command_line, finish_cli, machine, private_redis
 from .fanout_throughput import create_followers, follower_names, prefill_timelines, redis_cpu
 
 NAME = "redis_cost"
@@ -154,7 +154,10 @@ async def measure_shape(shape: Shape, online_share: float, with_raw: bool) -> di
     names = follower_names(shape.followers)
     with private_redis() as server:
         print(f"K={shape.followers:,}, T={shape.tweets}: private redis-server on port {server.port}", flush=True)
-        engine = await Engine.open(Settings.load(environ={"REDIS_URL": server.url, **PUSH_ONLY}))
+        # Hybrid fan-out on, as deployed, with a threshold above K: every tweet is pushed, and
+        # each job pays the read of the author's state and follower count (realtime.hot_fanout).
+        below_threshold = {"FANOUT_HOT_FOLLOWERS": str(shape.followers + 1)}
+        engine = await Engine.open(Settings.load(environ={"REDIS_URL": server.url, **below_threshold}))
         subscriber = None
         try:
             info = await engine.redis.info("server")

@@ -158,7 +158,7 @@ class Timelines:
         found: set[int] = set()
         below: dict[str, int] = {}
         counts = dict.fromkeys(hot, 0)
-        unread, start, size, todo = False, 0, min(self.max_length, max(2 * want, 20)), list(hot)
+        unread, start, size, todo = False, 0, min(self.max_length, max(want, 20)), list(hot)
         while todo:
             stop = min(start + size, self.max_length)
             pipe = self._redis.pipeline(transaction=False)
@@ -170,9 +170,10 @@ class Timelines:
                 ids = [int(i) for i in raw]
                 taken = [i for i in ids if lower <= i < ceiling]
                 found.update(taken)
-                older = [i for i in ids if i < above]
-                if older:
-                    below[account] = max(below.get(account, 0), *older)
+                if above:
+                    older = [i for i in ids if i < above]
+                    if older:
+                        below[account] = max(below.get(account, 0), *older)
                 counts[account] += len(taken)
                 if len(ids) < stop - start or min(ids) < lower:
                     continue  # read to its end, or to entries too old for it
