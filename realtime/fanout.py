@@ -524,16 +524,19 @@ class FanoutWorker:
 
     async def _is_hot(self, job: FanoutJob, progress: dict, *, resumed: bool) -> bool:
         """Whether the job's entry skips the followers' timelines: a post, as its author's
-        state says; a delete, as its post was.
+        state says; a delete, as its post was (its entry is in the author's hot timeline).
 
         A post is decided once: a re-run must not flip it (each way would deliver live
         twice). A hot decision is kept in the progress before anything hot is done; a push
         is not (no round trip per job), so a re-run without one may have pushed: it pushes
         again rather than warm a pushed account, which the author's next post does.
         """
-        if job.kind != "post":
-            return await self._hot.was_posted_hot(job.author, job.tweet_id)
         mode = progress.get("mode")
+        if job.kind != "post":  # recorded too: a re-run would not find the entry it removed
+            if mode is None and await self._hot.was_posted_hot(job.author, job.tweet_id):
+                mode = "hot"
+                await self.confirm(job, {"mode": mode})
+            return mode == "hot"
         if mode is None:
             mode = await self._hot.mode_of(job.author)
             if mode == "warm" and resumed:

@@ -81,7 +81,7 @@ def cooled_state(at_ms: int) -> str:
 
 
 class HotFanout:
-    """The store side of hybrid fan-out: states, hot follows, hot posts, the live publish."""
+    """The store side of hybrid fan-out: accounts' states and warms, users' hot follows."""
 
     def __init__(self, redis: Redis, timelines: Timelines, *, threshold: int) -> None:
         self._redis = redis

@@ -22,6 +22,11 @@ as a lost connection (rebuild, resubscribe, rewrite leases, catch everyone up): 
 away), and a node connection that no longer hears its own probes (TCP-healthy but deaf
 after a failover), checked every ``PROBE_EVERY`` seconds.
 
+With hybrid fan-out (realtime.hot_fanout) the hub also listens to every fan-out shard's hot
+channel, which carries the hot accounts' tweets and deletes to every process, and hands each
+to the local users who follow the account (``LocalHotFollows``, read as a user's first socket
+attaches, before its replay, and again after every reconnect).
+
 No gap, no duplicate:
 - a subscriber is attached (its lease written and confirmed by Redis, after the process
   channel is subscribed) before its timeline is read for replay: a write before the lease
@@ -469,8 +474,8 @@ class LiveHub:
             backoff = min(backoff * 2, 1.0)  # a failover takes seconds: live again within one of its end
 
     async def _subscribe_all(self) -> list[Awaitable]:
-        """Subscribe: the control channel and our own (one Redis), or the control channel
-        and each local user's channel (sharded). Answers what confirms each, once read."""
+        """Subscribe: the control channel, our own and the hot channels (realtime.hot_fanout),
+        and when sharded each local user's channel. Answers what confirms each, once read."""
         loop = asyncio.get_running_loop()
         channels = (keys.CONTROL_CHANNEL, self.channel, *self.hot_channels)
         self._unconfirmed = {channel: loop.create_future() for channel in channels}

@@ -27,8 +27,9 @@ FOLLOWERS = 10_000
 
 
 def start_worker(redis_url: str, log_path, **settings: str) -> subprocess.Popen:
+    # Fan-out on write: at the default threshold an author of 10,000 followers would be hot.
     env = {**os.environ, "REDIS_URL": redis_url, "FANOUT_IN_PROCESS": "1", "FANOUT_BATCH_SIZE": "100",
-           "FANOUT_CLAIM_IDLE": "1s", "LOG_LEVEL": "info", **settings}
+           "FANOUT_CLAIM_IDLE": "1s", "LOG_LEVEL": "info", "FANOUT_HOT_FOLLOWERS": "off", **settings}
     with open(log_path, "ab") as log:
         return subprocess.Popen([sys.executable, "run.py", "worker"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
