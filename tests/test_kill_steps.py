@@ -509,11 +509,12 @@ def test_a_server_killed_at_a_step_of_a_post_leaves_it_nowhere_or_everywhere_onc
     assert at_kill == step.at_kill, MOVED
 
 
-@pytest.mark.parametrize("step", FANOUT_STEPS, ids=str)
-def test_a_worker_killed_at_a_step_of_a_fan_out_is_taken_over_and_both_posts_arrive_once_in_order(
-        step, private_redis, proxy, processes, watcher):
+def kill_a_worker_in_the_first_fan_out(step: Step, private_redis, proxy, processes,
+                                       **settings: str) -> tuple[Api, str, str, str]:
+    """Two posts answered 201 by a server that fans out nothing, then a worker (through the
+    proxy) killed at ``step`` of the first one's job: (api, first, second, the first's job id)."""
     server_redis, client = private_redis
-    server = processes.server(server_redis.url, fanout_in_process="0")  # answers; fans out nothing
+    server = processes.server(server_redis.url, fanout_in_process="0", **settings)
     api = processes.api(server)
     author = sign_in_and_follow(api)
     first, second = author.post_tweet(FIRST), author.post_tweet(SECOND)  # both 201
@@ -521,9 +522,17 @@ def test_a_worker_killed_at_a_step_of_a_fan_out_is_taken_over_and_both_posts_arr
 
     victim = Victim()
     rule = proxy.arm(Rule(step.matches, step.moment, victim.kill, what=step.name))
-    victim.started(processes.worker(proxy.url))
+    victim.started(processes.worker(proxy.url, **settings))
     rule.wait(TIMEOUT)
     assert victim.process.returncode == -signal.SIGKILL
+    return api, first, second, first_job
+
+
+@pytest.mark.parametrize("step", FANOUT_STEPS, ids=str)
+def test_a_worker_killed_at_a_step_of_a_fan_out_is_taken_over_and_both_posts_arrive_once_in_order(
+        step, private_redis, proxy, processes, watcher):
+    server_redis, client = private_redis
+    api, first, second, first_job = kill_a_worker_in_the_first_fan_out(step, private_redis, proxy, processes)
     at_kill = FanoutState(
         reached=sum(first in timeline(client, keys.home_timeline(name)) for name in FOLLOWERS),
         tagged=first in timeline(client, keys.hashtag_timeline(TAG)),
@@ -543,17 +552,8 @@ def test_a_worker_killed_at_a_step_of_a_fan_out_is_taken_over_and_both_posts_arr
 def test_a_worker_killed_at_a_step_of_a_hot_fan_out_is_taken_over_and_both_posts_arrive_once_in_order(
         step, private_redis, proxy, processes, watcher):
     server_redis, client = private_redis
-    server = processes.server(server_redis.url, fanout_in_process="0", fanout_hot_followers=HOT)
-    api = processes.api(server)
-    author = sign_in_and_follow(api)
-    first, second = author.post_tweet(FIRST), author.post_tweet(SECOND)  # both 201
-    first_job, _ = author_stream(client)
-
-    victim = Victim()
-    rule = proxy.arm(Rule(step.matches, step.moment, victim.kill, what=step.name))
-    victim.started(processes.worker(proxy.url, fanout_hot_followers=HOT))
-    rule.wait(TIMEOUT)
-    assert victim.process.returncode == -signal.SIGKILL
+    api, first, second, first_job = kill_a_worker_in_the_first_fan_out(step, private_redis, proxy, processes,
+                                                                       fanout_hot_followers=HOT)
     progress = client.hgetall(keys.fanout_progress(keys.fanout_tag_of(AUTHOR, Settings.fanout_shards), first_job))
     at_kill = HotState(
         warmed=sum(client.zscore(keys.hot_follows(name), AUTHOR) is not None for name in FOLLOWERS),
