@@ -488,7 +488,7 @@ class FanoutWorker:
             dedupe, own = RECENT_DEDUPE_WINDOW, []
         if hot:  # to the author's hot timeline, which goes live to every process that listens for it,
             # and is merged into the followers' timelines when they are read (realtime.hot_fanout)
-            await self._write_batch(job, [(own + [keys.hot_timeline(job.tag, job.author)], dedupe)], delivery.message,
+            await self._write_batch(job, [(own + [self._timelines.hot_timeline(job.author)], dedupe)], delivery.message,
                                     progress=None, hot_skip=[job.author, *mentions])
             return
         skip = set(mentions) | {job.author}  # mentioned users already have it

@@ -25,7 +25,7 @@ from .ids import is_id_text
 
 __all__ = ["CloseCode", "LiveClose", "ProtocolError", "AuthFrame", "LiveEvent", "tweet_frame", "delete_frame",
            "ready_frame", "PONG_FRAME", "parse_client_frame", "parse_auth_frame", "is_ping", "parse_watch_frame",
-           "MAX_WATCHED", "addressed", "unaddress", "hot_address", "hot_account_of", "hot_follow_frame",
+           "MAX_WATCHED", "addressed", "unaddress", "HOT_MARK", "hot_account_of", "hot_follow_frame",
            "LUA_ADDRESSED", "session_revoked_event", "sockets_evicted_event", "probe_message", "probe_nonce"]
 
 
@@ -147,17 +147,14 @@ def unaddress(data: str) -> tuple[list[str], str]:
 
 
 #: A hot account's event (realtime.hot_fanout) is addressed to ``*<account>`` and then the
-#: users it must skip: every process hears it, for its users who follow the account.
-_HOT_MARK = "*"  # never in a username (realtime.text)
-
-
-def hot_address(account: str, skip) -> list[str]:
-    return [_HOT_MARK + account, *skip]
+#: users it must skip (built by the timeline scripts, realtime.scripts): every process hears
+#: it, for its users who follow the account.
+HOT_MARK = "*"  # never in a username (realtime.text)
 
 
 def hot_account_of(names: list[str]) -> str | None:
-    """The hot account of an event addressed by ``hot_address``, else None."""
-    return names[0][1:] if names and names[0].startswith(_HOT_MARK) else None
+    """The hot account of an event addressed to ``HOT_MARK`` + account, else None."""
+    return names[0][1:] if names and names[0].startswith(HOT_MARK) else None
 
 
 _SESSION_REVOKED, _SOCKETS_EVICTED, _HOT_FOLLOW = "session_revoked", "sockets_evicted", "hot_follow"

@@ -4,7 +4,7 @@ Cluster (callers group keys by slot there), and is safe to run twice.
 
 from __future__ import annotations
 
-from .live_protocol import LUA_ADDRESSED
+from .live_protocol import HOT_MARK, LUA_ADDRESSED
 
 __all__ = ["PUSH_TO_TIMELINES", "REMOVE_FROM_TIMELINES", "PUSH_ON_NODE", "REMOVE_ON_NODE", "TOGGLE_MEMBER", "RENEW_LEASE", "ENQUEUE_JOB", "FINISH_JOB", "CONFIRM_JOB",
            "CREATE_TWEET", "COUNT_TWEET", "MARK_COUNTED", "DELETE_TWEET", "CLAIM_RETWEET", "RELEASE_RETWEET",
@@ -57,7 +57,7 @@ local function publish_hot(key)
   local rest = string.sub(key, #hot_prefix + 1)
   local close = string.find(rest, '}}', 1, true)
   local channel = hot_channel_prefix .. string.sub(rest, 1, close)
-  local event = addressed('*' .. string.sub(rest, close + 2) .. hot_skip, message)
+  local event = addressed('""" + HOT_MARK + """' .. string.sub(rest, close + 2) .. hot_skip, message)
   if channel_mid ~= '' then redis.call('SPUBLISH', channel, event) else redis.call('PUBLISH', channel, event) end
 end
 local function note_recipient(key)

@@ -65,6 +65,9 @@ class Timelines:
         """The hot timeline of ``account``, in its fan-out shard's slot (realtime.hot_fanout)."""
         return keys.hot_timeline(keys.fanout_tag_of(account, self._shards), account)
 
+    def hot_deletes(self, account: str) -> str:
+        return keys.hot_deletes(keys.fanout_tag_of(account, self._shards), account)
+
     def oldest_allowed_id(self) -> int:
         return min_id_at(int((self._clock() - self.max_age) * 1000))
 
@@ -192,7 +195,7 @@ class Timelines:
         before when it was older; when it was that one, by its time."""
         pipe = self._redis.pipeline(transaction=False)
         for account in hot:
-            pipe.lrange(keys.hot_deletes(keys.fanout_tag_of(account, self._shards), account), 0, -1)
+            pipe.lrange(self.hot_deletes(account), 0, -1)
         since_ms, deleted = id_to_ms(since) - DELETE_REPLAY_SLACK_MS, []
         for account, records in zip(hot, await pipe.execute()):
             had = below.get(account, 0)
