@@ -52,7 +52,7 @@ class Engine:
         self.notifications = Notifications(redis, id_lease.generator, self.timelines)
         # Hybrid fan-out: the largest accounts' tweets are merged in when a timeline is read.
         self.hot_fanout = HotFanout(redis, self.timelines, threshold=settings.fanout_hot_followers)
-        self.users = Users(redis, self.notifications, hot=self.hot_fanout)
+        self.users = Users(redis, self.notifications, hot=self.hot_fanout, timelines=self.timelines)
         # On a cluster, posts and fan-out writes wait for a replica (realtime.redis_client.ReplicaAcks).
         self.replica_acks = (ReplicaAcks(redis, settings.replica_ack_timeout)
                              if settings.redis_cluster and settings.replica_ack_timeout else None)

@@ -50,7 +50,7 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from redis.exceptions import ResponseError
 
@@ -59,7 +59,7 @@ from .hot_fanout import HotFanout
 from .progress import AwaitableCount
 from .redis_client import Redis, ReplicaAcks, execute_scripted, is_redirect, is_transient, queue_script
 from .scripts import CONFIRM_JOB, ENQUEUE_JOB, FINISH_JOB
-from .timelines import FULL_DEDUPE, NO_DEDUPE, RECENT_DEDUPE_WINDOW, Timelines
+from .timelines import FULL_DEDUPE, NO_DEDUPE, RECENT_DEDUPE_WINDOW, FollowerExpiries, Timelines
 
 __all__ = ["FanoutQueue", "FanoutWorker", "FanoutJob", "Delivery", "JobSource", "JobsInFlight", "MAX_ATTEMPTS",
            "shards_per_worker"]
@@ -85,6 +85,14 @@ class Delivery:
     #: The author's own timelines, written again with the job's first batch (no round trip of
     #: their own): the request that recorded the job may have died before writing them.
     own: list[str] = dataclasses.field(default_factory=list)
+
+
+class Writes(NamedTuple):
+    """Timelines written in one script call of a batch, and how."""
+
+    targets: list[str]
+    dedupe: int  # the dedupe window (realtime.timelines)
+    refresh_ttl: bool = True  # False: lists that exist keep their TTL (realtime.timelines.FollowerExpiries)
 
 
 class JobSource(Protocol):
@@ -245,12 +253,14 @@ class FanoutWorker:
     def __init__(self, redis: Redis, blocking_redis: Redis, timelines: Timelines, source: JobSource, *,
                  tags: list[str], cluster: bool = False, batch_size: int = 1000, batch_pause: float = 0.0,
                  claim_idle: float = 30.0, in_flight: JobsInFlight | None = None,
-                 acks: ReplicaAcks | None = None, hot: HotFanout | None = None) -> None:
+                 acks: ReplicaAcks | None = None, hot: HotFanout | None = None,
+                 expiries: FollowerExpiries | None = None) -> None:
         self._redis = redis
         self._hot = hot if hot is not None and hot.enabled else None  # hybrid fan-out (realtime.hot_fanout)
         self._acks = acks
         self._blocking = blocking_redis
         self._timelines = timelines
+        self._expiries = expiries if expiries is not None else FollowerExpiries(timelines.max_age)
         self._source = source
         self.tags = list(tags)
         self._cluster = cluster
@@ -484,14 +494,16 @@ class FanoutWorker:
         extras += [keys.hashtag_timeline(tag) for tag in delivery.hashtags]
         own = list(delivery.own)  # joins the first batch written
         if extras and not progress.get("extras"):  # none: no batch, one round trip fewer per job
-            await self._write_batch(job, [(own + extras, dedupe)], delivery.message, progress={"extras": 1})
+            await self._write_batch(job, [Writes(own + extras, dedupe)], delivery.message, progress={"extras": 1})
             dedupe, own = RECENT_DEDUPE_WINDOW, []
         if hot:  # to the author's hot timeline, which goes live to every process that listens for it,
             # and is merged into the followers' timelines when they are read (realtime.hot_fanout)
-            await self._write_batch(job, [(own + [self._timelines.hot_timeline(job.author)], dedupe)], delivery.message,
+            await self._write_batch(job, [Writes(own + [self._timelines.hot_timeline(job.author)], dedupe)], delivery.message,
                                     progress=None, hot_skip=[job.author, *mentions])
             return
         skip = set(mentions) | {job.author}  # mentioned users already have it
+        # The followers' TTLs are set at most every FollowerExpiries.interval per author.
+        refresh, began = resumed or self._expiries.due(job.author), self._expiries.now()
         # The next page is read while the current batch is written: a read on another
         # connection, so the writes and their progress marks keep their order.
         page = asyncio.ensure_future(self._follower_page(job.author, progress.get("cursor", "")))
@@ -500,7 +512,7 @@ class FanoutWorker:
                 names = await page
                 if not names:
                     if own:
-                        await self._write_batch(job, [(own, dedupe)], delivery.message, progress=None)
+                        await self._write_batch(job, [Writes(own, dedupe)], delivery.message, progress=None)
                     break
                 cursor = names[-1]
                 last = len(names) < self.batch_size  # a short page is the end: no read of an empty one
@@ -509,7 +521,8 @@ class FanoutWorker:
                 followers = [keys.home_timeline(name) for name in names if name not in skip]
                 # No mark after the last batch: the job is finished next, and if it is not, the
                 # re-run of this one batch dedupes the whole list.
-                await self._write_batch(job, [(own, dedupe), (followers, followers_dedupe)], delivery.message,
+                await self._write_batch(job, [Writes(own, dedupe), Writes(followers, followers_dedupe, refresh)],
+                                        delivery.message,
                                         progress=None if last else {"cursor": cursor})
                 own, followers_dedupe = [], NO_DEDUPE
                 if last:
@@ -521,6 +534,8 @@ class FanoutWorker:
                 page.cancel()
             elif not page.cancelled():
                 page.exception()  # a failed read we no longer need is not reported as never retrieved
+        if refresh and not resumed and job.kind == "post":
+            self._expiries.set_since(job.author, began)
 
     async def _is_hot(self, job: FanoutJob, progress: dict, *, resumed: bool) -> bool:
         """Whether the job's entry skips the followers' timelines: a post, as its author's
@@ -569,7 +584,7 @@ class FanoutWorker:
         low = f"({after}" if after else "-"
         return await self._redis.zrangebylex(keys.followers(author), low, "+", 0, self.batch_size)
 
-    async def _write_batch(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str, *,
+    async def _write_batch(self, job: FanoutJob, groups: list[Writes], message: str, *,
                            progress: dict | None, hot_skip: Sequence[str] = ()) -> None:
         """Write one batch (groups of keys, each with its dedupe window), then the progress
         mark with a fresh claim.
@@ -579,8 +594,8 @@ class FanoutWorker:
         once the whole batch has landed: a pipeline is no transaction (and on a cluster it
         is split by node), so a mark in the same pipeline could land without its batch.
         """
-        groups = [(targets, dedupe) for targets, dedupe in groups if targets]
-        unchecked = any(dedupe == NO_DEDUPE for _, dedupe in groups) and job.kind == "post"
+        groups = [group for group in groups if group.targets]
+        unchecked = any(group.dedupe == NO_DEDUPE for group in groups) and job.kind == "post"
         if unchecked and time.monotonic() - job.confirmed_at >= self.fence:
             await self.confirm(job)
         if groups:
@@ -590,24 +605,24 @@ class FanoutWorker:
                 log.error("fan-out job %s: a batch written without a dedupe landed %.1fs after the job was "
                           "last confirmed ours; another worker may have written it too", job.entry_id,
                           time.monotonic() - job.confirmed_at)
-        self.entries_written += sum(len(targets) for targets, _ in groups)
+        self.entries_written += sum(len(group.targets) for group in groups)
         if progress is not None:
             await self.confirm(job, progress)
 
-    async def _write_timelines(self, job: FanoutJob, groups: list[tuple[list[str], int]], message: str,
+    async def _write_timelines(self, job: FanoutJob, groups: list[Writes], message: str,
                                hot_skip: Sequence[str] = ()) -> None:
         """Push (or remove) in pipelines, safe to run twice. On a cluster, one pipeline per
         master holding one script call for all of the batch's keys there, each waiting for a
         replica when REPLICA_ACK_TIMEOUT is set: a job is finished only once its writes would
         survive a failover."""
         if self._acks is not None:
-            by_master: dict[str, list[tuple[list[str], int]]] = {}
-            for targets, dedupe in groups:
+            by_master: dict[str, list[Writes]] = {}
+            for group in groups:
                 split: dict[str, list[str]] = {}
-                for key in targets:
+                for key in group.targets:
                     split.setdefault(self._acks.master_of(key), []).append(key)
                 for master, part in split.items():
-                    by_master.setdefault(master, []).append((part, dedupe))
+                    by_master.setdefault(master, []).append(group._replace(targets=part))
             try:
                 # Every master's write ends before any failure is acted on: the fallback below
                 # must not race a write still in flight.
@@ -625,29 +640,30 @@ class FanoutWorker:
                 # Part of the batch may have landed: this time every key is looked at first.
                 log.info("fan-out job %s: a slot moved under a batch (%s); writing it again slot by slot",
                          job.entry_id, str(exc)[-160:])  # the end: the command itself names every key
-                groups = [(targets, RECENT_DEDUPE_WINDOW if dedupe == NO_DEDUPE else dedupe)
-                          for targets, dedupe in groups]
+                groups = [group._replace(dedupe=RECENT_DEDUPE_WINDOW) if group.dedupe == NO_DEDUPE else group
+                          for group in groups]
         pipe = self._redis.pipeline(transaction=False)
-        for targets, dedupe in groups:
-            await self._queue_write(pipe, job, targets, message, dedupe, hot_skip=hot_skip)
+        for group in groups:
+            await self._queue_write(pipe, job, group, message, hot_skip=hot_skip)
         await execute_scripted(pipe)
 
-    async def _write_acked(self, master: str, job: FanoutJob, groups: list[tuple[list[str], int]],
+    async def _write_acked(self, master: str, job: FanoutJob, groups: list[Writes],
                            message: str, hot_skip: Sequence[str]) -> None:
         pipe = self._acks.pipeline(master)
-        for targets, dedupe in groups:
-            await self._queue_write(pipe, job, targets, message, dedupe, on_node=True, hot_skip=hot_skip)
+        for group in groups:
+            await self._queue_write(pipe, job, group, message, on_node=True, hot_skip=hot_skip)
         _, replicas = await self._acks.execute(pipe, master)
         if replicas == 0:
             _no_replica_ack(f"job {job.entry_id}'s timelines on {master}", self._acks.timeout_ms)
 
-    async def _queue_write(self, pipe, job: FanoutJob, targets: list[str], message: str, dedupe: int, *,
+    async def _queue_write(self, pipe, job: FanoutJob, group: Writes, message: str, *,
                            on_node: bool = False, hot_skip: Sequence[str] = ()) -> None:
         if job.kind == "post":
-            await self._timelines.queue_push(pipe, targets, job.tweet_id, message=message, dedupe_window=dedupe,
-                                             on_node=on_node, hot_skip=hot_skip)
+            await self._timelines.queue_push(pipe, group.targets, job.tweet_id, message=message,
+                                             dedupe_window=group.dedupe, on_node=on_node, hot_skip=hot_skip,
+                                             refresh_ttl=group.refresh_ttl)
         else:
-            await self._timelines.queue_remove(pipe, targets, job.tweet_id, message=message, on_node=on_node,
+            await self._timelines.queue_remove(pipe, group.targets, job.tweet_id, message=message, on_node=on_node,
                                                hot_skip=hot_skip)
 
 

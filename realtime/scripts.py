@@ -94,13 +94,15 @@ TRIM_EVERY = 32
 #: KEYS: timelines. ARGV: id, min_id (older entries leave), max_length, ttl_ms,
 #: dedupe_window (entries from the head to look at; 0 = the whole list; -1 = none: a job's
 #: first run, which holds the job, see realtime.fanout), message (sent
-#: live for each home timeline that really gains the entry; '' = none), then the live
-#: event arguments (see _LIVE_EVENTS). Returns how many timelines gained the entry.
+#: live for each home timeline that really gains the entry; '' = none), refresh ('1': a
+#: list that gains the entry lives ttl_ms more; '0': only a list the push creates gets its
+#: TTL, the caller knows the others' is long enough: realtime.timelines.FollowerExpiries),
+#: then the live event arguments (see _LIVE_EVENTS). Returns how many timelines gained it.
 PUSH_TO_TIMELINES = """
 local id, min_id = ARGV[1], tonumber(ARGV[2])
 local max_length, ttl_ms, window = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local message = ARGV[6]
-""" + _LIVE_EVENTS.format(first=7) + """
+local message, refresh = ARGV[6], ARGV[7] == '1'
+""" + _LIVE_EVENTS.format(first=8) + """
 find_online(TARGETS)
 local added = 0
 for _, key in ipairs(TARGETS) do
@@ -116,7 +118,7 @@ for _, key in ipairs(TARGETS) do
         length = length - 1
       end
     end
-    redis.call('PEXPIRE', key, ttl_ms)
+    if refresh or length == 1 then redis.call('PEXPIRE', key, ttl_ms) end
     added = added + 1
     note_recipient(key)
   end

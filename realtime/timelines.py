@@ -20,7 +20,7 @@ from .ids import id_to_ms, min_id_at
 from .redis_client import Redis, execute_scripted, queue_script
 from .scripts import PUSH_ON_NODE, PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES, REMOVE_ON_NODE
 
-__all__ = ["Timelines", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE", "NO_DEDUPE"]
+__all__ = ["Timelines", "FollowerExpiries", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE", "NO_DEDUPE"]
 
 #: A push looks this far from the head for the same id: a re-run soon after the first
 #: run finds it there. Re-runs of an interrupted batch use FULL_DEDUPE instead.
@@ -41,6 +41,47 @@ _HOT_DELETES_PREFIX = keys.hot_deletes("\0", "").partition("\0")[0]
 #: happened after ``since`` was posted, less this: the delete's time is the worker's clock,
 #: the id's the posting process's. A delete replayed needlessly is harmless to a client.
 DELETE_REPLAY_SLACK_MS = 10_000
+#: A timeline lives the age limit and 1/this more after a push sets its TTL (Timelines.ttl_ms).
+TTL_SLACK_FRACTION = 16
+
+
+class FollowerExpiries:
+    """The authors whose followers' home timelines one fan-out worker gave a full TTL lately.
+
+    Setting a timeline's TTL on every push is a third of what a push costs Redis. A job of an
+    author listed here pushes to the followers' timelines without it: the worker set every
+    one of them to live ``Timelines.ttl_ms`` at most ``interval`` ago (half the slack: every
+    list that gains an entry still lives the age limit more, clock drift allowed for). The
+    followers since then had theirs set by the follow (``Timelines.queue_keep``); a list that
+    was emptied and deleted since gets its TTL from the push that creates it again. Only a
+    job's first run, when it has written to every follower, lists its author: a re-run sets
+    every TTL, and so does a worker that does not know the author (another worker, a restart).
+    """
+
+    def __init__(self, max_age: float, kept: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = max_age / TTL_SLACK_FRACTION / 2
+        self._kept, self._clock = kept, clock
+        self._set_at: dict[str, float] = {}  # author -> when a job began setting their TTLs, oldest first
+
+    def __len__(self) -> int:
+        return len(self._set_at)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def due(self, author: str) -> bool:
+        set_at = self._set_at.get(author)
+        return set_at is None or self._clock() - set_at >= self.interval
+
+    def set_since(self, author: str, began: float) -> None:
+        """Every follower of ``author`` had their TTL set by a job that began at ``began``."""
+        self._set_at.pop(author, None)
+        self._set_at[author] = began
+        cutoff = self._clock() - self.interval
+        for oldest in list(self._set_at):
+            if len(self._set_at) <= self._kept and self._set_at[oldest] > cutoff:
+                break
+            del self._set_at[oldest]
 
 
 class Timelines:
@@ -68,6 +109,16 @@ class Timelines:
     def hot_deletes(self, account: str) -> str:
         return keys.hot_deletes(keys.fanout_tag_of(account, self._shards), account)
 
+    @property
+    def ttl_ms(self) -> int:
+        """How long a timeline lives after a push that sets its TTL: the age limit and a
+        sixteenth more, the most by which FollowerExpiries lets a busy author's pushes skip it."""
+        return int(self.max_age * 1000 * (1 + 1 / TTL_SLACK_FRACTION))
+
+    def queue_keep(self, pipe, key: str) -> None:
+        """Give an existing timeline a full TTL (a new follow: FollowerExpiries)."""
+        pipe.pexpire(key, self.ttl_ms)
+
     def oldest_allowed_id(self) -> int:
         return min_id_at(int((self._clock() - self.max_age) * 1000))
 
@@ -91,7 +142,7 @@ class Timelines:
 
     async def queue_push(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",
                          dedupe_window: int = RECENT_DEDUPE_WINDOW, on_node: bool = False,
-                         hot_skip: Sequence[str] = ()) -> int:
+                         hot_skip: Sequence[str] = (), refresh_ttl: bool = True) -> int:
         """Queue pushes of ``tweet_id`` onto ``keys`` in ``pipe``; returns the number of calls queued.
 
         Each home timeline that really gains the entry sends ``message`` live to its owner's
@@ -99,9 +150,11 @@ class Timelines:
         ``on_node``: ``pipe`` is a plain pipeline to the one cluster node that serves every key,
         and one call takes them all (realtime.scripts.PUSH_ON_NODE). A hot timeline's gain goes
         live to every process that listens for its account, for its followers but ``hot_skip``.
+        Each list that gains the entry lives ``ttl_ms`` more; with ``refresh_ttl`` false only
+        those the push creates (the caller knows the others live long enough: FollowerExpiries).
         """
-        common = [tweet_id, self.oldest_allowed_id(), self.max_length, int(self.max_age * 1000), dedupe_window,
-                  message, *self.live_args(hot_skip)]
+        common = [tweet_id, self.oldest_allowed_id(), self.max_length, self.ttl_ms, dedupe_window, message,
+                  "1" if refresh_ttl else "0", *self.live_args(hot_skip)]
         return await self._queue(pipe, self._push_on_node if on_node else self._push, keys, common, on_node)
 
     async def queue_remove(self, pipe, keys: Sequence[str], tweet_id: int, *, message: str = "",

@@ -63,8 +63,9 @@ class UserFieldCache:
 
 
 class Users:
-    def __init__(self, redis: Redis, notifications=None, hot=None) -> None:
+    def __init__(self, redis: Redis, notifications=None, hot=None, timelines=None) -> None:
         self._redis = redis
+        self._timelines = timelines  # realtime.timelines.Timelines: a follower's home TTL
         self._hot = hot if hot is not None and hot.enabled else None  # realtime.hot_fanout.HotFanout
         self._notifications = notifications  # realtime.notifications.Notifications: of follows
         self._display_names = UserFieldCache("display_name", DISPLAY_NAMES_TTL, DISPLAY_NAMES_KEPT)
@@ -224,13 +225,16 @@ class Users:
         if follow:
             pipe.zadd(keys.following(me), {target: 0})
             pipe.zadd(keys.followers(target), {me: 0})
+            if self._timelines is not None:  # the target's next pushes may not set it (FollowerExpiries)
+                self._timelines.queue_keep(pipe, keys.home_timeline(me))
         else:
             pipe.zrem(keys.following(me), target)
             pipe.zrem(keys.followers(target), me)
         if self._hot is not None:  # read after the follower's write, in its slot (realtime.hot_fanout)
             pipe.hget(keys.user(target), keys.FANOUT_STATE)
             pipe.lindex(keys.user_timeline(target), 0)
-        _, changed, *hot = await pipe.execute()
+        answers = await pipe.execute()
+        changed, hot = answers[1], answers[-2:]
         if self._hot is not None:
             if not follow:
                 await self._hot.unfollowed(me, target)

@@ -109,9 +109,19 @@ async def test_reads_never_answer_entries_past_the_age_limit_even_before_a_trim(
     assert await timelines.changes_after("a", None) == ([young], [])
 
 
-async def test_a_push_sets_the_ttl_to_the_age_limit(redis, timelines, clock):
+async def test_a_push_sets_the_ttl_to_the_age_limit_and_a_sixteenth(redis, timelines, clock):
     await timelines.push(["tl:{a}"], mint(clock, 1)[0])
-    assert 29 * DAY < await redis.ttl("tl:{a}") <= 30 * DAY
+    assert 31.8 * DAY < await redis.ttl("tl:{a}") <= 30 * DAY * 17 / 16
+
+
+async def test_a_push_told_not_to_refresh_leaves_an_existing_ttl_and_sets_a_new_lists(redis, timelines, clock):
+    first, second = mint(clock, 2)
+    await timelines.push(["tl:{a}"], first)
+    await redis.expire("tl:{a}", 3600)
+    await timelines.push(["tl:{a}", "tl:{b}"], second, refresh_ttl=False)
+    assert await redis.lrange("tl:{a}", 0, -1) == [str(second), str(first)]
+    assert 3500 < await redis.ttl("tl:{a}") <= 3600
+    assert await redis.ttl("tl:{b}") > 30 * DAY
 
 
 async def lease(redis, user: str, process: str, seconds: float = 60) -> None:
