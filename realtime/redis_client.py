@@ -223,16 +223,18 @@ def _is_cluster_pipeline(pipe) -> bool:
     return type(pipe).__name__ == "ClusterPipeline"
 
 
-async def queue_script(pipe, script, keys: Sequence, args: Sequence) -> None:
+async def queue_script(pipe, script, keys: Sequence, args: Sequence, *, reads_earlier: bool = False) -> None:
     """Queue a call of ``script`` (from ``register_script``) in ``pipe``, either kind.
 
     redis-py refuses ``evalsha`` in a cluster pipeline (its scripts would need every key in
     one slot, which ours have), so there the call is queued as a plain ``EVALSHA``, routed
     by its keys, and remembered, so that ``execute_scripted`` can load the script and run
     the call again where a node answers NOSCRIPT (a new master after a failover has no
-    scripts: they are not replicated)."""
+    scripts: they are not replicated). ``reads_earlier``: the call reads what an earlier
+    call of the pipeline writes, so it runs again after any of those that ran again (it
+    must be safe to repeat); otherwise it would have read the state before it."""
     if _is_cluster_pipeline(pipe):
-        pipe.__dict__.setdefault("_chirp_script_calls", []).append((script, list(keys), list(args)))
+        pipe.__dict__.setdefault("_chirp_script_calls", []).append((script, list(keys), list(args), reads_earlier))
         pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
     else:
         await script(keys=keys, args=args, client=pipe)
@@ -271,9 +273,11 @@ async def _execute_cluster_scripted(pipe) -> list:
     if missing:
         for script in {calls[n][0] for n in missing}:
             await script.registered_client.script_load(script.script)  # on every master
+        missing += [n for n in range(missing[0] + 1, len(calls)) if calls[n][3] and n not in missing]
+        missing.sort()
         retry = calls[missing[0]][0].registered_client.pipeline(transaction=False)
         for n in missing:
-            script, keys, args = calls[n]
+            script, keys, args, _ = calls[n]
             retry.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         for n, result in zip(missing, await retry.execute(raise_on_error=False)):
             results[n] = result

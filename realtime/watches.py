@@ -39,7 +39,7 @@ class CountsPublisher:
 
     async def queue_changed(self, pipe, tweet_id: int) -> None:
         await queue_script(pipe, self._changed, [keys.tweet(tweet_id), keys.count_watchers(tweet_id)],
-                           [int(time.time() * 1000)])
+                           [int(time.time() * 1000)], reads_earlier=True)  # the counts the change wrote
 
     async def publish(self, tweet_id: int, answer: list) -> None:
         """``answer``: what the queued ``COUNTS_CHANGED`` returned."""

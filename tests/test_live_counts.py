@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 
 from realtime import keys
+from realtime.redis_client import execute_scripted, queue_script
 from realtime.watches import CountWatches
 
 from .support import LiveClient
@@ -113,3 +114,27 @@ async def test_watch_frames_sent_in_a_burst_are_folded_into_the_last_one(api, se
         assert not any(leased[1:-1]), "the ones in between were never applied"
         assert (await bob.aio.request("PUT", f"/tweets/{tweets[-1]}/like")).status_code == 204
         assert (await next_counts(live))["id"] == tweets[-1]
+
+
+async def test_a_changes_counts_are_read_after_it_even_where_redis_had_lost_the_changes_script(redis_server):
+    """A like and the read of its counts share a pipeline. Where the node has lost the like's
+    script but not the read's (a new master after a failover has none until first used), the
+    read runs again after the like instead of answering the counts from before it."""
+    client = await redis_server.async_client()
+    try:
+        change = client.register_script("return redis.call('HINCRBY', KEYS[1], 'likes', 1)")
+        read = client.register_script("return redis.call('HGET', KEYS[1], 'likes')")
+        key = keys.tweet(987654321)
+        await client.delete(key)
+        await client.script_flush()
+        await client.script_load(read.script)
+        answers = []
+        for _ in range(2):  # the second time both are loaded: nothing runs twice
+            pipe = client.pipeline(transaction=False)
+            await queue_script(pipe, change, [key], [])
+            await queue_script(pipe, read, [key], [], reads_earlier=True)
+            answers.append(await execute_scripted(pipe))
+        assert answers == [[1, "1"], [2, "2"]]
+    finally:
+        await client.delete(keys.tweet(987654321))
+        await client.aclose()
