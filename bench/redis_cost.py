@@ -115,14 +115,19 @@ async def go_online(engine: Engine, names: list[str], share: float) -> tuple[lis
     return online, asyncio.create_task(drain(), name="redis-cost-subscriber")
 
 
-async def read_jobs(engine: Engine, worker: FanoutWorker, count: int) -> list[FanoutJob]:
+async def read_job(engine: Engine, worker: FanoutWorker) -> FanoutJob:
+    """The next job, read as the worker reads one (realtime.fanout.FanoutWorker._run_once): one
+    at a time, right before it runs, the read counting as its first confirmation (so a job's
+    first batch needs no CONFIRM_JOB, as in production)."""
     tag = engine.fanout_queue.tag_of(AUTHOR)
+    read_at = time.monotonic()
     answer = await engine.redis.xreadgroup(keys.FANOUT_GROUP, worker.consumer, {keys.fanout_stream(tag): ">"},
-                                           count=count)
-    jobs = [FanoutJob(tag, entry_id, fields) for _, entries in answer for entry_id, fields in entries]
-    if len(jobs) != count:
-        raise SystemExit(f"{NAME}: {count} jobs posted, {len(jobs)} read from the stream")
-    return jobs
+                                           count=1)
+    jobs = [FanoutJob(tag, entry_id, fields, confirmed_at=read_at) for _, entries in answer
+            for entry_id, fields in entries]
+    if len(jobs) != 1:
+        raise SystemExit(f"{NAME}: a job was posted and none could be read from the stream")
+    return jobs[0]
 
 
 async def check_timelines(redis, names: list[str], tweet_ids: list[int]) -> int:
@@ -171,11 +176,11 @@ async def measure_shape(shape: Shape, online_share: float, with_raw: bool) -> di
             tweet_ids = [await engine.tweets.post(AUTHOR, f"cost {n}") for n in range(shape.tweets)]
             posting = await phase_since(engine.redis, before)
 
-            jobs = await read_jobs(engine, worker, shape.tweets)
-            progress = Progress(f"K={shape.followers:,}: jobs fanned out", len(jobs))
+            progress = Progress(f"K={shape.followers:,}: jobs fanned out", shape.tweets)
             before = await reset(engine.redis)
             samples, sample_cpu, sample_entries = [], await redis_cpu(engine.redis), 0
-            for number, job in enumerate(jobs, 1):
+            for number in range(1, shape.tweets + 1):
+                job = await read_job(engine, worker)
                 await worker.run_job(job, resumed=False)
                 await worker.finish(job)
                 progress.update(number)
