@@ -12,11 +12,14 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
 from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
 from redis.exceptions import (AskError, BusyLoadingError, ClusterDownError, ConnectionError as RedisConnectionError,
                               MasterDownError, MovedError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
                               SlotNotCoveredError, TimeoutError as RedisTimeoutError, TryAgainError)
+
+from .redis_connection import without_write_task
 
 __all__ = ["make_redis", "open_redis", "warm_up", "execute_scripted", "RedisDown", "Redis", "cluster_health",
            "is_cluster", "is_transient", "queue_publish", "queue_script", "queue_lease", "LEASE_WRITE_CHUNK", "ReplicaAcks", "is_redirect"]
@@ -58,7 +61,8 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
     reconnect and resubscribe silently, and we must know, to catch sockets up.
 
     ``known_nodes`` (host, port) seed a cluster client besides ``url``'s node, which may be
-    the very master that just died.
+    the very master that just died. Connections write without a task per command
+    (realtime.redis_connection).
     """
     options = dict(
         decode_responses=True,
@@ -70,9 +74,17 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
     )
     if cluster:
         seeds = [ClusterNode(host, port) for host, port in known_nodes]
-        return RedisCluster.from_url(url, startup_nodes=seeds or None, **options)
+        client = RedisCluster.from_url(url, startup_nodes=seeds or None, **options)
+        nodes = client.nodes_manager  # the cluster client takes no connection class: its nodes are told
+        nodes.connection_kwargs["connection_class"] = without_write_task(
+            nodes.connection_kwargs.get("connection_class", aioredis.Connection))
+        for node in nodes.startup_nodes.values():
+            node.connection_class = nodes.connection_kwargs["connection_class"]
+        return client
     # A blocking pool makes a burst wait for a free connection instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
+    connection_class = without_write_task(parse_url(url).get("connection_class", aioredis.Connection))
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5,
+                                                    connection_class=connection_class, **options)
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -142,9 +154,10 @@ class ReplicaAcks:
         client = self._clients.get(master)
         if client is None:
             host, _, port = master.rpartition(":")
-            client = self._clients[master] = aioredis.Redis(
-                host=host, port=int(port), decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
-                max_connections=64)
+            pool = aioredis.ConnectionPool(host=host, port=int(port), decode_responses=True, socket_timeout=2.0,
+                                           socket_connect_timeout=2.0, max_connections=64,
+                                           connection_class=without_write_task(aioredis.Connection))
+            client = self._clients[master] = aioredis.Redis(connection_pool=pool)
         return client
 
     async def replicas_online(self, master: str) -> int:

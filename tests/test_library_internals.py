@@ -93,3 +93,32 @@ def test_uvicorn_httptools_protocol_still_has_what_our_limited_protocol_override
                      "connection_made", "connection_lost"):
         assert list(inspect.signature(getattr(HttpToolsProtocol, callback)).parameters) == list(
             inspect.signature(getattr(LimitedHttpProtocol, callback)).parameters), callback
+
+
+def test_redis_py_writes_through_wait_for_and_has_what_the_in_place_write_reads():
+    """realtime.redis_connection replaces the asyncio connection's send_packed_command, whose
+    ``asyncio.wait_for`` runs every write in a task on Python 3.11 (when redis-py stops doing
+    that, the override can go), and reads ``_writer``, ``is_connected``,
+    ``connect_check_health``, ``check_health`` and ``disconnect(nowait=True)``."""
+    from redis.asyncio.connection import AbstractConnection
+
+    source = inspect.getsource(AbstractConnection.send_packed_command)
+    assert "asyncio.wait_for" in source and "self._writer.writelines" in source
+    for name in ("connect_check_health", "check_health", "disconnect"):
+        assert callable(getattr(AbstractConnection, name))
+    assert "nowait" in inspect.signature(AbstractConnection.disconnect).parameters
+    assert isinstance(AbstractConnection.is_connected, property)
+
+
+def test_redis_py_cluster_nodes_take_the_connection_class_from_the_node_managers_kwargs():
+    """realtime.redis_client.make_redis sets ``nodes_manager.connection_kwargs["connection_class"]``
+    (the asyncio RedisCluster takes no connection class) and each startup node's."""
+    from realtime.redis_client import make_redis
+    from realtime.redis_connection import without_write_task
+    from redis.asyncio.connection import Connection
+
+    cluster = make_redis("redis://127.0.0.1:1/0", cluster=True)  # never connects: made locally
+    assert cluster.nodes_manager.connection_kwargs["connection_class"] is without_write_task(Connection)
+    assert "**self.connection_kwargs" in inspect.getsource(type(cluster.nodes_manager).initialize)
+    assert all(node.connection_class is without_write_task(Connection)
+               for node in cluster.nodes_manager.startup_nodes.values())

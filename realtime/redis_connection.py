@@ -1,0 +1,78 @@
+"""redis-py's connections, writing each command without a task of its own.
+
+With ``socket_timeout`` set, redis-py's asyncio connection sends every command through
+``asyncio.wait_for``, which on Python 3.11 runs the write in a new task: a task, two futures,
+a timer and a loop turn before the command even leaves, on every round trip of every
+request and fan-out batch (`docs/performance-log.md`, row 32). Here the command goes into the
+transport at once, as redis-py does when there is no timeout, and only a wait for the
+transport's buffer to drain (what the kernel did not take at once: the peer reads slowly) is
+bounded by the timeout, with ``asyncio.timeout``, which needs no task. The errors are
+redis-py's own, as before.
+
+Pinned by tests/test_library_internals.py: the override reads the connection's
+``_writer``, and the cluster client is told the class through its node manager's
+``connection_kwargs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+__all__ = ["without_write_task"]
+
+
+class _WritesInPlace:
+    async def send_packed_command(self, command, check_health: bool = True) -> None:
+        timeout = self.socket_timeout
+        if not timeout:
+            return await super().send_packed_command(command, check_health)
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            writer = self._writer
+            writer.writelines(command)
+            if writer.transport.get_write_buffer_size():  # not all written at once: the wait is bounded
+                async with asyncio.timeout(timeout):
+                    await writer.drain()
+            else:  # nothing left to write: drain only reports a lost connection, and does not wait
+                await writer.drain()
+        except TimeoutError:  # before OSError, whose subclass it is
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error {exc.errno} while writing to socket. {exc.strerror or exc}.") from exc
+        except BaseException:  # a write cut short leaves the connection unusable, as in redis-py
+            await self.disconnect(nowait=True)
+            raise
+
+
+class _Connection(_WritesInPlace, aioredis.Connection):
+    pass
+
+
+class _SSLConnection(_WritesInPlace, SSLConnection):
+    pass
+
+
+class _UnixDomainSocketConnection(_WritesInPlace, UnixDomainSocketConnection):
+    pass
+
+
+_VARIANTS = {aioredis.Connection: _Connection, SSLConnection: _SSLConnection,
+             UnixDomainSocketConnection: _UnixDomainSocketConnection}
+
+
+def without_write_task(connection_class: type) -> type:
+    """The variant of ``connection_class`` that writes in place (itself if there is none)."""
+    return _VARIANTS.get(connection_class, connection_class)
