@@ -37,6 +37,7 @@ PHASES: list[tuple[str, str]] = [
     ("timeline_memory", "timeline memory"),
     ("fanout_throughput", "fan-out throughput"),
     ("redis_cost", "Redis cost per tweet and per timeline entry"),
+    ("redis_round_trip", "client CPU per Redis round trip"),
     ("viewer_state", "a like with watchers, a read with flags"),
     ("hot_fanout", "hybrid fan-out (a million followers, the merged read)"),
     ("search_latency", "search latency"),
