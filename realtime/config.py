@@ -210,7 +210,7 @@ SETTINGS: tuple[Option, ...] = (
     Option("google_certs_url", "GOOGLE_CERTS_URL", _url, "https://www.googleapis.com/oauth2/v1/certs",
            "where Google's ID-token signing certificates are fetched (cached for their Cache-Control max-age)"),
     Option("timeline_max_age", "TIMELINE_MAX_AGE", _positive_duration, "30d",
-           "entries older than this leave every timeline"),
+           "entries older than this leave every timeline (an idle one is gone a sixteenth of this after its newest)"),
     Option("timeline_max_length", "TIMELINE_MAX_LENGTH", _positive_int, "800",
            "entries kept per timeline"),
     Option("session_ttl", "SESSION_TTL", _positive_duration, "30d", "lifetime of a dev sign-in session"),

@@ -503,7 +503,7 @@ class FanoutWorker:
             return
         skip = set(mentions) | {job.author}  # mentioned users already have it
         # The followers' TTLs are set at most every FollowerExpiries.interval per author.
-        refresh, began = resumed or self._expiries.due(job.author), self._expiries.now()
+        refresh, began = resumed or self._expiries.due(job.author), self._expiries.begin()
         # The next page is read while the current batch is written: a read on another
         # connection, so the writes and their progress marks keep their order.
         page = asyncio.ensure_future(self._follower_page(job.author, progress.get("cursor", "")))
@@ -521,9 +521,9 @@ class FanoutWorker:
                 followers = [keys.home_timeline(name) for name in names if name not in skip]
                 # No mark after the last batch: the job is finished next, and if it is not, the
                 # re-run of this one batch dedupes the whole list.
-                await self._write_batch(job, [Writes(own, dedupe), Writes(followers, followers_dedupe, refresh)],
-                                        delivery.message,
-                                        progress=None if last else {"cursor": cursor})
+                refresh_batch = refresh or self._expiries.due(job.author)  # the interval may end mid-job
+                await self._write_batch(job, [Writes(own, dedupe), Writes(followers, followers_dedupe, refresh_batch)],
+                                        delivery.message, progress=None if last else {"cursor": cursor})
                 own, followers_dedupe = [], NO_DEDUPE
                 if last:
                     break
@@ -655,6 +655,7 @@ class FanoutWorker:
         _, replicas = await self._acks.execute(pipe, master)
         if replicas == 0:
             _no_replica_ack(f"job {job.entry_id}'s timelines on {master}", self._acks.timeout_ms)
+            self._expiries.forget()  # a failover now may lose the TTLs it set
 
     async def _queue_write(self, pipe, job: FanoutJob, group: Writes, message: str, *,
                            on_node: bool = False, hot_skip: Sequence[str] = ()) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import parse_url
 from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
 from redis.exceptions import (AskError, BusyLoadingError, ClusterDownError, ConnectionError as RedisConnectionError,
@@ -82,9 +81,8 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
             node.connection_class = nodes.connection_kwargs["connection_class"]
         return client
     # A blocking pool makes a burst wait for a free connection instead of failing.
-    connection_class = without_write_task(parse_url(url).get("connection_class", aioredis.Connection))
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5,
-                                                    connection_class=connection_class, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
+    pool.connection_class = without_write_task(pool.connection_class)  # the URL's: plain, TLS or unix socket
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -154,10 +152,12 @@ class ReplicaAcks:
         client = self._clients.get(master)
         if client is None:
             host, _, port = master.rpartition(":")
+            # No retry inside the client: a write sent again after a timeout could land twice (a
+            # batch written without a dedupe); the worker retries a whole batch, with one.
             pool = aioredis.ConnectionPool(host=host, port=int(port), decode_responses=True, socket_timeout=2.0,
                                            socket_connect_timeout=2.0, max_connections=64,
                                            connection_class=without_write_task(aioredis.Connection))
-            client = self._clients[master] = aioredis.Redis(connection_pool=pool)
+            client = self._clients[master] = aioredis.Redis.from_pool(pool)  # closed with the client
         return client
 
     async def replicas_online(self, master: str) -> int:

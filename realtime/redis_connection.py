@@ -9,6 +9,10 @@ transport's buffer to drain (what the kernel did not take at once: the peer read
 bounded by the timeout, with ``asyncio.timeout``, which needs no task. The errors are
 redis-py's own, as before.
 
+They also count the connections this process makes (``connections_made``): when that grows
+once the pools are full, a server restarted, failed over or dropped a link, and what was
+written just before may be lost (realtime.timelines.FollowerExpiries forgets what it set).
+
 Pinned by tests/test_library_internals.py: the override reads the connection's
 ``_writer``, and the cluster client is told the class through its node manager's
 ``connection_kwargs``.
@@ -22,10 +26,25 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
-__all__ = ["without_write_task"]
+__all__ = ["without_write_task", "connections_made"]
+
+_made = 0
+
+
+def connections_made() -> int:
+    """How many connections to Redis this process has made: when it grows after the pools
+    have filled, a server restarted, failed over or dropped a link (realtime.timelines)."""
+    return _made
 
 
 class _WritesInPlace:
+    async def connect_check_health(self, *args, **kwargs) -> None:
+        global _made
+        was_connected = self.is_connected
+        await super().connect_check_health(*args, **kwargs)
+        if not was_connected:
+            _made += 1
+
     async def send_packed_command(self, command, check_health: bool = True) -> None:
         timeout = self.socket_timeout
         if not timeout:

@@ -18,6 +18,7 @@ from redis.crc import key_slot
 from . import keys
 from .ids import id_to_ms, min_id_at
 from .redis_client import Redis, execute_scripted, queue_script
+from .redis_connection import connections_made
 from .scripts import PUSH_ON_NODE, PUSH_TO_TIMELINES, REMOVE_FROM_TIMELINES, REMOVE_ON_NODE
 
 __all__ = ["Timelines", "FollowerExpiries", "RECENT_DEDUPE_WINDOW", "FULL_DEDUPE", "NO_DEDUPE"]
@@ -51,37 +52,65 @@ class FollowerExpiries:
     Setting a timeline's TTL on every push is a third of what a push costs Redis. A job of an
     author listed here pushes to the followers' timelines without it: the worker set every
     one of them to live ``Timelines.ttl_ms`` at most ``interval`` ago (half the slack: every
-    list that gains an entry still lives the age limit more, clock drift allowed for). The
-    followers since then had theirs set by the follow (``Timelines.queue_keep``); a list that
-    was emptied and deleted since gets its TTL from the push that creates it again. Only a
-    job's first run, when it has written to every follower, lists its author: a re-run sets
-    every TTL, and so does a worker that does not know the author (another worker, a restart).
+    list that gains an entry still lives the age limit more, clock drift allowed for; each
+    batch asks again, so a long job does not eat into it). The followers since then had theirs
+    set by the follow (``Timelines.queue_keep``); a list that was emptied and deleted since
+    gets its TTL from the push that creates it again. Only a job's first run, when it has
+    written to every follower, lists its author: a re-run sets every TTL, and so does a worker
+    that does not know the author (another worker, a restart).
+
+    What the worker set may have been lost since, by a Redis that restarted from older data or
+    a failover to a replica that had not received it: so it forgets everything as soon as any
+    connection of this process to Redis had to be made anew (``epoch``:
+    realtime.redis_connection.connections_made), or a write went unacknowledged by a replica
+    (``forget``), and a job during which that happened lists nobody.
     """
 
-    def __init__(self, max_age: float, kept: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_age: float, kept: int = 100_000, clock: Callable[[], float] = time.monotonic,
+                 epoch: Callable[[], int] = connections_made) -> None:
         self.interval = max_age / TTL_SLACK_FRACTION / 2
-        self._kept, self._clock = kept, clock
+        self._kept, self._clock, self._epoch = kept, clock, epoch
+        self._seen_epoch = epoch()
+        self._generation = 0  # one more each time everything is forgotten
         self._set_at: dict[str, float] = {}  # author -> when a job began setting their TTLs, oldest first
 
     def __len__(self) -> int:
+        self._current_generation()
         return len(self._set_at)
 
-    def now(self) -> float:
-        return self._clock()
+    def begin(self) -> tuple[float, int]:
+        """A job's start: hand it to ``set_since`` when the job has set every follower's TTL."""
+        return self._clock(), self._current_generation()
 
     def due(self, author: str) -> bool:
+        self._current_generation()
         set_at = self._set_at.get(author)
         return set_at is None or self._clock() - set_at >= self.interval
 
-    def set_since(self, author: str, began: float) -> None:
+    def set_since(self, author: str, began: tuple[float, int]) -> None:
         """Every follower of ``author`` had their TTL set by a job that began at ``began``."""
+        at, generation = began
+        if generation != self._current_generation():
+            return  # forgotten during the job: its writes may be lost
         self._set_at.pop(author, None)
-        self._set_at[author] = began
+        self._set_at[author] = at
         cutoff = self._clock() - self.interval
         for oldest in list(self._set_at):
             if len(self._set_at) <= self._kept and self._set_at[oldest] > cutoff:
                 break
             del self._set_at[oldest]
+
+    def forget(self) -> None:
+        """Trust nothing set so far, nor any job now running (a write no replica acknowledged)."""
+        self._set_at.clear()
+        self._generation += 1
+
+    def _current_generation(self) -> int:
+        epoch = self._epoch()
+        if epoch != self._seen_epoch:  # Redis was connected to anew
+            self._seen_epoch = epoch
+            self.forget()
+        return self._generation
 
 
 class Timelines:

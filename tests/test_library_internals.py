@@ -108,6 +108,16 @@ def test_redis_py_writes_through_wait_for_and_has_what_the_in_place_write_reads(
         assert callable(getattr(AbstractConnection, name))
     assert "nowait" in inspect.signature(AbstractConnection.disconnect).parameters
     assert isinstance(AbstractConnection.is_connected, property)
+    # connections_made counts in connect_check_health, which every connect goes through
+    assert "self.connect_check_health(" in inspect.getsource(AbstractConnection.connect)
+
+
+def test_redis_py_pools_make_connections_of_their_connection_class_attribute():
+    """make_redis sets ``pool.connection_class`` after ``from_url`` (whose URL options win
+    over keyword arguments, so a TLS or unix-socket URL keeps its transport)."""
+    from redis.asyncio.connection import ConnectionPool
+
+    assert "self.connection_class(" in inspect.getsource(ConnectionPool.make_connection)
 
 
 def test_redis_py_cluster_nodes_take_the_connection_class_from_the_node_managers_kwargs():

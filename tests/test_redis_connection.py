@@ -58,11 +58,14 @@ async def test_a_write_the_server_never_reads_times_out_as_redis_py_says_and_dro
         await server.wait_closed()
 
 
-def test_every_kind_of_url_keeps_its_transport():
+def test_every_kind_of_url_keeps_its_transport_and_writes_in_place():
     from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
     for base in (Connection, SSLConnection, UnixDomainSocketConnection):
         assert issubclass(without_write_task(base), base) and without_write_task(base) is not base
+    for url, base in (("redis://127.0.0.1:1/0", Connection), ("rediss://127.0.0.1:1/0", SSLConnection),
+                      ("unix:///tmp/no-such-redis.sock", UnixDomainSocketConnection)):
+        assert make_redis(url).connection_pool.connection_class is without_write_task(base), url
 
 
 async def test_every_client_chirp_makes_writes_in_place(redis_server):

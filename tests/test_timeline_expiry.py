@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis.asyncio
 
 from realtime import keys
 from realtime.config import Settings
@@ -49,10 +50,16 @@ def clock():
     return Clock()
 
 
+def new_worker(engine: Engine, expiries: FollowerExpiries) -> FanoutWorker:
+    return FanoutWorker(engine.redis, engine.blocking_redis, engine.timelines, engine.tweets,
+                        tags=engine.fanout_queue.tags, expiries=expiries)
+
+
 @pytest.fixture
 def worker(engine, clock):
-    return FanoutWorker(engine.redis, engine.blocking_redis, engine.timelines, engine.tweets,
-                        tags=engine.fanout_queue.tags, expiries=FollowerExpiries(engine.timelines.max_age, clock=clock))
+    """A worker on the test's clock, which never sees Redis connected to anew (the last
+    test here is about that): the pools' first connections do not get in the way."""
+    return new_worker(engine, FollowerExpiries(engine.timelines.max_age, clock=clock, epoch=lambda: 0))
 
 
 async def post_and_fan_out(engine: Engine, worker: FanoutWorker, *, resumed: bool = False) -> int:
@@ -134,11 +141,47 @@ async def test_a_followers_list_emptied_and_created_again_gets_its_ttl_from_the_
 
 def test_the_worker_forgets_authors_past_the_interval_and_beyond_its_size():
     clock = Clock()
-    expiries = FollowerExpiries(16.0, kept=2, clock=clock)  # interval 0.5 s
+    expiries = FollowerExpiries(16.0, kept=2, clock=clock, epoch=lambda: 0)  # interval 0.5 s
     for author in ("a", "b", "c"):
-        expiries.set_since(author, clock.now)
+        expiries.set_since(author, expiries.begin())
     assert expiries.due("a") and not expiries.due("b") and not expiries.due("c")
     clock.now += 0.5
-    expiries.set_since("d", clock.now)
+    expiries.set_since("d", expiries.begin())
     assert expiries.due("b") and expiries.due("c") and not expiries.due("d")
     assert len(expiries) == 1
+
+
+def test_a_new_connection_to_redis_or_an_unacknowledged_write_makes_the_worker_forget_what_it_set():
+    """Redis may have lost those TTLs (a restart from older data, a failover): a job then
+    sets them all again; one during which it happened lists nobody."""
+    clock, made = Clock(), [5]
+    expiries = FollowerExpiries(16.0, clock=clock, epoch=lambda: made[0])
+    expiries.set_since("a", expiries.begin())
+    assert not expiries.due("a")
+    made[0] += 1  # a connection was made anew
+    assert expiries.due("a")
+    began = expiries.begin()
+    made[0] += 1
+    expiries.set_since("a", began)
+    assert expiries.due("a")
+    began = expiries.begin()
+    expiries.set_since("b", expiries.begin())
+    expiries.forget()
+    expiries.set_since("a", began)
+    assert expiries.due("a") and expiries.due("b")
+
+
+async def test_after_redis_dropped_every_connection_the_next_job_sets_every_followers_ttl(engine):
+    worker = new_worker(engine, FollowerExpiries(engine.timelines.max_age))
+    await post_and_fan_out(engine, worker)  # the pools' connections are made
+    await post_and_fan_out(engine, worker)  # the TTLs set, and remembered:
+    await lower_ttl(engine, "reader")
+    await post_and_fan_out(engine, worker)
+    assert await home_ttl(engine, "reader") <= HOUR
+    admin = redis.asyncio.Redis.from_url(engine.settings.redis_url)  # a client of its own, spared:
+    try:  # as a restart would, every link of the service's cut
+        assert await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") >= 1
+    finally:
+        await admin.aclose()
+    await post_and_fan_out(engine, worker)
+    assert await home_ttl(engine, "reader") > full_ttl(engine)
