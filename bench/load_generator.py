@@ -144,7 +144,7 @@ async def create_users(base_url: str, plan: Plan, concurrency: int, max_seconds:
 
         async def call(method: str, path: str, expected: int, **kwargs) -> httpx.Response:
             async with gate:
-                answer = await client.request(method, path, **kwargs)
+                answer = await request_again_if_dropped(client, method, path, **kwargs)
             if answer.status_code != expected:
                 raise BenchError(f"{method} {path} answered {answer.status_code}: {answer.text[:200]}")
             return answer
@@ -166,6 +166,24 @@ async def create_users(base_url: str, plan: Plan, concurrency: int, max_seconds:
             await _with_progress("follows", len(pairs), lambda: done[0], max_seconds,
                                  asyncio.gather(*(follow(fan, poster) for fan, poster in pairs)))
     return tokens
+
+
+#: Tries of a setup request whose kept-alive connection the service closed as it was reused.
+SETUP_TRIES = 3
+
+
+async def request_again_if_dropped(client, method: str, path: str, **kwargs):
+    """``client.request``, sent again on a fresh connection when the one it went out on was
+    closed under it (a keep-alive connection the server timed out as the request left): only
+    for the setup's requests, each of which may be sent twice (a sign-in, a follow)."""
+    import httpx
+
+    for attempt in range(1, SETUP_TRIES + 1):
+        try:
+            return await client.request(method, path, **kwargs)
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+            if attempt == SETUP_TRIES:
+                raise BenchError(f"{method} {path}: the connection dropped {SETUP_TRIES} times ({exc!r})") from exc
 
 
 async def _with_progress(label: str, total: int, count, max_seconds: float, awaitable) -> float:
