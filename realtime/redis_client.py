@@ -191,7 +191,8 @@ def _raised_in_a_redis_connection(exc: BaseException) -> bool:
     connection failure all the same, told apart by being raised inside its connection code."""
     traceback = exc.__traceback__
     while traceback is not None:
-        if traceback.tb_frame.f_globals.get("__name__", "").startswith(("redis.asyncio.connection", "redis._parsers")):
+        if traceback.tb_frame.f_globals.get("__name__", "").startswith(("redis.asyncio.connection", "redis._parsers",
+                                                                       "realtime.redis_connection")):
             return True
         traceback = traceback.tb_next
     return False

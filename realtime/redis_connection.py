@@ -7,7 +7,8 @@ request and fan-out batch (`docs/performance-log.md`, row 32). Here the command 
 transport at once, as redis-py does when there is no timeout, and only a wait for the
 transport's buffer to drain (what the kernel did not take at once: the peer reads slowly) is
 bounded by the timeout, with ``asyncio.timeout``, which needs no task. The errors are
-redis-py's own, as before.
+redis-py's own, as before, and a write on a socket that a dying node closed under it is a
+``ConnectionError`` too (redis-py lets uvloop's bare ``RuntimeError`` through).
 
 They also count the connections this process makes (``connections_made``): when that grows
 once the pools are full, a server restarted, failed over or dropped a link, and what was
@@ -71,6 +72,9 @@ class _WritesInPlace:
         except OSError as exc:
             await self.disconnect(nowait=True)
             raise RedisConnectionError(f"Error {exc.errno} while writing to socket. {exc.strerror or exc}.") from exc
+        except (AttributeError, RuntimeError) as exc:  # a socket a dying node closed under us (uvloop's words)
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Connection closed while writing to socket ({exc}).") from exc
         except BaseException:  # a write cut short leaves the connection unusable, as in redis-py
             await self.disconnect(nowait=True)
             raise

@@ -87,3 +87,23 @@ async def test_every_client_chirp_makes_writes_in_place(redis_server):
         await client.ping()
     finally:
         await client.aclose()
+
+
+async def test_a_write_on_a_socket_closed_under_it_is_a_lost_connection_never_a_bare_error(single_redis, monkeypatch):
+    """uvloop refuses a write on a transport a dying node closed with a bare RuntimeError
+    (seen in a master kill: /healthz answered 500); it must read as Redis being away."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = await open_redis(single_redis.url)
+    connection = await client.connection_pool.get_connection()
+    try:
+        def refused(data):
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+        monkeypatch.setattr(connection._writer, "writelines", refused)
+        with pytest.raises(RedisConnectionError) as raised:
+            await connection.send_command("PING")
+        assert is_transient(raised.value) and not connection.is_connected
+    finally:
+        await client.connection_pool.release(connection)
+        await client.aclose()
