@@ -93,6 +93,30 @@ class Backend:
         return f"<{self.name} at {self.url}>"
 
 
+PORT_TRIES = 3
+
+
+class _PortTaken(Exception):
+    """Another process listens on the port a server of ours was to bind."""
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether ``pid``, or a process descended from it, holds the socket listening on
+    127.0.0.1:``port`` (/proc: this suite runs on Linux)."""
+    from bench.common import process_tree
+
+    listening = {f"socket:[{fields[9]}]" for fields in
+                 (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+                 if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port}
+    for owner in process_tree(pid):
+        try:
+            if any(os.readlink(fd) in listening for fd in Path(f"/proc/{owner}/fd").iterdir()):
+                return True
+        except OSError:  # it exited meanwhile
+            continue
+    return False
+
+
 class ServiceProcess:
     """``python run.py`` (the service as deployed: its uvicorn options, its HTTP limits) in a
     child process on a free port."""
@@ -112,22 +136,38 @@ class ServiceProcess:
         self.log_path: Path | None = None
 
     def start(self, log_dir: Path) -> ServiceProcess:
-        self.log_path = log_dir / f"service-{self.port}.log"
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_until(self._ready, what=f"the service on port {self.port} to answer /healthz")
+        """Start it, on another free port when another process took this one between our
+        pick and the service's bind (many workers start servers at once)."""
+        for attempt in range(1, PORT_TRIES + 1):
+            self.log_path = log_dir / f"service-{self.port}.log"
+            log = open(self.log_path, "wb")
+            self.process = subprocess.Popen(
+                [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            try:
+                wait_until(self._ready, what=f"the service on port {self.port} to answer /healthz")
+                return self
+            except _PortTaken:
+                stop_child(self.process, TIMEOUT)
+                if attempt == PORT_TRIES:
+                    raise AssertionError(f"{PORT_TRIES} free ports in turn were taken before the service bound them")
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
         return self
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
+            if any(words in self.log() for words in ("address already in use", "is in use (another Chirp")):
+                raise _PortTaken()
             raise AssertionError(f"the service exited with {self.process.returncode}:\n{self.log()}")
         try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            answered = httpx.get(self.url + "/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+        if answered and not listens_on(self.process.pid, self.port):
+            raise _PortTaken()  # another process answers there: ours cannot bind it
+        return answered
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""

@@ -113,3 +113,25 @@ def _serves(process: subprocess.Popen, url: str, log_path) -> bool:
         return httpx.get(url + "/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_service_whose_port_another_process_took_starts_on_another(tmp_path, single_redis):
+    """The suite's servers pick free ports and bind them a moment later, in another process:
+    with many workers, another server may take one first and answer /healthz in its place."""
+    import socket
+
+    from .support import ServiceProcess, listens_on
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    service = ServiceProcess(single_redis.url)
+    taken = service.port = squatter.getsockname()[1]
+    service.url = f"http://127.0.0.1:{taken}"
+    try:
+        service.start(tmp_path)
+        assert service.port != taken and listens_on(service.process.pid, service.port)
+        assert not listens_on(service.process.pid, taken)
+    finally:
+        service.stop()
+        squatter.close()
