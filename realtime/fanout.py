@@ -315,6 +315,7 @@ class FanoutWorker:
                 self.reconnects += 1
                 metrics.LOOP_FAILURES.labels("fanout-worker").inc()
                 if is_transient(exc):
+                    self._expiries.forget()  # a restart or failover may have lost the TTLs it set
                     outage += 1
                     if outage & (outage - 1) == 0:  # the 1st, 2nd, 4th, 8th... attempt: a line, not a flood
                         log.warning("fan-out worker %s: Redis unavailable (%s); retrying every %.1fs at most",

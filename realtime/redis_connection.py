@@ -14,9 +14,8 @@ They also count the connections this process makes (``connections_made``): when 
 once the pools are full, a server restarted, failed over or dropped a link, and what was
 written just before may be lost (realtime.timelines.FollowerExpiries forgets what it set).
 
-Pinned by tests/test_library_internals.py: the override reads the connection's
-``_writer``, and the cluster client is told the class through its node manager's
-``connection_kwargs``.
+Used for one Redis (``make_redis``); a cluster client keeps redis-py's own connections. Pinned
+by tests/test_library_internals.py: the override reads the connection's ``_writer``.
 """
 
 from __future__ import annotations

@@ -61,9 +61,10 @@ class FollowerExpiries:
 
     What the worker set may have been lost since, by a Redis that restarted from older data or
     a failover to a replica that had not received it: so it forgets everything as soon as any
-    connection of this process to Redis had to be made anew (``epoch``:
-    realtime.redis_connection.connections_made), or a write went unacknowledged by a replica
-    (``forget``), and a job during which that happened lists nobody.
+    connection of this process to one Redis had to be made anew (``epoch``:
+    realtime.redis_connection.connections_made), or the worker met Redis unavailable, or a
+    write went unacknowledged by a replica (``forget``), and a job during which that happened
+    lists nobody.
     """
 
     def __init__(self, max_age: float, kept: int = 100_000, clock: Callable[[], float] = time.monotonic,

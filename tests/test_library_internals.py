@@ -118,17 +118,3 @@ def test_redis_py_pools_make_connections_of_their_connection_class_attribute():
     from redis.asyncio.connection import ConnectionPool
 
     assert "self.connection_class(" in inspect.getsource(ConnectionPool.make_connection)
-
-
-def test_redis_py_cluster_nodes_take_the_connection_class_from_the_node_managers_kwargs():
-    """realtime.redis_client.make_redis sets ``nodes_manager.connection_kwargs["connection_class"]``
-    (the asyncio RedisCluster takes no connection class) and each startup node's."""
-    from realtime.redis_client import make_redis
-    from realtime.redis_connection import without_write_task
-    from redis.asyncio.connection import Connection
-
-    cluster = make_redis("redis://127.0.0.1:1/0", cluster=True)  # never connects: made locally
-    assert cluster.nodes_manager.connection_kwargs["connection_class"] is without_write_task(Connection)
-    assert "**self.connection_kwargs" in inspect.getsource(type(cluster.nodes_manager).initialize)
-    assert all(node.connection_class is without_write_task(Connection)
-               for node in cluster.nodes_manager.startup_nodes.values())

@@ -68,20 +68,13 @@ def test_every_kind_of_url_keeps_its_transport_and_writes_in_place():
         assert make_redis(url).connection_pool.connection_class is without_write_task(base), url
 
 
-async def test_every_client_chirp_makes_writes_in_place(redis_server):
-    """The plain pool, a cluster client's nodes (told through its node manager: it takes no
-    connection class itself) and the per-master clients of replica acks."""
+async def test_chirps_clients_of_one_redis_write_in_place_and_of_a_cluster_as_redis_py_does(redis_server):
     from redis.asyncio.connection import Connection
-
-    from realtime.redis_client import ReplicaAcks
 
     client = await redis_server.async_client()
     try:
         if redis_server.is_cluster:
-            assert {node.connection_class for node in client.get_nodes()} == {without_write_task(Connection)}
-            acks = ReplicaAcks(client, timeout=0.25)
-            master = client.get_primaries()[0].name
-            assert acks.pipeline(master).connection_pool.connection_class is without_write_task(Connection)
+            assert {node.connection_class for node in client.get_nodes()} == {Connection}
         else:
             assert client.connection_pool.connection_class is without_write_task(Connection)
         await client.ping()
