@@ -8,6 +8,7 @@ Tests start their servers with the same ``RedisServerProcess``.
 
 from __future__ import annotations
 
+import collections
 import functools
 import importlib.util
 import logging
@@ -78,15 +79,33 @@ def port_is_free(port: int, host: str = "127.0.0.1", *, reuse: bool = True) -> b
     return True
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port to listen on, above the ephemeral range where there is room (61000-65535 on
-    Linux): a port from bind(0) comes from that range, and between our check and the
-    server's bind an outgoing connection (a test opens thousands) could take it."""
+#: ``low-high``: the ports ``free_port`` picks from, for a caller running beside others that
+#: pick ports too (the test suite gives each of its worker processes a slice of its own, which
+#: their children inherit, so that two workers never pick the same port at the same moment).
+FREE_PORTS_ENV = "CHIRP_FREE_PORTS"
+_recently_picked: collections.deque[int] = collections.deque(maxlen=64)
+
+
+def free_port_range() -> tuple[int, int] | None:
+    """Where ``free_port`` picks: CHIRP_FREE_PORTS, else above the ephemeral range when there
+    is room (61000-65535 on Linux), else None (any port bind(0) gives)."""
+    if named := os.environ.get(FREE_PORTS_ENV):
+        low, high = (int(bound) for bound in named.split("-"))
+        return low, high
     _, high = _ephemeral_ports()
-    if 65535 - high >= 1000:
+    return (high + 1, 65535) if 65535 - high >= 1000 else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port to listen on, never one this process picked lately (a caller may pick several
+    before any server binds), above the ephemeral range where there is room: a port from
+    bind(0) comes from that range, and between our check and the server's bind an outgoing
+    connection (a test opens thousands) could take it."""
+    if bounds := free_port_range():
         for _ in range(50):
-            port = random.randint(high + 1, 65535)
-            if port_is_free(port, host):
+            port = random.randint(*bounds)
+            if port not in _recently_picked and port_is_free(port, host):
+                _recently_picked.append(port)
                 return port
     with socket.socket() as sock:
         sock.bind((host, 0))

@@ -15,7 +15,7 @@ from realtime import keys
 from realtime.config import Settings
 
 from .redis_cluster import RedisCluster
-from .support import TIMEOUT, LiveClient, User, wait_until
+from .support import LOCAL_TLS, TIMEOUT, LiveClient, User, wait_until
 
 __all__ = ["Ledger", "LiveLedger", "post_until", "cluster_client", "wait_fanout_idle", "POST_LIMIT", "POST_SECONDS"]
 
@@ -59,7 +59,7 @@ async def post_until(base_url: str, authors: list[User], ledger: Ledger, done: a
     answer; ``rate`` posts a second at most (no burst to catch up after a slow answer)."""
     next_at = time.monotonic()
     deadline = next_at + seconds
-    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT, verify=LOCAL_TLS) as http:
         for n in range(limit):
             if done.is_set() or time.monotonic() > deadline:
                 return

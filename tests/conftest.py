@@ -19,7 +19,7 @@ import pytest
 
 from realtime import keys
 from realtime.config import Settings
-from launcher.embedded_redis import RedisServerProcess, find_redis_server
+from launcher.embedded_redis import FREE_PORTS_ENV, RedisServerProcess, find_redis_server, free_port_range
 
 from .redis_cluster import RedisCluster
 from .support import Api, Backend, ServiceProcess, eventually, wait_until
@@ -32,6 +32,20 @@ def start_redis(directory) -> RedisServerProcess:
                     "(a dependency of this project, so `pip install -e .[test]` brings it).", pytrace=False)
     return RedisServerProcess(binary, directory).start()
 
+
+def _ports_of_this_worker() -> None:
+    """Each pytest-xdist worker (and its children) picks ports from a slice of its own: workers
+    that picked from one range sometimes took the same port at the same moment, and a test
+    then spoke to another worker's service (a run.py test got a production service's 404)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    bounds = free_port_range()
+    if worker.startswith("gw") and count and bounds and FREE_PORTS_ENV not in os.environ:
+        size = (bounds[1] - bounds[0] + 1) // int(count)
+        low = bounds[0] + int(worker[2:]) * size
+        os.environ[FREE_PORTS_ENV] = f"{low}-{low + size - 1}"
+
+
+_ports_of_this_worker()
 
 BACKENDS = [name for name in os.environ.get("CHIRP_TEST_BACKENDS", "redis,cluster").split(",") if name]
 

@@ -11,6 +11,7 @@ import inspect
 import itertools
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +27,11 @@ from launcher.embedded_redis import free_port, stop_child
 ROOT = Path(__file__).resolve().parent.parent
 TIME_SCALE = float(os.environ.get("CHIRP_TEST_TIME_SCALE", "1"))
 TIMEOUT = 10.0 * TIME_SCALE
+#: The TLS settings of every httpx client here (``verify=LOCAL_TLS``), made once: without it
+#: httpx builds a context and loads the CA bundle into it per client, ~20 ms of CPU each, which
+#: a profile of the fast pass found to be the biggest single cost of the suite's own processes
+#: (a /healthz poll is a client per call), though every server here speaks plain HTTP.
+LOCAL_TLS = ssl.create_default_context()
 
 _counter = itertools.count()
 _run = secrets.token_hex(2)
@@ -117,52 +123,47 @@ def listens_on(pid: int, port: int) -> bool:
     return False
 
 
-class ServiceProcess:
-    """``python run.py`` (the service as deployed: its uvicorn options, its HTTP limits) in a
-    child process on a free port."""
+class _ChildServer:
+    """A server of ours (``python run.py ...``) in a child process on a free port, started on
+    another free port when another process took this one between our pick and its bind."""
 
-    def __init__(self, redis_url: str, **settings: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_CLIENT_ID",)}
-        # Abuse limits off, as for a benchmark: tests sign in, post and open sockets far faster
-        # and more than people do; tests/test_rate_limits.py turns them on.
-        env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on", "LOG_LEVEL": "warning",
-                    "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s", "RATE_LIMITS": "off",
-                    "MAX_SOCKETS_PER_USER": "0", "MAX_UNAUTHENTICATED_SOCKETS": "100000"})
-        env.update({key.upper(): str(value) for key, value in settings.items()})
+    what = "the service"
+
+    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
         self.env = env
         self.process: subprocess.Popen | None = None
-        self.log_path: Path | None = None
+        self._log_dir = log_dir
+        self._pick_port()
 
-    def start(self, log_dir: Path) -> ServiceProcess:
-        """Start it, on another free port when another process took this one between our
-        pick and the service's bind (many workers start servers at once)."""
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self._log_dir / f"{self.log_name}-{self.port}.log" if self._log_dir else None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _start(self, **popen) -> None:
         for attempt in range(1, PORT_TRIES + 1):
-            self.log_path = log_dir / f"service-{self.port}.log"
-            log = open(self.log_path, "wb")
-            self.process = subprocess.Popen(
-                [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-            log.close()
+            with open(self.log_path, "wb") as log:
+                self.process = subprocess.Popen([sys.executable, *self.command()], cwd=ROOT, env=self.env,
+                                                stdout=log, stderr=subprocess.STDOUT, **popen)
             try:
-                wait_until(self._ready, what=f"the service on port {self.port} to answer /healthz")
-                return self
+                wait_until(self._ready, what=f"{self.what} on port {self.port} to answer /healthz")
+                return
             except _PortTaken:
                 stop_child(self.process, TIMEOUT)
                 if attempt == PORT_TRIES:
-                    raise AssertionError(f"{PORT_TRIES} free ports in turn were taken before the service bound them")
-                self.port = free_port()
-                self.url = f"http://127.0.0.1:{self.port}"
-        return self
+                    raise AssertionError(f"{PORT_TRIES} free ports in turn were taken before {self.what} bound them")
+                self._pick_port()
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             if any(words in self.log() for words in ("address already in use", "is in use (another Chirp")):
                 raise _PortTaken()
-            raise AssertionError(f"the service exited with {self.process.returncode}:\n{self.log()}")
+            raise AssertionError(f"{self.what} exited with {self.process.returncode}:\n{self.log()}")
         try:
-            answered = httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            answered = httpx.get(self.url + "/healthz", timeout=1, verify=LOCAL_TLS).status_code == 200
         except httpx.HTTPError:
             return False
         if answered and not listens_on(self.process.pid, self.port):
@@ -173,7 +174,34 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def stop(self) -> None:
+        """SIGTERM, as a process manager would; SIGKILL only if it does not stop in time."""
         stop_child(self.process, TIMEOUT)
+
+
+class ServiceProcess(_ChildServer):
+    """``python run.py`` (the service as deployed: its uvicorn options, its HTTP limits) in a
+    child process on a free port."""
+
+    log_name = "service"
+
+    def __init__(self, redis_url: str, **settings: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_CLIENT_ID",)}
+        # Abuse limits off, as for a benchmark: tests sign in, post and open sockets far faster
+        # and more than people do; tests/test_rate_limits.py turns them on.
+        env.update({"REDIS_URL": redis_url, "DEV_SIGNIN": "on", "LOG_LEVEL": "warning",
+                    "FANOUT_CLAIM_IDLE": "2s", "LIVE_AUTH_TIMEOUT": "1s", "RATE_LIMITS": "off",
+                    "MAX_SOCKETS_PER_USER": "0", "MAX_UNAUTHENTICATED_SOCKETS": "100000"})
+        env.update({key.upper(): str(value) for key, value in settings.items()})
+        super().__init__(env)
+
+    def command(self) -> list[str]:
+        return ["run.py", "--host", "127.0.0.1", "--port", str(self.port)]
+
+    def start(self, log_dir: Path) -> ServiceProcess:
+        self._log_dir = log_dir
+        self.log_path = log_dir / f"{self.log_name}-{self.port}.log"
+        self._start()
+        return self
 
 
 class Api:
@@ -181,13 +209,13 @@ class Api:
     async tests use ``await api.aio_sign_in()`` and ``user.aio``, which never block the loop."""
 
     def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=TIMEOUT)
+        self.http = httpx.Client(base_url=base_url, timeout=TIMEOUT, verify=LOCAL_TLS)
         self._async_http: httpx.AsyncClient | None = None
 
     @property
     def async_http(self) -> httpx.AsyncClient:
         if self._async_http is None:  # made in the test's loop (the session's), and kept for it
-            self._async_http = httpx.AsyncClient(base_url=self.http.base_url, timeout=TIMEOUT)
+            self._async_http = httpx.AsyncClient(base_url=self.http.base_url, timeout=TIMEOUT, verify=LOCAL_TLS)
         return self._async_http
 
     async def aclose(self) -> None:
@@ -374,51 +402,36 @@ class LiveClient:
         return await asyncio.wait_for(drain(), timeout)
 
 
-class RunPy:
+class RunPy(_ChildServer):
     """``python run.py ARGS`` as a person starts it, in a child process on a free port."""
 
+    what = "run.py"
+    log_name = "run"
+
     def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / f"run-{self.port}.log"
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("REDIS_URL", "DEV_SIGNIN", "GOOGLE_CLIENT_ID", "PORT", "WEB_CONCURRENCY",
-                                 "PROMETHEUS_MULTIPROC_DIR")}
-        self.env.update(env or {})
         self.args = args
-        self.process: subprocess.Popen | None = None
+        super().__init__({**{k: v for k, v in os.environ.items()
+                             if k not in ("REDIS_URL", "DEV_SIGNIN", "GOOGLE_CLIENT_ID", "PORT", "WEB_CONCURRENCY",
+                                          "PROMETHEUS_MULTIPROC_DIR")}, **(env or {})}, log_dir=tmp_path)
 
-    def start(self) -> RunPy:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, "run.py", "--port", str(self.port), *self.args],
-                                            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._healthy, what="run.py to serve /healthz")
+    def command(self) -> list[str]:
+        return ["run.py", "--port", str(self.port), *self.args]
+
+    def start(self, **popen) -> RunPy:
+        """Start it; ``popen`` goes to subprocess.Popen (``start_new_session=True``: a process
+        group of its own, as a shell's job)."""
+        self._start(**popen)
         return self
-
-    def _healthy(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"run.py exited with {self.process.returncode}:\n{self.log()}")
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """SIGTERM, as a process manager would; SIGKILL only if it does not stop in time."""
-        stop_child(self.process, TIMEOUT)
 
 
 def metric(url: str, sample: str, **labels: str) -> float:
     """The value of one sample (e.g. ``chirp_slow_client_closes_total``) in ``url``'s /metrics."""
-    return _sample(httpx.get(url + "/metrics", timeout=TIMEOUT).text, sample, labels)
+    return _sample(httpx.get(url + "/metrics", timeout=TIMEOUT, verify=LOCAL_TLS).text, sample, labels)
 
 
 async def async_metric(url: str, sample: str, **labels: str) -> float:
     """``metric`` for async tests."""
-    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+    async with httpx.AsyncClient(timeout=TIMEOUT, verify=LOCAL_TLS) as http:
         return _sample((await http.get(url + "/metrics")).text, sample, labels)
 
 

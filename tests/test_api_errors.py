@@ -24,7 +24,7 @@ from launcher.embedded_redis import RedisServerProcess
 from realtime.sessions import Sessions
 
 from .conftest import start_redis
-from .support import TIME_SCALE, Api, ServiceProcess, unique_name, wait_until
+from .support import LOCAL_TLS, TIME_SCALE, Api, ServiceProcess, unique_name, wait_until
 
 # -- what the app serves ----------------------------------------------------------------
 
@@ -450,7 +450,7 @@ def test_calls_answer_503_redis_unavailable_while_redis_is_down_and_recover_when
     service = ServiceProcess(first.url)
     second: RedisServerProcess | None = None
     # Every call is bounded: a hang fails the test instead of stalling it.
-    http = httpx.Client(base_url=service.url, timeout=5.0 * TIME_SCALE)
+    http = httpx.Client(base_url=service.url, timeout=5.0 * TIME_SCALE, verify=LOCAL_TLS)
     try:
         service.start(tmp_path)
         api = Api(service.url)

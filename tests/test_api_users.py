@@ -9,7 +9,7 @@ import pytest
 
 from realtime import keys
 
-from .support import Api, ServiceProcess, unique_name
+from .support import LOCAL_TLS, Api, ServiceProcess, unique_name
 from .test_api_errors import assert_error, pending_session
 
 PROFILE_FIELDS = {"username", "display_name", "bio", "created_at", "followers", "following", "tweets"}
@@ -310,9 +310,9 @@ def test_dev_signin_answers_404_when_the_service_runs_with_dev_signin_off(redis_
     service = ServiceProcess(redis_server.url, dev_signin="off")
     try:
         service.start(tmp_path)
-        answer = httpx.post(service.url + "/auth/dev", json={"username": unique_name()})
+        answer = httpx.post(service.url + "/auth/dev", json={"username": unique_name()}, verify=LOCAL_TLS)
         assert_error(answer, 404, "dev_signin_disabled")
-        assert httpx.get(service.url + "/healthz").status_code == 200  # the rest of the service runs
+        assert httpx.get(service.url + "/healthz", verify=LOCAL_TLS).status_code == 200  # the rest of the service runs
     finally:
         service.stop()
 

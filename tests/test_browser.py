@@ -16,7 +16,7 @@ import pytest
 
 from .browser_support import (DESKTOP, ONE_SECOND_MS, PHONE, Person, require_chromium, screenshot,
                               unlabelled_controls)
-from .support import Api, User, unique_name, wait_until
+from .support import LOCAL_TLS, Api, User, unique_name, wait_until
 
 def test_debians_chromium_is_installed():
     """Fails, never skips, on a machine without it: the other tests here need it too."""
@@ -56,15 +56,15 @@ def tag() -> str:
 
 def test_pages_and_the_client_config_are_served_with_a_strict_content_security_policy(service):
     for path in ("/", "/monitor"):
-        page = httpx.get(service.url + path)
+        page = httpx.get(service.url + path, verify=LOCAL_TLS)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         policy = page.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy, policy
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text), "the page loads something from elsewhere"
-    assert httpx.get(service.url + "/config").json() == {"dev_signin": True, "google_client_id": None}
-    module = httpx.get(service.url + "/static/app.js")
+    assert httpx.get(service.url + "/config", verify=LOCAL_TLS).json() == {"dev_signin": True, "google_client_id": None}
+    module = httpx.get(service.url + "/static/app.js", verify=LOCAL_TLS)
     assert module.status_code == 200 and "javascript" in module.headers["content-type"]
-    assert httpx.get(service.url + "/static/app.js", headers={"If-None-Match": module.headers["etag"]}).status_code == 304
+    assert httpx.get(service.url + "/static/app.js", headers={"If-None-Match": module.headers["etag"]}, verify=LOCAL_TLS).status_code == 304
 
 
 def test_the_client_never_turns_a_string_into_html():

@@ -18,7 +18,7 @@ from realtime.config import SETTINGS
 from launcher.embedded_redis import free_port, stop_child
 
 from .google_support import CLIENT_ID
-from .support import ROOT, TIMEOUT, unique_name, wait_until
+from .support import LOCAL_TLS, ROOT, TIMEOUT, unique_name, wait_until
 from .test_api_errors import assert_error
 
 
@@ -56,9 +56,9 @@ def test_the_procfile_command_serves_in_production_mode(single_redis, tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _serves(process, url, tmp_path / "web.log"), what="the Procfile's web process to serve /healthz")
-        assert httpx.get(url + "/healthz").json() == {"status": "ok"}
-        assert_error(httpx.post(url + "/auth/dev", json={"username": unique_name()}), 404, "dev_signin_disabled")
-        assert_error(httpx.post(url + "/auth/google", json={"credential": "a.b.c"}), 401, "malformed_credential")
+        assert httpx.get(url + "/healthz", verify=LOCAL_TLS).json() == {"status": "ok"}
+        assert_error(httpx.post(url + "/auth/dev", json={"username": unique_name()}, verify=LOCAL_TLS), 404, "dev_signin_disabled")
+        assert_error(httpx.post(url + "/auth/google", json={"credential": "a.b.c"}, verify=LOCAL_TLS), 401, "malformed_credential")
     finally:
         stop_child(process, TIMEOUT)
     log = (tmp_path / "web.log").read_text()
@@ -91,7 +91,7 @@ def test_the_log_has_a_line_per_request_and_socket_only_with_access_log_on(singl
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _serves(process, url, tmp_path / "web.log"), what="run.py to serve /healthz")
-        token = httpx.post(url + "/auth/dev", json={"username": unique_name()}).json()["token"]
+        token = httpx.post(url + "/auth/dev", json={"username": unique_name()}, verify=LOCAL_TLS).json()["token"]
         with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=TIMEOUT) as socket:
             socket.send(json.dumps({"type": "auth", "token": token}))
             assert json.loads(socket.recv(timeout=TIMEOUT))["type"] == "ready"
@@ -110,7 +110,7 @@ def _serves(process: subprocess.Popen, url: str, log_path) -> bool:
     if process.poll() is not None:
         raise AssertionError(log_path.read_text())
     try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        return httpx.get(url + "/healthz", timeout=1, verify=LOCAL_TLS).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from .google_support import GoogleStandIn
-from .support import TIMEOUT, Api, Backend, ServiceProcess, unique_name
+from .support import LOCAL_TLS, TIMEOUT, Api, Backend, ServiceProcess, unique_name
 from .test_api_errors import OPERATIONS, SCHEMA, assert_sound, pending_session
 
 FUZZ = settings(max_examples=25, deadline=None, database=None, derandomize=False,
@@ -139,7 +139,7 @@ def _resolve(node: dict) -> dict:
 # -- the properties --------------------------------------------------------------------------
 
 def test_the_fuzz_covers_every_operation_the_server_documents(target):
-    served = httpx.get(target.url + "/openapi.json").json()
+    served = httpx.get(target.url + "/openapi.json", verify=LOCAL_TLS).json()
     documented = {(m.upper(), p) for p, item in served["paths"].items() for m in item if m != "parameters"}
     assert documented <= set(OPERATIONS)
 
@@ -198,6 +198,6 @@ def test_no_first_frame_makes_the_websocket_fail_inside(world, target, frame):
 
 
 def test_sign_in_still_works_after_the_fuzz(target, google):
-    answer = httpx.post(target.url + "/auth/google", json={"credential": google.token()})
+    answer = httpx.post(target.url + "/auth/google", json={"credential": google.token()}, verify=LOCAL_TLS)
     assert answer.status_code == 200, answer.text
-    assert httpx.post(target.url + "/auth/dev", json={"username": unique_name("f")}).status_code == 200
+    assert httpx.post(target.url + "/auth/dev", json={"username": unique_name("f")}, verify=LOCAL_TLS).status_code == 200

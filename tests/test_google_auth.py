@@ -18,7 +18,7 @@ from realtime import google_auth
 from launcher.embedded_redis import free_port
 
 from .google_support import CLIENT_ID, CertServer, GoogleStandIn, SigningKey, id_token_claims
-from .support import TIMEOUT, LiveClient, ServiceProcess, unique_name, wait_until
+from .support import LOCAL_TLS, TIMEOUT, LiveClient, ServiceProcess, unique_name, wait_until
 from .test_api_errors import assert_error
 
 
@@ -39,7 +39,7 @@ def prod_service(single_redis, google, tmp_path_factory):
 
 @pytest.fixture
 def http(prod_service):
-    with httpx.Client(base_url=prod_service.url, timeout=TIMEOUT) as client:
+    with httpx.Client(base_url=prod_service.url, timeout=TIMEOUT, verify=LOCAL_TLS) as client:
         yield client
 
 
@@ -127,7 +127,7 @@ def test_signing_out_ends_a_google_session(http, google):
 
 
 async def test_the_session_and_its_live_socket_end_when_the_google_token_expires(prod_service, google):
-    async with httpx.AsyncClient(base_url=prod_service.url, timeout=TIMEOUT) as http:
+    async with httpx.AsyncClient(base_url=prod_service.url, timeout=TIMEOUT, verify=LOCAL_TLS) as http:
         exp = int(time.time()) + 3
         token = (await http.post("/auth/google", json={"credential": google.token(exp=exp)})).json()["token"]
         assert (await http.post("/users", json={"username": unique_name("g")}, headers=bearer(token))).status_code == 201
@@ -217,7 +217,7 @@ def test_production_mode_refuses_dev_sign_in_and_says_so_in_the_client_config(ht
 def test_dev_sign_in_explicitly_on_works_beside_google(single_redis, google, tmp_path):
     service = google_service(single_redis.url, google.server.url, tmp_path, dev_signin="on")
     try:
-        with httpx.Client(base_url=service.url, timeout=TIMEOUT) as http:
+        with httpx.Client(base_url=service.url, timeout=TIMEOUT, verify=LOCAL_TLS) as http:
             assert http.post("/auth/dev", json={"username": unique_name()}).status_code == 200
             assert sign_in(http, google.token()).status_code == 200
             assert http.get("/config").json() == {"dev_signin": True, "google_client_id": CLIENT_ID}
@@ -238,7 +238,7 @@ def test_certificates_are_fetched_once_for_many_sign_ins_even_at_once(single_red
         tokens = [google.token() for _ in range(24)] + [google.unpublished.sign(google.claims()) for _ in range(4)]
 
         def call(token: str) -> int:
-            return httpx.post(service.url + "/auth/google", json={"credential": token}, timeout=TIMEOUT).status_code
+            return httpx.post(service.url + "/auth/google", json={"credential": token}, timeout=TIMEOUT, verify=LOCAL_TLS).status_code
 
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
             statuses = list(pool.map(call, tokens))
@@ -256,7 +256,7 @@ def test_google_unreachable_is_503_until_its_certificates_can_be_fetched(single_
     service = google_service(single_redis.url, f"http://127.0.0.1:{port}/oauth2/v1/certs", tmp_path)
     server = None
     try:
-        with httpx.Client(base_url=service.url, timeout=TIMEOUT) as http:
+        with httpx.Client(base_url=service.url, timeout=TIMEOUT, verify=LOCAL_TLS) as http:
             credential = key.sign(id_token_claims())
             answer = sign_in(http, credential)
             assert_error(answer, 503, "google_unavailable")

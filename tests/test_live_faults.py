@@ -28,8 +28,8 @@ from realtime import keys
 from launcher.embedded_redis import RedisServerProcess, find_redis_server
 from realtime.text import normalize_username
 
-from .support import (TIMEOUT, Api, LiveClient, ServiceProcess, User, async_metric, eventually, metric, post_tweets,
-                      wait_until)
+from .support import (LOCAL_TLS, TIMEOUT, Api, LiveClient, ServiceProcess, User, async_metric, eventually, metric,
+                      post_tweets, wait_until)
 
 pytestmark = pytest.mark.slow  # kills and restarts servers, stalls hundreds of sockets
 
@@ -415,7 +415,7 @@ async def test_while_redis_is_down_a_new_socket_is_closed_1013_and_http_answers_
     service = services(own_redis.url)
     bob = await Api(service.url).aio_sign_in()
     own_redis.kill()
-    await eventually(lambda: httpx.get(service.url + "/healthz", timeout=TIMEOUT).status_code == 503,
+    await eventually(lambda: httpx.get(service.url + "/healthz", timeout=TIMEOUT, verify=LOCAL_TLS).status_code == 503,
                      what="/healthz to notice Redis is down")
 
     client = LiveClient(service.url, bob.token)

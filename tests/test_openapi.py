@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from http_api.app import create_app
 from realtime.config import Settings
 
-from .support import Api, unique_name
+from .support import LOCAL_TLS, Api, unique_name
 from .test_api_errors import NOT_CONFIGURED_HERE, PENDING_SESSION_OPERATIONS, pending_session
 
 APP = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))  # never started: only its routes are read
@@ -42,7 +42,7 @@ def app_operations() -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def schema(service) -> dict:
-    response = httpx.get(service.url + "/openapi.json")
+    response = httpx.get(service.url + "/openapi.json", verify=LOCAL_TLS)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     return response.json()
@@ -183,7 +183,7 @@ class _AssetLinks(HTMLParser):
 
 
 def test_docs_is_html_that_loads_only_same_origin_assets_and_each_answers_200(service):
-    page = httpx.get(service.url + "/docs")
+    page = httpx.get(service.url + "/docs", verify=LOCAL_TLS)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]", page.text, re.IGNORECASE), page.text
@@ -194,7 +194,7 @@ def test_docs_is_html_that_loads_only_same_origin_assets_and_each_answers_200(se
     for link in parser.links:
         url = urljoin(service.url + "/docs", link)
         assert urlsplit(url).netloc == urlsplit(service.url).netloc, link
-        asset = httpx.get(url)
+        asset = httpx.get(url, verify=LOCAL_TLS)
         assert asset.status_code == 200, link
         for suffix, kind in kinds.items():
             if urlsplit(url).path.endswith(suffix):
@@ -203,17 +203,17 @@ def test_docs_is_html_that_loads_only_same_origin_assets_and_each_answers_200(se
 
 def test_the_swagger_ui_set_up_reads_our_openapi_json_and_turns_off_the_online_validator(service):
     """Swagger UI's default validatorUrl loads a badge from validator.swagger.io on any host but localhost."""
-    page = httpx.get(service.url + "/docs")
+    page = httpx.get(service.url + "/docs", verify=LOCAL_TLS)
     parser = _AssetLinks()
     parser.feed(page.text)
-    scripts = [httpx.get(urljoin(service.url + "/docs", link)).text for link in parser.links
+    scripts = [httpx.get(urljoin(service.url + "/docs", link), verify=LOCAL_TLS).text for link in parser.links
                if link.endswith(".js") and "swagger-ui-bundle" not in link]
     assert scripts, "no set-up script found next to the Swagger UI bundle"
     set_up = "\n".join(scripts)
     assert not re.search(r"https?://", set_up), set_up
     assert re.search(r"""url\s*:\s*['"]/openapi\.json['"]""", set_up), set_up
     assert re.search(r"""validatorUrl\s*:\s*(null|['"]none['"])""", set_up), set_up
-    assert httpx.get(service.url + "/openapi.json").status_code == 200
+    assert httpx.get(service.url + "/openapi.json", verify=LOCAL_TLS).status_code == 200
 
 
 

@@ -15,7 +15,7 @@ from realtime.config import RateLimit, Settings, SettingsError
 from realtime.errors import RateLimited
 from realtime.rate_limits import RateLimits
 
-from .support import TIMEOUT, Api, LiveClient, ServiceProcess, User, eventually, unique_name
+from .support import LOCAL_TLS, TIMEOUT, Api, LiveClient, ServiceProcess, User, eventually, unique_name
 from .test_api_errors import assert_error
 
 LIMITS = {"rate_limits": "on", "rate_limit_posts": "3/1m", "rate_limit_follows": "2/1m",
@@ -103,7 +103,7 @@ def test_likes_are_limited_per_user(limited):
 def test_sign_in_is_limited_per_address_failed_attempts_included(limited):
     first, second = limited
     address = new_address()
-    http = httpx.Client(timeout=TIMEOUT, headers={"X-Test-Client": address})
+    http = httpx.Client(timeout=TIMEOUT, headers={"X-Test-Client": address}, verify=LOCAL_TLS)
     try:
         assert http.post(first.url + "/auth/dev", json={"username": unique_name()}).status_code == 200
         assert_error(http.post(second.url + "/auth/dev", json={"username": "not valid!"}), 422)

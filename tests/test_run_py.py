@@ -97,12 +97,8 @@ def test_ctrl_c_in_a_terminal_stops_the_app_then_its_redis_quietly(tmp_path):
     """A terminal sends SIGINT to its whole foreground process group: the embedded
     redis-server is not in it, so the app shuts down on a live Redis, then stops it."""
     service = RunPy(tmp_path, "--embedded-redis", "redis-server", "--embedded-redis-dir", str(tmp_path / "data"))
-    with open(service.log_path, "wb") as log:
-        service.process = subprocess.Popen([sys.executable, "run.py", "--port", str(service.port), *service.args],
-                                           cwd=ROOT, env=service.env, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)  # a group of its own, as a shell's job
     try:
-        wait_until(service._healthy, what="run.py to serve /healthz")
+        service.start(start_new_session=True)  # a group of its own, as a shell's job
         os.killpg(service.process.pid, signal.SIGINT)
         assert service.process.wait(TIMEOUT) == 0, service.log()
     finally:
@@ -122,3 +118,12 @@ def test_free_ports_are_outside_the_range_outgoing_connections_take_theirs_from(
     ports = {free_port() for _ in range(20)}
     assert all(not low <= port <= high for port in ports), sorted(ports)
     assert len(ports) > 1  # not one fixed port
+
+
+def test_free_ports_come_from_the_range_named_and_are_not_picked_twice_in_a_row(monkeypatch):
+    from launcher.embedded_redis import FREE_PORTS_ENV, free_port
+
+    monkeypatch.setenv(FREE_PORTS_ENV, "62000-62039")
+    ports = [free_port() for _ in range(30)]
+    assert all(62000 <= port <= 62039 for port in ports), ports
+    assert len(set(ports)) == len(ports)  # picked before any server bound them, yet all different

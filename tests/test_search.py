@@ -19,7 +19,7 @@ from realtime.search import HashtagIndex, parse_query
 from realtime.timelines import Timelines
 
 from .conftest import start_redis
-from .support import CONCURRENT_REQUESTS, TIMEOUT, Api, ServiceProcess, at_most, unique_name, wait_until
+from .support import CONCURRENT_REQUESTS, LOCAL_TLS, TIMEOUT, Api, ServiceProcess, at_most, unique_name, wait_until
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ def test_at_most_ten_users_alphabetically_and_a_longer_prefix_narrows_them(api):
 async def test_a_thousand_users_created_concurrently_are_all_found_by_prefix(service):
     base = prefix()
     names = [f"{base}{n:03d}" for n in range(1000)]
-    async with httpx.AsyncClient(base_url=service.url, timeout=TIMEOUT) as client:
+    async with httpx.AsyncClient(base_url=service.url, timeout=TIMEOUT, verify=LOCAL_TLS) as client:
         async def sign_in(name: str) -> str:
             answer = await client.post("/auth/dev", json={"username": name})
             assert answer.status_code == 200, answer.text

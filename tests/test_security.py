@@ -15,7 +15,7 @@ from starlette.routing import Route
 from realtime.config import Settings, SettingsError
 
 from .google_support import CLIENT_ID
-from .support import Api, LiveClient, RunPy, ServiceProcess, unique_name
+from .support import LOCAL_TLS, Api, LiveClient, RunPy, ServiceProcess, unique_name
 from .test_api_errors import APP, assert_error
 
 APP_ORIGIN = "https://app.example"
@@ -81,14 +81,14 @@ def _directive(policy: str, name: str) -> str:
 
 def test_with_google_configured_the_pages_let_in_googles_sign_in_and_nothing_else_from_outside(google_configured):
     for path in ("/", "/monitor"):
-        answer = httpx.get(google_configured.url + path)
+        answer = httpx.get(google_configured.url + path, verify=LOCAL_TLS)
         policy = answer.headers["content-security-policy"]
         assert "https://accounts.google.com/gsi/client" in _directive(policy, "script-src"), policy
         outside = re.findall(r"https?://[^\s;]+", policy)
         assert outside and all(url.startswith("https://accounts.google.com/gsi/") for url in outside), policy
         assert "'unsafe-inline'" not in _directive(policy, "script-src") and "*" not in policy, policy
         assert answer.headers["x-content-type-options"] == "nosniff"
-    assert httpx.get(google_configured.url + "/config").json()["google_client_id"] == CLIENT_ID
+    assert httpx.get(google_configured.url + "/config", verify=LOCAL_TLS).json()["google_client_id"] == CLIENT_ID
 
 
 # -- CORS ---------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_cors_origins_lets_in_exactly_the_origins_it_names(google_configured):
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
     refused = httpx.options(url, headers={"Origin": "https://evil.example", **preflight})
     assert "access-control-allow-origin" not in refused.headers
-    simple = httpx.get(google_configured.url + "/healthz", headers={"Origin": "https://evil.example"})
+    simple = httpx.get(google_configured.url + "/healthz", headers={"Origin": "https://evil.example"}, verify=LOCAL_TLS)
     assert "access-control-allow-origin" not in simple.headers
 
 
@@ -141,8 +141,8 @@ async def test_production_mode_refuses_dev_sign_in_even_on_an_embedded_redis_and
                     "--ws-max-size", "4096", env={"GOOGLE_CLIENT_ID": CLIENT_ID}).start()
     url = service.url
     try:
-        assert_error(httpx.post(url + "/auth/dev", json={"username": unique_name()}), 404, "dev_signin_disabled")
-        assert httpx.get(url + "/config").json() == {"dev_signin": False, "google_client_id": CLIENT_ID}
+        assert_error(httpx.post(url + "/auth/dev", json={"username": unique_name()}, verify=LOCAL_TLS), 404, "dev_signin_disabled")
+        assert httpx.get(url + "/config", verify=LOCAL_TLS).json() == {"dev_signin": False, "google_client_id": CLIENT_ID}
         # A frame over WS_MAX_SIZE (here the auth frame itself) closes the socket with 1009.
         client = await LiveClient(url, None).connect(auth=False)
         await client.send({"type": "auth", "token": "x" * 8000, "since": None})

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from realtime import presence
 
 from .conftest import start_redis
-from .support import TIMEOUT, Api, LiveClient, RunPy, ServiceProcess, eventually, wait_until
+from .support import LOCAL_TLS, TIMEOUT, Api, LiveClient, RunPy, ServiceProcess, eventually, wait_until
 
 CHIRP_METRICS = {
     "chirp_open_sockets": "gauge",
@@ -37,7 +37,7 @@ CHIRP_METRICS = {
 
 def scrape(url: str) -> dict:
     """/metrics parsed as Prometheus text: {family name: family}; fails on anything else."""
-    answer = httpx.get(url + "/metrics", timeout=TIMEOUT)
+    answer = httpx.get(url + "/metrics", timeout=TIMEOUT, verify=LOCAL_TLS)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
     return {family.name: family for family in text_string_to_metric_families(answer.text)}
@@ -52,7 +52,7 @@ def value(families: dict, sample: str, **labels: str) -> float:
 
 
 def stats(url: str) -> dict:
-    answer = httpx.get(url + "/stats", timeout=TIMEOUT)
+    answer = httpx.get(url + "/stats", timeout=TIMEOUT, verify=LOCAL_TLS)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
