@@ -40,10 +40,12 @@ WARM_CONNECTIONS = 16
 class Engine:
     """Holds the Redis clients and the parts built on them. Start with ``Engine.open``."""
 
-    def __init__(self, settings: Settings, redis: Redis, blocking_redis: Redis, id_lease: IdLease) -> None:
+    def __init__(self, settings: Settings, redis: Redis, blocking_redis: Redis, id_lease: IdLease,
+                 fanout_writes: Redis | None = None) -> None:
         self.settings = settings
         self.redis = redis
         self.blocking_redis = blocking_redis
+        self.fanout_writes = fanout_writes or redis
         self.id_lease = id_lease
         self.sessions = Sessions(redis)
         self.timelines = Timelines(redis, max_age=settings.timeline_max_age,
@@ -56,9 +58,11 @@ class Engine:
         # On a cluster, posts and fan-out writes wait for a replica (realtime.redis_client.ReplicaAcks).
         self.replica_acks = (ReplicaAcks(redis, settings.replica_ack_timeout)
                              if settings.redis_cluster and settings.replica_ack_timeout else None)
-        # Fan-out batches go as one pipeline per master on a cluster, waiting for replicas or not.
+        # Jobs and fan-out batches go as one pipeline per master on a cluster, waiting for
+        # replicas or not, on clients that never send a write again by themselves (docs/design.md).
         self._node_writes = self.replica_acks or (ReplicaAcks(redis, 0) if settings.redis_cluster else None)
-        self.fanout_queue = FanoutQueue(redis, settings.fanout_shards, acks=self.replica_acks)
+        self.fanout_queue = FanoutQueue(redis, settings.fanout_shards, acks=self._node_writes,
+                                        writes=self.fanout_writes)
         self.hashtag_index = HashtagIndex(redis, self.timelines)
         self.tweets = Tweets(redis, id_lease.generator, self.users, self.timelines, self.fanout_queue,
                              hashtag_index=self.hashtag_index, notifications=self.notifications,
@@ -89,11 +93,16 @@ class Engine:
             settings = dataclasses.replace(settings, redis_cluster=await is_cluster(settings.redis_url))
         redis = await open_redis(settings.redis_url, cluster=settings.redis_cluster)
         blocking = await open_redis(settings.redis_url, cluster=settings.redis_cluster, blocking=True)
+        # Fan-out writes on a client that never sends a command again by itself: a job's first
+        # run writes follower batches with no dedupe, and redis-py, whose reply was lost, would
+        # send one again as it was (realtime.fanout). On a cluster they go through ReplicaAcks'
+        # clients, which are such, and through this one only with a dedupe.
+        writes = redis if settings.redis_cluster else await open_redis(settings.redis_url, retries=0)
         if settings.redis_cluster:
             log.info("Redis Cluster masters: %s", ", ".join(sorted(node.name for node in redis.get_primaries())))
         lease = IdLease(redis)
         await lease.acquire()
-        engine = cls(settings, redis, blocking, lease)
+        engine = cls(settings, redis, blocking, lease, writes)
         await engine.fanout_queue.ensure_groups()
         await warm_up(redis, WARM_CONNECTIONS)
         engine._start(lease.keep(), "id-lease")
@@ -110,6 +119,7 @@ class Engine:
         s = self.settings
         return FanoutWorker(
             self.redis, self.blocking_redis, self.timelines, self.tweets, tags=tags, cluster=s.redis_cluster,
+            writes=self.fanout_writes,
             batch_size=s.fanout_batch_size, batch_pause=s.fanout_batch_pause, claim_idle=s.fanout_claim_idle,
             in_flight=self._jobs_in_flight, acks=self._node_writes, hot=self.hot_fanout,
         )
@@ -169,7 +179,8 @@ class Engine:
         if self.google is not None:
             with contextlib.suppress(Exception):
                 await self.google.aclose()
-        for client in (self.redis, self.blocking_redis):
+        extra = [self.fanout_writes] if self.fanout_writes is not self.redis else []
+        for client in [self.redis, self.blocking_redis, *extra]:
             with contextlib.suppress(Exception):
                 await client.aclose()
 

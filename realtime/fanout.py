@@ -109,11 +109,14 @@ class FanoutQueue:
     wrote it) or the timeout has passed: replication is asynchronous, and a master that dies
     before it replicates takes its last writes with it."""
 
-    def __init__(self, redis: Redis, shards: int = 1, *, acks: ReplicaAcks | None = None) -> None:
+    def __init__(self, redis: Redis, shards: int = 1, *, acks: ReplicaAcks | None = None,
+                 writes: Redis | None = None) -> None:
         self._redis = redis
         self.shards = shards
         self.tags = keys.fanout_shard_tags(shards)
-        self._enqueue = redis.register_script(ENQUEUE_JOB)
+        # On ``writes`` when given, a client that never sends a command again by itself: a job
+        # recorded whose reply was lost, sent again, would be a second job, the post twice.
+        self._enqueue = (writes or redis).register_script(ENQUEUE_JOB)
         self._acks = acks
 
     def tag_of(self, author: str) -> str:
@@ -254,8 +257,11 @@ class FanoutWorker:
                  tags: list[str], cluster: bool = False, batch_size: int = 1000, batch_pause: float = 0.0,
                  claim_idle: float = 30.0, in_flight: JobsInFlight | None = None,
                  acks: ReplicaAcks | None = None, hot: HotFanout | None = None,
-                 expiries: FollowerExpiries | None = None) -> None:
+                 expiries: FollowerExpiries | None = None, writes: Redis | None = None) -> None:
         self._redis = redis
+        # The timeline writes' client, when not ``redis``: one that never sends a command again
+        # by itself, as a batch written with no dedupe must not be (Engine.open).
+        self._writes = writes or redis
         self._hot = hot if hot is not None and hot.enabled else None  # hybrid fan-out (realtime.hot_fanout)
         self._acks = acks
         self._blocking = blocking_redis
@@ -643,7 +649,7 @@ class FanoutWorker:
                          job.entry_id, str(exc)[-160:])  # the end: the command itself names every key
                 groups = [group._replace(dedupe=RECENT_DEDUPE_WINDOW) if group.dedupe == NO_DEDUPE else group
                           for group in groups]
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._writes.pipeline(transaction=False)
         for group in groups:
             await self._queue_write(pipe, job, group, message, hot_skip=hot_skip)
         await execute_scripted(pipe)

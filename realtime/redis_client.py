@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.asyncio.retry import Retry
 from redis.exceptions import (AskError, BusyLoadingError, ClusterDownError, ConnectionError as RedisConnectionError,
                               MasterDownError, MovedError, NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError,
@@ -70,6 +71,7 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
         socket_keepalive=True,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=retries),
         health_check_interval=30 if blocking else 0,
+        maint_notifications_config=no_maintenance_notifications(),
     )
     if cluster:
         seeds = [ClusterNode(host, port) for host, port in known_nodes]
@@ -81,6 +83,14 @@ def make_redis(url: str, *, cluster: bool = False, blocking: bool = False, max_c
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5, **options)
     pool.connection_class = without_write_task(pool.connection_class)  # the URL's: plain, TLS or unix socket
     return aioredis.Redis(connection_pool=pool)
+
+
+def no_maintenance_notifications() -> MaintNotificationsConfig:
+    """Off: with redis-py 8's default ("auto"), a pool hands out a connection the server has
+    closed without looking (its check for one is skipped then), and the command sent on it
+    fails. Retried, that hid it; a client that never retries (below) meets it after every
+    restart of Redis. The notifications are a managed-Redis feature that we do not use."""
+    return MaintNotificationsConfig(enabled=False)
 
 
 async def open_redis(url: str, *, cluster: bool = False, **options) -> Redis:
@@ -149,9 +159,12 @@ class ReplicaAcks:
         client = self._clients.get(master)
         if client is None:
             host, _, port = master.rpartition(":")
+            # No retry: redis-py's default sends a pipeline again, up to 10 times with up to 10 s
+            # between, after a lost reply (a batch of no dedupe landing twice) or to a dead master.
             client = self._clients[master] = aioredis.Redis(
                 host=host, port=int(port), decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0,
-                max_connections=64)
+                max_connections=64, retry=Retry(NoBackoff(), 0),
+                maint_notifications_config=no_maintenance_notifications())
         return client
 
     async def replicas_online(self, master: str) -> int:

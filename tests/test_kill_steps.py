@@ -41,6 +41,7 @@ from redis.retry import Retry
 from realtime import keys, scripts
 from realtime.config import Settings
 from realtime.live_protocol import hot_account_of, unaddress
+from realtime.redis_client import ReplicaAcks
 
 from .cluster_load import wait_fanout_idle
 from .conftest import start_redis
@@ -566,3 +567,67 @@ def test_a_worker_killed_at_a_step_of_a_hot_fan_out_is_taken_over_and_both_posts
     wait_fanout_idle(client, timeout=TIMEOUT)
     assert_everywhere_once_in_order(client, api, [first, second], watcher.heard(), hot=True)
     assert at_kill == step.at_kill, MOVED
+
+
+def test_a_follower_batch_whose_reply_is_lost_is_not_sent_again_without_its_dedupe(
+        private_redis, proxy, processes, watcher):
+    """A job's first run writes follower batches with no dedupe at all. The connection that
+    carried one is cut once Redis ran it, the worker never hearing so: the client must not
+    send it again as it was (redis-py retries a pipeline on a new connection by default). The
+    worker, alive, fails the run instead and runs the job again with a whole-list dedupe."""
+    server_redis, client = private_redis
+    server = processes.server(server_redis.url, fanout_in_process="0")
+    api = processes.api(server)
+    author = sign_in_and_follow(api)
+    first, second = author.post_tweet(FIRST), author.post_tweet(SECOND)
+    cut = proxy.arm(Rule(script("PUSH_TO_TIMELINES", key=keys.home_timeline("reader3")), AFTER, lambda: None,
+                         what="the second follower batch"))
+    worker = processes.worker(proxy.url)
+    cut.wait(TIMEOUT)
+    wait_fanout_idle(client, timeout=TIMEOUT)
+    assert worker.poll() is None, "the worker died: the test is of one that lives on"
+    assert_everywhere_once_in_order(client, api, [first, second], watcher.heard())
+
+
+async def test_a_replica_ack_pipeline_whose_reply_is_lost_is_not_sent_again(private_redis, proxy):
+    """The same for the per-master clients of Redis Cluster's writes (ReplicaAcks), which
+    redis-py would otherwise send again up to 10 times, with up to 10 s between tries."""
+    _, client = private_redis
+    acks = ReplicaAcks(cluster=None, timeout=0)
+    master = f"127.0.0.1:{proxy.port}"  # a plain client of that address: any Redis will do
+    try:
+        cut = proxy.arm(Rule(lambda command: command.keys == ("acked-writes",), AFTER, lambda: None))
+        pipe = acks.pipeline(master)
+        pipe.incr("acked-writes")
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await acks.execute(pipe, master)
+        cut.wait(TIMEOUT)
+        assert client.get("acked-writes") == "1"  # run once, and never again
+    finally:
+        await acks.aclose()
+
+
+@pytest.mark.parametrize("step", [step for step in POST_STEPS if step.moment is AFTER], ids=str)
+def test_a_post_whose_reply_from_redis_is_lost_at_a_step_is_nowhere_or_everywhere_once(
+        step, private_redis, proxy, processes, watcher):
+    """The server lives on, but the connection that carried a step of a post is cut once
+    Redis ran it: the post is then answered (201, or 503 when it cannot tell) and, fanned
+    out, is once everywhere or nowhere, as after a kill; never twice."""
+    server_redis, client = private_redis
+    server = processes.server(proxy.url)
+    api = processes.api(server)
+    author = sign_in_and_follow(api)
+    first = author.post_tweet(FIRST)
+    wait_fanout_idle(client, timeout=TIMEOUT)
+    cut = proxy.arm(Rule(step.matches, step.moment, lambda: None, what=step.name))
+    answer = author.request("POST", "/tweets", json={"content": SECOND})
+    cut.wait(TIMEOUT)
+    assert answer.status_code in (201, 503), answer.text
+    processes.server(server_redis.url)  # its workers take over whatever the first one left
+    wait_fanout_idle(client, timeout=TIMEOUT)
+    second = tweet_with(client, SECOND)
+    if answer.status_code == 201:
+        assert second == answer.headers["location"].rsplit("/", 1)[1]
+    reached = second is not None and second in timeline(client, keys.home_timeline(FOLLOWERS[0]))
+    assert reached or answer.status_code != 201, "answered 201, yet never fanned out"
+    assert_everywhere_once_in_order(client, api, [first, second] if reached else [first], watcher.heard())

@@ -11,6 +11,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from realtime.redis_client import is_transient, make_redis, open_redis
 from realtime.redis_connection import without_write_task
 
+from .support import eventually
+
 
 async def test_commands_are_sent_without_asyncio_wait_for(single_redis, monkeypatch):
     client = await open_redis(single_redis.url)
@@ -100,3 +102,22 @@ async def test_a_write_on_a_socket_closed_under_it_is_a_lost_connection_never_a_
     finally:
         await client.connection_pool.release(connection)
         await client.aclose()
+
+
+async def test_a_connection_redis_closed_while_idle_is_replaced_before_a_command_goes_on_it(single_redis):
+    """As after a restart of Redis: on a client that never retries, the next command must not
+    be sent on the dead connection (redis-py 8 skips its look for one with maintenance
+    notifications on, realtime.redis_client.no_maintenance_notifications)."""
+    client = await open_redis(single_redis.url, retries=0)
+    admin = await open_redis(single_redis.url, retries=0)
+    try:
+        name = f"idle-{id(client)}"
+        await client.client_setname(name)
+        [killed] = [c["id"] for c in await admin.client_list() if c.get("name") == name]
+        await admin.client_kill_filter(_id=killed)
+        await eventually(lambda: client.connection_pool._available_connections[0]._parser._stream.at_eof(),
+                         what="the client to see the close")
+        assert await client.ping() is True
+    finally:
+        await client.aclose()
+        await admin.aclose()
