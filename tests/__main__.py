@@ -73,8 +73,11 @@ HOT_PASS = ["tests/test_api_timelines.py", "tests/test_api_tweets.py", "tests/te
 
 
 def _pytest(*args: str, env: dict | None = None) -> int:
-    return subprocess.run([sys.executable, "-m", "pytest", *args], check=False,
-                          env=None if env is None else {**os.environ, **env}).returncode
+    # Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: every xdist worker collects
+    # the whole suite, and pytest rewrites each test module's asserts again when it cannot cache
+    # the result (measured here: 7.9 s of CPU per worker to collect, 3.7 s with the cache).
+    env = {key: value for key, value in {**os.environ, **(env or {})}.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return subprocess.run([sys.executable, "-m", "pytest", *args], check=False, env=env).returncode
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,8 @@ on a real Redis with Google sign-in configured (certificates from a local server
 abuse limits on. Each answer must be below 500 and, if an error, the contract's error JSON.
 A small property does the same for the first frame of the WebSocket.
 
-Bounded: a fixed number of examples per operation, the whole file in well under a minute.
+Bounded: a fixed number of examples per operation, the whole file in about a minute (so it is
+``slow``: outside the fast loop, in the suite's last pass).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from websockets.sync.client import connect
 from .google_support import GoogleStandIn
 from .support import LOCAL_TLS, TIMEOUT, Api, Backend, ServiceProcess, unique_name
 from .test_api_errors import OPERATIONS, SCHEMA, assert_sound, pending_session
+
+pytestmark = pytest.mark.slow  # about 1,300 generated requests
 
 FUZZ = settings(max_examples=25, deadline=None, database=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -139,6 +139,7 @@ def test_at_most_ten_users_alphabetically_and_a_longer_prefix_narrows_them(api):
     assert found(api, base + "k")["users"] == [base + "K"]
 
 
+@pytest.mark.slow  # 2,100 requests
 async def test_a_thousand_users_created_concurrently_are_all_found_by_prefix(service):
     base = prefix()
     names = [f"{base}{n:03d}" for n in range(1000)]
