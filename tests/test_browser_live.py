@@ -130,7 +130,10 @@ def test_a_mention_a_like_and_a_follow_show_as_notifications_live_with_the_unrea
     from playwright.sync_api import expect
 
     api = Api(service.url)
-    dana = Person(browser, service.url, unique_name("dana")).sign_in()
+    # Tall enough for both of her tweets under the composer and a "Who to follow" card (shown
+    # when her home was empty and others have followers): a tweet pushed below the window is
+    # not watched, and its counts rightly stop changing.
+    dana = Person(browser, service.url, unique_name("dana"), viewport={"width": 1100, "height": 1500}).sign_in()
     try:
         erin, fred = api.sign_in(), api.sign_in()
         own = User(api, dana.username, dana.token).post_tweet("like this one")
