@@ -70,6 +70,10 @@ PROGRESS_TTL = 7 * 86400
 #: Runs of a job that may fail (other than for Redis being away) before it is dead-lettered.
 MAX_ATTEMPTS = 3
 DEAD_LETTER_CAP = 10_000
+#: How long a job's record mark stays (keys.fanout_recorded): longer than any resend of the
+#: record takes (redis-py's retries, a cluster redirect: seconds), short enough to cost little
+#: (~100 bytes per post: 2 MB at 200 posts/s).
+RECORDED_TTL_MS = 120_000
 #: The longest pause between retries while Redis is away: a cluster failover takes a few
 #: seconds, and work should resume within a second of it.
 MAX_BACKOFF = 1.0
@@ -114,8 +118,9 @@ class FanoutQueue:
         self._redis = redis
         self.shards = shards
         self.tags = keys.fanout_shard_tags(shards)
-        # On ``writes`` when given, a client that never sends a command again by itself: a job
-        # recorded whose reply was lost, sent again, would be a second job, the post twice.
+        # A record sent again (its reply lost) finds its mark and records nothing (ENQUEUE_JOB),
+        # whoever sends it again: redis-py's retries, or the cluster client after a redirect.
+        # On ``writes`` when given, a client that never sends a command again by itself.
         self._enqueue = (writes or redis).register_script(ENQUEUE_JOB)
         self._acks = acks
 
@@ -128,7 +133,8 @@ class FanoutQueue:
         pairs = ["kind", kind, "id", tweet_id, "author", author]
         for name, value in fields.items():
             pairs += [name, value]
-        call_keys, args = [keys.fanout_stream(tag), keys.fanout_last_job(tag)], [author, *pairs]
+        call_keys = [keys.fanout_stream(tag), keys.fanout_last_job(tag), keys.fanout_recorded(tag, kind, tweet_id)]
+        args = [author, RECORDED_TTL_MS, *pairs]
         if self._acks is not None:
             master = self._acks.master_of(call_keys[0])
             pipe = self._acks.pipeline(master)

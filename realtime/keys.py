@@ -215,6 +215,13 @@ def fanout_stream(tag: str) -> str:
     return f"fanout:jobs:{{{tag}}}"
 
 
+def fanout_recorded(tag: str, kind: str, tweet_id: int) -> str:
+    """String, kept ``fanout.RECORDED_TTL_MS``: the stream id of the job recorded for this
+    kind and tweet, so that a record sent again (a reply lost, a client's retry) records no
+    second job."""
+    return f"fanout:recorded:{{{tag}}}:{kind}:{tweet_id}"
+
+
 def fanout_last_job(tag: str) -> str:
     """Hash: author -> stream id of the author's newest job in this shard not yet done. A new
     job records it as the one it must wait for (realtime.fanout)."""

@@ -203,14 +203,18 @@ end
 return changed
 """
 
-#: The one atomic step of a post, a retweet or a delete: record its fan-out job.
-#: KEYS: the shard's stream, the shard's last-job hash. ARGV: author, then field, value pairs.
-#: The job names the author's previous job not yet done (``after``), which must finish first.
-#: Returns the job's stream id.
+#: The one atomic step of a post, a retweet or a delete: record its fan-out job, once.
+#: KEYS: the shard's stream, the shard's last-job hash, the job's record mark (keys.fanout_recorded).
+#: ARGV: author, the mark's ttl (ms), then field, value pairs. The job names the author's
+#: previous job not yet done (``after``), which must finish first. Returns the job's stream id:
+#: the one recorded first when the mark says this job was recorded already (the call sent again).
 ENQUEUE_JOB = """
+local recorded = redis.call('GET', KEYS[3])
+if recorded then return recorded end
 local previous = redis.call('HGET', KEYS[2], ARGV[1]) or ''
-local id = redis.call('XADD', KEYS[1], '*', 'after', previous, unpack(ARGV, 2))
+local id = redis.call('XADD', KEYS[1], '*', 'after', previous, unpack(ARGV, 3))
 redis.call('HSET', KEYS[2], ARGV[1], id)
+redis.call('SET', KEYS[3], id, 'PX', ARGV[2])
 return id
 """
 

@@ -13,7 +13,7 @@ import pytest
 from realtime import keys
 from realtime.config import Settings
 from realtime.engine import Engine
-from realtime.fanout import shards_per_worker
+from realtime.fanout import RECORDED_TTL_MS, shards_per_worker
 
 from .conftest import start_redis
 from .support import eventually
@@ -46,6 +46,16 @@ async def test_a_poison_job_goes_to_the_dead_letters_and_the_authors_next_job_ru
     assert dead["id"] == "12345" and "JSONDecodeError" in dead["error"]
     assert await home(engine) == [good]
     assert not engine._fanout_workers[workers[0]].done(), "the worker died"
+
+
+async def test_a_job_recorded_twice_is_one_job(engine):
+    """The same record sent again (a lost reply, a retry: tests/test_kill_steps.py) answers the
+    first one's id and adds nothing; the mark lapses after fanout.RECORDED_TTL_MS."""
+    first = await engine.fanout_queue.enqueue("post", 777, "writer", tweet="{}")
+    assert await engine.fanout_queue.enqueue("post", 777, "writer", tweet="{}") == first
+    tag = engine.fanout_queue.tag_of("writer")
+    assert [job for job, _ in await engine.redis.xrange(keys.fanout_stream(tag))] == [first]
+    assert 0 < await engine.redis.pttl(keys.fanout_recorded(tag, "post", 777)) <= RECORDED_TTL_MS
 
 
 async def _empty(engine: Engine, tag: str) -> bool:

@@ -41,7 +41,8 @@ from redis.retry import Retry
 from realtime import keys, scripts
 from realtime.config import Settings
 from realtime.live_protocol import hot_account_of, unaddress
-from realtime.redis_client import ReplicaAcks
+from realtime.fanout import FanoutQueue
+from realtime.redis_client import ReplicaAcks, open_redis
 
 from .cluster_load import wait_fanout_idle
 from .conftest import start_redis
@@ -605,6 +606,25 @@ async def test_a_replica_ack_pipeline_whose_reply_is_lost_is_not_sent_again(priv
         assert client.get("acked-writes") == "1"  # run once, and never again
     finally:
         await acks.aclose()
+
+
+async def test_a_job_record_sent_again_by_a_client_that_retries_records_one_job(private_redis, proxy):
+    """Any client may send a record again: redis-py's retry a command whose reply was lost, and
+    on Redis Cluster a redirected record goes through the cluster client, which retries. The
+    record's mark makes the second run record nothing (ENQUEUE_JOB)."""
+    _, client = private_redis
+    retrying = await open_redis(proxy.url)  # the shared client's settings: it sends a command again
+    try:
+        queue = FanoutQueue(retrying)
+        cut = proxy.arm(Rule(script("ENQUEUE_JOB"), AFTER, lambda: None))
+        entry = await queue.enqueue("post", 4242, "writer", tweet="{}")
+        cut.wait(TIMEOUT)
+        tag = queue.tag_of("writer")
+        assert [job for job, _ in client.xrange(keys.fanout_stream(tag))] == [entry], "a second job"
+        assert client.hget(keys.fanout_last_job(tag), "writer") == entry
+        assert await queue.enqueue("delete", 4242, "writer") != entry  # another kind: a job of its own
+    finally:
+        await retrying.aclose()
 
 
 @pytest.mark.parametrize("step", [step for step in POST_STEPS if step.moment is AFTER], ids=str)
