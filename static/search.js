@@ -36,11 +36,7 @@ export class SearchBox {
 
   typed() {
     const text = this.input.value.trim();
-    if (!text || text === '@' || text === '#') {
-      this.ask.cancel();
-      this.asked += 1;
-      return this.close();
-    }
+    if (!text || text === '@' || text === '#') return this.close();
     if (!INPUT.test(text)) {
       this.ask.cancel();
       this.asked += 1;
@@ -85,7 +81,11 @@ export class SearchBox {
     this.input.removeAttribute('aria-activedescendant');
   }
 
+  /** Closed, by Escape, a choice, leaving the box or emptying it: no answer still on its way
+   * (a question asked while typing, answered late) may open it again. */
   close() {
+    this.ask.cancel();
+    this.asked += 1;
     this.popup.hidden = true;
     this.options = [];
     this.active = -1;
@@ -142,8 +142,6 @@ export class SearchBox {
   }
 
   leave(href) {
-    this.ask.cancel();
-    this.asked += 1;
     this.close();
     this.input.value = '';
     this.go(href);

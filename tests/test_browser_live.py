@@ -188,7 +188,9 @@ def test_new_tweets_while_scrolled_down_show_a_pill_and_a_count_in_the_title(bro
         for n in range(8):  # a page taller than the window
             author.post_tweet(f"filler {n}: a tweet to scroll past")
         expect(reader.entries).to_have_count(8)
-        reader.page.mouse.wheel(0, 2000)
+        # At once, not with the wheel: its animated scroll could still be running when the pill
+        # scrolled back up (the first entry stayed out of view on a busy machine).
+        reader.page.evaluate("() => window.scrollTo({top: document.documentElement.scrollHeight, behavior: 'instant'})")
         expect(reader.entries.first).not_to_be_in_viewport()
         author.post_tweet("arrived while you read further down")
         pill = reader.page.get_by_role("button", name="↑ 1 new tweet")
@@ -272,4 +274,37 @@ def test_a_tweet_redrawn_with_new_counts_stays_watched_while_the_browser_reports
         expect(article.locator("button[data-action=retweet]")).to_contain_text("1")
     finally:
         dana.close()
+        api.http.close()
+
+
+def test_suggestions_closed_with_escape_stay_closed_when_a_late_answer_arrives(browser, service):
+    """A question asked while typing, answered after Escape closed the suggestions, opened them
+    again (seen in the keyboard search test on a busy machine)."""
+    from playwright.sync_api import expect
+
+    api = Api(service.url)
+    wanted = api.sign_in()
+    viewer = Person(browser, service.url, unique_name("esc")).sign_in()
+    held: list = []
+    holding = [False]
+    viewer.page.route(re.compile(r"/tweet/search/"), lambda route: held.append(route) if holding[0] else route.continue_())
+    try:
+        search = viewer.page.get_by_role("combobox", name="Search people and hashtags")
+        popup = viewer.page.locator(".search-popup")
+        search.focus()
+        search.press_sequentially(wanted.username[:3])
+        expect(viewer.page.get_by_role("option").first).to_be_visible()
+        holding[0] = True
+        search.press_sequentially(wanted.username[3:])
+        wait_until(lambda: viewer.page.evaluate("true") and held, what="the next question to be asked")
+        search.press("Escape")
+        expect(popup).to_be_hidden()
+        with viewer.page.expect_response(lambda answer: "/tweet/search/" in answer.url) as late:
+            held.pop().continue_()
+        late.value.finished()
+        viewer.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        expect(popup).to_be_hidden()
+        expect(search).to_have_attribute("aria-expanded", "false")
+    finally:
+        viewer.close()
         api.http.close()
