@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from .support import ROOT, TIME_SCALE, TIMEOUT
+from .support import ROOT, TIME_SCALE, TIMEOUT, Api, unique_name
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
@@ -154,3 +156,18 @@ class Person:
                 assert not leaked, f"the session token appeared in a URL: {leaked}"
         finally:
             self.context.close()
+
+
+@contextmanager
+def own_window(browser, service, prefix: str, **person) -> Iterator[tuple[Api, Person]]:
+    """An API client of ``service`` and a new person's window (not signed in yet), both closed
+    after the test, the window's checks included (``Person.close``)."""
+    api = Api(service.url)
+    window = Person(browser, service.url, unique_name(prefix), **person)
+    try:
+        yield api, window
+    finally:
+        try:
+            window.close()
+        finally:
+            api.http.close()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-from .browser_support import Person, screenshot, unlabelled_controls
-from .support import Api, User, unique_name, wait_until
+from .browser_support import own_window, screenshot, unlabelled_controls
+from .support import User, wait_until
 
 
 class SocketSwitch:
@@ -57,12 +57,10 @@ def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactl
                                                                                         fanout_idle):
     from playwright.sync_api import expect
 
-    api = Api(service.url)
-    author = api.sign_in()
-    carol = Person(browser, service.url, unique_name("carl"))
-    # Ask the server to replay everything it has: the page must still show each entry once.
-    network = SocketSwitch(carol.context, since=None)
-    try:
+    with own_window(browser, service, "carl") as (api, carol):
+        author = api.sign_in()
+        # Ask the server to replay everything it has: the page must still show each entry once.
+        network = SocketSwitch(carol.context, since=None)
         carol.sign_in()
         User(api, carol.username, carol.token).follow(author)
         seen = author.post_tweet("seen live before the drop")
@@ -92,19 +90,14 @@ def test_a_dropped_socket_reconnects_with_since_and_shows_what_was_missed_exactl
         expect(carol.page.get_by_role("heading", name="Sign in to Chirp")).to_be_visible()
         expect(carol.page.get_by_text("Your session has ended")).to_be_visible()
         assert carol.page.evaluate("localStorage.getItem('chirp.session')") is None
-    finally:
-        carol.close()
-        api.http.close()
 
 
 def test_a_tweet_deleted_while_a_window_was_offline_leaves_it_once_it_reconnects(browser, service, fanout_idle):
     from playwright.sync_api import expect
 
-    api = Api(service.url)
-    author = api.sign_in()
-    carol = Person(browser, service.url, unique_name("cdel"))
-    network = SocketSwitch(carol.context)
-    try:
+    with own_window(browser, service, "cdel") as (api, carol):
+        author = api.sign_in()
+        network = SocketSwitch(carol.context)
         carol.sign_in()
         User(api, carol.username, carol.token).follow(author)
         doomed, kept = author.post_tweet("deleted while carol is away"), author.post_tweet("kept")
@@ -121,20 +114,16 @@ def test_a_tweet_deleted_while_a_window_was_offline_leaves_it_once_it_reconnects
         expect(carol.entry(doomed)).to_have_count(0)  # the replay after since carried the delete
         expect(carol.entry(kept)).to_have_count(1)
         assert network.auth_frames[-1]["since"] == kept
-    finally:
-        carol.close()
-        api.http.close()
 
 
 def test_a_mention_a_like_and_a_follow_show_as_notifications_live_with_the_unread_badge(browser, service):
     from playwright.sync_api import expect
 
-    api = Api(service.url)
     # Tall enough for both of her tweets under the composer and a "Who to follow" card (shown
     # when her home was empty and others have followers): a tweet pushed below the window is
     # not watched, and its counts rightly stop changing.
-    dana = Person(browser, service.url, unique_name("dana"), viewport={"width": 1100, "height": 1500}).sign_in()
-    try:
+    with own_window(browser, service, "dana", viewport={"width": 1100, "height": 1500}) as (api, dana):
+        dana.sign_in()
         erin, fred = api.sign_in(), api.sign_in()
         own = User(api, dana.username, dana.token).post_tweet("like this one")
         link = dana.page.locator("#nav-notifications")
@@ -172,17 +161,13 @@ def test_a_mention_a_like_and_a_follow_show_as_notifications_live_with_the_unrea
         expect(dana.indicator).to_have_attribute("data-state", "live")
         expect(badge).to_be_hidden()  # the read mark is the server's
         assert unlabelled_controls(dana.page) == []
-    finally:
-        dana.close()
-        api.http.close()
 
 
 def test_new_tweets_while_scrolled_down_show_a_pill_and_a_count_in_the_title(browser, service):
     from playwright.sync_api import expect
 
-    api = Api(service.url)
-    reader = Person(browser, service.url, unique_name("pill"), viewport={"width": 800, "height": 500}).sign_in()
-    try:
+    with own_window(browser, service, "pill", viewport={"width": 800, "height": 500}) as (api, reader):
+        reader.sign_in()
         author = api.sign_in()
         User(api, reader.username, reader.token).follow(author)
         for n in range(8):  # a page taller than the window
@@ -207,19 +192,15 @@ def test_new_tweets_while_scrolled_down_show_a_pill_and_a_count_in_the_title(bro
         reader.go("#/")
         expect(reader.entries.first).to_contain_text("arrived while")
         assert reader.page.locator("ol.tweets > li.fresh").count() == 0
-    finally:
-        reader.close()
-        api.http.close()
 
 
 def test_an_empty_home_suggests_who_to_follow(browser, service):
     from playwright.sync_api import expect
 
-    api = Api(service.url)
-    star, fan = api.sign_in(), api.sign_in()
-    fan.follow(star)  # at least one person is followed by someone
-    newcomer = Person(browser, service.url, unique_name("newb")).sign_in()
-    try:
+    with own_window(browser, service, "newb") as (api, newcomer):
+        star, fan = api.sign_in(), api.sign_in()
+        fan.follow(star)  # at least one person is followed by someone
+        newcomer.sign_in()
         card = newcomer.page.get_by_role("region", name="Who to follow")
         expect(card).to_be_visible()
         first = card.get_by_role("listitem").first
@@ -229,9 +210,6 @@ def test_an_empty_home_suggests_who_to_follow(browser, service):
         expect(first.get_by_role("button", name=f"Unfollow @{name}")).to_be_visible()
         assert User(api, newcomer.username, newcomer.token).get(f"/users/{name}").json()["you_follow"] is True
         assert unlabelled_controls(newcomer.page) == []
-    finally:
-        newcomer.close()
-        api.http.close()
 
 
 #: An IntersectionObserver whose every report comes a second late, as from a busy browser.
@@ -253,10 +231,8 @@ def test_a_tweet_redrawn_with_new_counts_stays_watched_while_the_browser_reports
     gap never reached it (seen once in the notifications test on a busy machine)."""
     from playwright.sync_api import expect
 
-    api = Api(service.url)
-    dana = Person(browser, service.url, unique_name("late"))
-    dana.context.add_init_script(LATE_VISIBILITY_JS)
-    try:
+    with own_window(browser, service, "late") as (api, dana):
+        dana.context.add_init_script(LATE_VISIBILITY_JS)
         dana.sign_in()
         fan = api.sign_in()
         own = User(api, dana.username, dana.token).post_tweet("redraw me")
@@ -272,9 +248,6 @@ def test_a_tweet_redrawn_with_new_counts_stays_watched_while_the_browser_reports
         assert watches == [], f"the page unwatched the tweet it shows: {watches}"
         assert fan.request("PUT", f"/tweets/{own}/retweet").status_code == 204
         expect(article.locator("button[data-action=retweet]")).to_contain_text("1")
-    finally:
-        dana.close()
-        api.http.close()
 
 
 def test_suggestions_closed_with_escape_stay_closed_when_a_late_answer_arrives(browser, service):
@@ -282,13 +255,12 @@ def test_suggestions_closed_with_escape_stay_closed_when_a_late_answer_arrives(b
     again (seen in the keyboard search test on a busy machine)."""
     from playwright.sync_api import expect
 
-    api = Api(service.url)
-    wanted = api.sign_in()
-    viewer = Person(browser, service.url, unique_name("esc")).sign_in()
-    held: list = []
-    holding = [False]
-    viewer.page.route(re.compile(r"/tweet/search/"), lambda route: held.append(route) if holding[0] else route.continue_())
-    try:
+    with own_window(browser, service, "esc") as (api, viewer):
+        wanted = api.sign_in()
+        viewer.sign_in()
+        held: list = []
+        holding = [False]
+        viewer.page.route(re.compile(r"/tweet/search/"), lambda route: held.append(route) if holding[0] else route.continue_())
         search = viewer.page.get_by_role("combobox", name="Search people and hashtags")
         popup = viewer.page.locator(".search-popup")
         search.focus()
@@ -305,6 +277,3 @@ def test_suggestions_closed_with_escape_stay_closed_when_a_late_answer_arrives(b
         viewer.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
         expect(popup).to_be_hidden()
         expect(search).to_have_attribute("aria-expanded", "false")
-    finally:
-        viewer.close()
-        api.http.close()
