@@ -67,6 +67,7 @@ export class SearchBox {
   }
 
   show(options, message) {
+    const chosen = this.active >= 0 ? this.options[this.active].label : null;  // kept if still offered
     this.options = options;
     this.active = -1;
     this.listbox.replaceChildren(...options.map((option, index) =>
@@ -79,6 +80,8 @@ export class SearchBox {
     this.popup.hidden = false;
     this.input.setAttribute('aria-expanded', String(options.length > 0));
     this.input.removeAttribute('aria-activedescendant');
+    const again = options.findIndex((option) => option.label === chosen);
+    if (again >= 0) this.move(again + 1);  // an answer that came while arrowing keeps the choice
   }
 
   /** Closed, by Escape, a choice, leaving the box or emptying it: no answer still on its way

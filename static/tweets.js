@@ -66,6 +66,8 @@ export function authorLink(username, displayName) {
 }
 
 const same = (a, b) => Boolean(a && b) && a.toLowerCase() === b.toLowerCase();
+const CONFIRM_MS = 4000;  // how long a first click on Delete waits for the second
+const armedUntil = new Map();  // tweet id -> until when its Delete asks for confirmation (ms)
 
 /**
  * One tweet. `ctx`: {me, isLiked(tweet), isRetweeted(tweet), like(tweet), retweet(tweet), remove(tweet)}.
@@ -88,22 +90,30 @@ export function renderTweet(tweet, ctx) {
   if (mine) {
     const remove = h('button', {type: 'button', class: 'action delete', 'data-action': 'delete',
                                 'aria-label': 'Delete this tweet'}, icon('trash'), h('span', {class: 'words'}, 'Delete'));
-    let armed = null;
+    const setArmed = (on) => {
+      remove.classList.toggle('armed', on);
+      remove.setAttribute('aria-label', on ? 'Confirm: delete this tweet' : 'Delete this tweet');
+      remove.querySelector('.words').textContent = on ? 'Really delete?' : 'Delete';
+    };
+    const armedFor = () => (armedUntil.get(tweet.id) || 0) - Date.now();
+    const disarmLater = () => setTimeout(() => {
+      if (armedFor() > 0) return;  // armed again since
+      armedUntil.delete(tweet.id);
+      setArmed(false);
+    }, armedFor());
+    if (armedFor() > 0) {  // drawn again (new counts) while it asked: it still asks
+      setArmed(true);
+      disarmLater();
+    }
     remove.addEventListener('click', () => {
-      if (armed) {
-        clearTimeout(armed);
+      if (armedFor() > 0) {
+        armedUntil.delete(tweet.id);
         ctx.remove(tweet);
         return;
       }
-      remove.classList.add('armed');
-      remove.setAttribute('aria-label', 'Confirm: delete this tweet');
-      remove.querySelector('.words').textContent = 'Really delete?';
-      armed = setTimeout(() => {
-        armed = null;
-        remove.classList.remove('armed');
-        remove.setAttribute('aria-label', 'Delete this tweet');
-        remove.querySelector('.words').textContent = 'Delete';
-      }, 4000);
+      armedUntil.set(tweet.id, Date.now() + CONFIRM_MS);
+      setArmed(true);
+      disarmLater();
     });
     actions.push(remove);
   }

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from .support import ROOT, TIME_SCALE, TIMEOUT, Api, unique_name
+from .support import ROOT, TIMEOUT, Api, unique_name
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1100, "height": 760}
 PHONE = {"width": 360, "height": 740}
-ONE_SECOND_MS = 1000 * TIME_SCALE
 WAIT_MS = TIMEOUT * 1000
 
 

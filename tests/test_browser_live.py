@@ -277,3 +277,21 @@ def test_suggestions_closed_with_escape_stay_closed_when_a_late_answer_arrives(b
         viewer.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
         expect(popup).to_be_hidden()
         expect(search).to_have_attribute("aria-expanded", "false")
+
+
+def test_a_delete_waiting_for_its_confirmation_still_waits_after_new_counts_redraw_the_tweet(browser, service):
+    """New counts draw the tweet again; its Delete, clicked once, went back to asking nothing
+    (the confirming click then missed: seen in the like-and-delete test on a busy machine)."""
+    from playwright.sync_api import expect
+
+    with own_window(browser, service, "arm") as (api, author):
+        author.sign_in()
+        fan = api.sign_in()
+        own = User(api, author.username, author.token).post_tweet("delete me, carefully")
+        author.wait_for_frame_sent(lambda frame: '"watch"' in frame and own in frame)
+        shown = author.page.locator(f'ol.tweets > li:has(article[data-tweet-id="{own}"])')
+        shown.get_by_role("button", name="Delete this tweet").click()
+        assert fan.request("PUT", f"/tweets/{own}/like").status_code == 204
+        expect(shown.locator("button[data-action=like]")).to_contain_text("1")  # drawn again
+        shown.get_by_role("button", name="Confirm: delete this tweet").click()
+        expect(shown).to_have_count(0)
