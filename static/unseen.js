@@ -36,9 +36,7 @@ export class UnseenTweets {
   }
 
   toTop() {
-    // At once: a smooth scroll stopped short of the top when a tweet drawn meanwhile moved the
-    // page under it (seen in the pill's browser test on a busy machine).
-    window.scrollTo({top: 0});
+    window.scrollTo({top: 0, behavior: 'smooth'});
     this.count = 0;
     this.draw();
   }
