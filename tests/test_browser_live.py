@@ -173,9 +173,7 @@ def test_new_tweets_while_scrolled_down_show_a_pill_and_a_count_in_the_title(bro
         for n in range(8):  # a page taller than the window
             author.post_tweet(f"filler {n}: a tweet to scroll past")
         expect(reader.entries).to_have_count(8)
-        # At once, not with the wheel: its animated scroll could still be running when the pill
-        # scrolled back up (the first entry stayed out of view on a busy machine).
-        reader.page.evaluate("() => window.scrollTo({top: document.documentElement.scrollHeight, behavior: 'instant'})")
+        reader.page.mouse.wheel(0, 2000)
         expect(reader.entries.first).not_to_be_in_viewport()
         author.post_tweet("arrived while you read further down")
         pill = reader.page.get_by_role("button", name="↑ 1 new tweet")
