@@ -180,7 +180,9 @@ def test_new_tweets_while_scrolled_down_show_a_pill_and_a_count_in_the_title(bro
         expect(pill).to_be_visible()
         expect(reader.page).to_have_title(re.compile(r"^\(1\) Home"))
         pill.click()
-        expect(reader.entries.first).to_be_in_viewport()
+        # Back at the top (not "the first entry in view": a "Who to follow" card, shown when her
+        # home was empty and the service has people with followers, may keep it below the window).
+        wait_until(lambda: reader.page.evaluate("window.scrollY") == 0, what="the page back at the top")
         expect(pill).to_be_hidden()
         expect(reader.page).to_have_title("Home · Chirp")
 
